@@ -1,0 +1,1 @@
+"""Settings, paths, errors and stores: stdlib only, no Qt and no aiohttp."""

@@ -1,0 +1,36 @@
+"""Keep secrets out of logs: keys can arrive in URLs, headers and user-info."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+SECRET_QUERY_NAMES = frozenset({"api_key", "apikey", "key", "auth_id", "token", "admin_secret"})
+REDACTED = "REDACTED"
+# Our own keys look like pplx_<body>; anything shaped like one is hidden wherever it appears.
+_KEY_PATTERN = re.compile(r"pplx_[A-Za-z0-9_-]{8,}")
+
+
+def redact_text(text: str) -> str:
+    return _KEY_PATTERN.sub("pplx_" + REDACTED, text)
+
+
+def redact_url(url: str) -> str:
+    """Return the URL with secret query values and any password replaced."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, REDACTED if k.lower() in SECRET_QUERY_NAMES else v) for k, v in pairs],
+            safe="",
+        )
+    return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))

@@ -1,0 +1,1 @@
+"""The aiohttp gateway: auth, limits, admin, proxy, scheduler, inference. Never imports Qt."""
