@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pplex_desktop.backend.sim import SimConfig, SimServer
-from pplex_desktop.backend.voices import DEFAULT_VOICES
+from pplex_desktop.core.voices import DEFAULT_VOICES
 
 
 def _voices(value: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from pplex_desktop.backend.ogg_layout import PersonaPlexLayout
-from pplex_desktop.backend.voices import DEFAULT_VOICES
+from pplex_desktop.core.voices import DEFAULT_VOICES
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, CodecError, OpusDecoder, OpusEncoder, Pcm
 from pplex_desktop.moshi.framing import Framer

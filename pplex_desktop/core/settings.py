@@ -1,0 +1,206 @@
+"""Settings: a small validated JSON file, written atomically, with the original gateway's
+environment variables (MOSHI_HOST, MOSHI_PORT, RATE_LIMIT_RPM, PERSONAPLEX_REPO) still honoured.
+
+Precedence: command line > environment > settings file > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pplex_desktop.core.errors import ConfigError
+from pplex_desktop.core.personas import DEFAULT_PERSONA
+from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
+
+SETTINGS_NAME = "settings.json"
+CLOSE_ACTIONS = ("ask", "minimize", "quit")
+
+
+def normalize_backend_url(url: str) -> str:
+    """Turn ws/wss/http/https base URLs, with or without /api/chat, into ws(s)://host:port."""
+    text = url.strip()
+    if "://" not in text:
+        text = "ws://" + text
+    parts = urlsplit(text)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        raise ConfigError(
+            f"'{url}' is not a model server address; use ws://host:port, wss://, http:// or "
+            "https://.",
+            code="invalid_backend",
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"'{url}' has an invalid port number.", code="invalid_backend") from None
+    path = parts.path.rstrip("/").removesuffix("/api/chat")
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if port is None:
+        netloc = f"{netloc}:{443 if scheme == 'wss' else 8998}"
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    url: str
+    voices: tuple[str, ...] = DEFAULT_VOICES
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", normalize_backend_url(self.url))
+        if not self.voices:
+            raise ConfigError(f"The backend {self.url} needs at least one voice.")
+        object.__setattr__(self, "voices", tuple(voice_file_name(v) for v in self.voices))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+
+def _default_backends() -> tuple[BackendConfig, ...]:
+    return (BackendConfig("ws://localhost:8998"),)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backends: tuple[BackendConfig, ...] = field(default_factory=_default_backends)
+    demo: bool = False
+    default_rpm: int = 60
+    default_max_sessions: int = 1
+    default_persona: str = DEFAULT_PERSONA
+    default_voice: str = "NATF2.pt"
+    personaplex_repo: str | None = None
+    max_prompt_chars: int = 2000
+    max_upload_mb: float = 200.0
+    max_audio_s: float = 900.0
+    max_session_s: float = 3600.0
+    idle_timeout_s: float = 30.0
+    queue_max: int = 32
+    queue_max_wait_s: float = 600.0
+    job_retention_h: float = 72.0
+    serve_lan: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    start_minimized: bool = False
+    close_action: str = "ask"
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        check(0 <= self.port <= 65535, f"The port {self.port} is not between 0 and 65535.")
+        check(bool(self.host.strip()), "The listening address cannot be empty.")
+        check(1 <= self.default_rpm <= 100_000, "The default requests per minute must be 1-100000.")
+        check(1 <= self.default_max_sessions <= 100, "The default session limit must be 1-100.")
+        check(self.max_upload_mb > 0, "The upload size limit must be above zero.")
+        check(self.max_audio_s > 0, "The audio length limit must be above zero.")
+        check(self.max_session_s > 0, "The session length limit must be above zero.")
+        check(self.idle_timeout_s > 0, "The idle timeout must be above zero.")
+        check(self.queue_max >= 0, "The queue length cannot be negative.")
+        check(self.queue_max_wait_s > 0, "The maximum queue wait must be above zero.")
+        check(self.close_action in CLOSE_ACTIONS, f"close_action must be one of {CLOSE_ACTIONS}.")
+        check(bool(self.backends) or self.demo, "Configure at least one model server.")
+        check(bool(self.default_persona.strip()), "The default persona cannot be empty.")
+        check(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "A TLS certificate and its key go together: set both or neither.",
+        )
+        object.__setattr__(self, "default_voice", voice_file_name(self.default_voice))
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["backends"] = [
+            {"url": b.url, "voices": list(b.voices), "name": b.name} for b in self.backends
+        ]
+        data["allowed_origins"] = list(self.allowed_origins)
+        return data
+
+
+def _from_json(data: Mapping[str, Any]) -> Settings:
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"The settings file has unknown entries: {', '.join(unknown)}.")
+    values = dict(data)
+    try:
+        if "backends" in values:
+            values["backends"] = tuple(
+                BackendConfig(b["url"], tuple(b.get("voices") or DEFAULT_VOICES), b.get("name", ""))
+                for b in values["backends"]
+            )
+        if "allowed_origins" in values:
+            values["allowed_origins"] = tuple(values["allowed_origins"])
+        return Settings(**values)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"The settings file has an entry of the wrong type: {exc}.") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if env.get("MOSHI_HOST") or env.get("MOSHI_PORT"):
+        host = env.get("MOSHI_HOST") or "localhost"
+        port = env.get("MOSHI_PORT") or "8998"
+        if not port.isdigit():
+            raise ConfigError(f"MOSHI_PORT must be a port number, not {port!r}.")
+        out["backends"] = (BackendConfig(f"ws://{host}:{port}"),)
+    if env.get("RATE_LIMIT_RPM"):
+        try:
+            out["default_rpm"] = int(env["RATE_LIMIT_RPM"])
+        except ValueError:
+            raise ConfigError(
+                f"RATE_LIMIT_RPM must be a whole number, not {env['RATE_LIMIT_RPM']!r}."
+            ) from None
+    if env.get("PERSONAPLEX_REPO"):
+        out["personaplex_repo"] = env["PERSONAPLEX_REPO"]
+    return out
+
+
+def load_settings(folder: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings.json (if any) from ``folder`` and apply environment overrides."""
+    env = os.environ if env is None else env
+    path = folder / SETTINGS_NAME
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"The settings file {path} cannot be read: {exc}.") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"The settings file {path} must hold a JSON object.")
+        data = loaded
+    base = _from_json(data)
+    overrides = _env_overrides(env)
+    return base.replace(**overrides) if overrides else base
+
+
+def save_settings(folder: Path, settings: Settings) -> Path:
+    """Write settings atomically: a crash mid-write never leaves a half-written file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SETTINGS_NAME
+    text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,5 @@
+import sys
+
+from pplex_desktop.gateway.cli import main
+
+sys.exit(main())

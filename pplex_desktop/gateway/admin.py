@@ -1,0 +1,147 @@
+"""The admin API: manage keys and read usage. Every route needs the X-Admin-Secret header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from pplex_desktop.core.errors import ValidationError
+from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
+from pplex_desktop.gateway.access import admin_only
+from pplex_desktop.gateway.context import CTX
+from pplex_desktop.gateway.fields import optional_float, optional_int, path_id, read_fields
+
+routes = web.RouteTableDef()
+DAY_S = 86_400.0
+
+
+def _public(request: web.Request, record: ApiKey) -> dict[str, Any]:
+    return record.to_public(request.app[CTX].clock.wall())
+
+
+def _expiry(request: web.Request, fields: dict[str, Any]) -> float | None:
+    now = request.app[CTX].clock.wall()
+    days = optional_float(fields, "expires_in_days")
+    if days is not None:
+        if days <= 0:
+            raise ValidationError("expires_in_days must be above zero.", code="invalid_expiry")
+        return now + days * DAY_S
+    return optional_float(fields, "expires_at")
+
+
+@routes.post("/admin/keys/generate")
+@admin_only
+async def generate_key(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    fields = await read_fields(request)
+    made = ctx.keystore.create(
+        fields.get("name", ""),
+        rpm=optional_int(fields, "rpm"),
+        max_sessions=optional_int(fields, "max_sessions"),
+        expires_at=_expiry(request, fields),
+    )
+    body = _public(request, made.record)
+    body["key"] = made.key
+    body["notice"] = "Store this key now: it is shown only once and cannot be recovered."
+    return web.json_response(body)
+
+
+@routes.get("/admin/keys")
+@admin_only
+async def list_keys(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return web.json_response({"keys": [_public(request, k) for k in ctx.keystore.list_keys()]})
+
+
+@routes.get("/admin/keys/{id}")
+@admin_only
+async def get_key(request: web.Request) -> web.Response:
+    return web.json_response(_public(request, request.app[CTX].keystore.get(path_id(request))))
+
+
+@routes.patch("/admin/keys/{id}")
+@admin_only
+async def update_key(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    key_id = path_id(request)
+    fields = await read_fields(request)
+    allowed = {"name", "rpm", "max_sessions", "expires_at", "expires_in_days"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise ValidationError(
+            f"These fields cannot be changed: {', '.join(unknown)}; "
+            f"use {', '.join(sorted(allowed))}."
+        )
+    expiry: Any = UNSET
+    if "expires_at" in fields or "expires_in_days" in fields:
+        expiry = _expiry(request, fields)
+    rpm = optional_int(fields, "rpm")
+    sessions = optional_int(fields, "max_sessions")
+    record = ctx.keystore.update(
+        key_id,
+        name=fields.get("name", UNSET),
+        rpm=UNSET if rpm is None else rpm,
+        max_sessions=UNSET if sessions is None else sessions,
+        expires_at=expiry,
+    )
+    return web.json_response(_public(request, record))
+
+
+@routes.post("/admin/keys/{id}/revoke")
+@routes.delete("/admin/keys/{id}")
+@admin_only
+async def revoke_key(request: web.Request) -> web.Response:
+    record = request.app[CTX].keystore.revoke(path_id(request))
+    return web.json_response(_public(request, record))
+
+
+@routes.get("/admin/keys/{id}/usage")
+@admin_only
+async def key_usage(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    ctx.keystore.flush_usage()
+    record = ctx.keystore.get(path_id(request))
+    days = [_day(d) for d in ctx.keystore.daily_usage(record.id)]
+    return web.json_response({"key": _public(request, record), "daily": days})
+
+
+def _day(d: DailyUsage) -> dict[str, Any]:
+    return {
+        "day": d.day,
+        "requests": d.requests,
+        "audio_in_s": round(d.audio_in_s, 3),
+        "audio_out_s": round(d.audio_out_s, 3),
+    }
+
+
+@routes.get("/admin/usage")
+@admin_only
+async def usage(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    ctx.keystore.flush_usage()
+    return web.json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
+
+
+@routes.get("/admin/activity")
+@admin_only
+async def activity(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    recent = list(ctx.events.recent_requests)[-200:]
+    return web.json_response(
+        {
+            "requests": [
+                {
+                    "at": r.at,
+                    "method": r.method,
+                    "path": r.path,
+                    "status": r.status,
+                    "duration_ms": round(r.duration_ms, 2),
+                    "client": r.client,
+                    "key_name": r.key_name,
+                    "kind": r.kind,
+                }
+                for r in reversed(recent)
+            ]
+        }
+    )

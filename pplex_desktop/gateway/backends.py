@@ -1,0 +1,160 @@
+"""The model servers behind the gateway and whether each one answers.
+
+A health check must never open /api/chat: the server would take its one-conversation lock
+for it, or queue it silently behind a live caller. An HTTP GET of / (the servers' web UI, or
+any 404) proves the process is up without touching the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from pplex_desktop.core.clock import Clock
+from pplex_desktop.core.redact import redact_url
+from pplex_desktop.core.settings import BackendConfig
+from pplex_desktop.gateway.events import BackendHealthChanged
+
+_log = logging.getLogger(__name__)
+CHECK_TIMEOUT_S = 3.0
+MIN_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    url: str
+    label: str
+    healthy: bool | None  # None until the first check
+    detail: str
+    voices: tuple[str, ...]
+    busy: bool
+    sessions_served: int
+
+
+class Backend:
+    def __init__(self, config: BackendConfig, index: int) -> None:
+        self.config = config
+        self.index = index
+        self.healthy: bool | None = None
+        self.detail = "not checked yet"
+        self.failures = 0
+        self.next_check_at = 0.0
+        self.busy = False
+        self.sessions_served = 0
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def http_url(self) -> str:
+        return self.config.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+
+    @property
+    def chat_url(self) -> str:
+        return self.config.url + "/api/chat"
+
+    def status(self) -> BackendStatus:
+        return BackendStatus(
+            redact_url(self.url),
+            self.config.label,
+            self.healthy,
+            self.detail,
+            self.config.voices,
+            self.busy,
+            self.sessions_served,
+        )
+
+
+class BackendPool:
+    def __init__(
+        self,
+        configs: tuple[BackendConfig, ...],
+        clock: Clock,
+        on_change: Callable[[BackendHealthChanged], None] | None = None,
+    ) -> None:
+        self.backends = [Backend(c, i) for i, c in enumerate(configs)]
+        self._clock = clock
+        self._on_change = on_change
+        self._session: aiohttp.ClientSession | None = None
+
+    def replace(self, configs: tuple[BackendConfig, ...]) -> None:
+        self.backends = [Backend(c, i) for i, c in enumerate(configs)]
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT_S), trust_env=False
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("The backend pool is not open.")
+        return self._session
+
+    def statuses(self) -> list[BackendStatus]:
+        return [b.status() for b in self.backends]
+
+    def voices(self) -> tuple[str, ...]:
+        """Voices offered by any backend, in first-seen order."""
+        seen: dict[str, None] = {}
+        for backend in self.backends:
+            seen.update(dict.fromkeys(backend.config.voices))
+        return tuple(seen)
+
+    def _set_health(self, backend: Backend, healthy: bool, detail: str) -> None:
+        changed = backend.healthy != healthy
+        backend.healthy = healthy
+        backend.detail = detail
+        now = self._clock.monotonic()
+        if healthy:
+            backend.failures = 0
+            backend.next_check_at = now + MAX_BACKOFF_S / 3
+        else:
+            backend.failures += 1
+            delay = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** (backend.failures - 1))
+            backend.next_check_at = now + delay
+        if changed:
+            state = "reachable" if healthy else f"unreachable ({detail})"
+            _log.info("The model server %s is %s.", backend.config.label, state)
+            if self._on_change is not None:
+                self._on_change(
+                    BackendHealthChanged(backend.url, backend.config.label, healthy, detail)
+                )
+
+    async def check(self, backend: Backend) -> bool:
+        try:
+            async with self.session.get(backend.http_url + "/", allow_redirects=False) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            self._set_health(backend, False, detail)
+            return False
+        self._set_health(backend, True, "answering")
+        return True
+
+    def mark_failed(self, backend: Backend, detail: str) -> None:
+        """A live session found the backend dead: take it out until a check succeeds."""
+        self._set_health(backend, False, detail)
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(b) for b in self.backends))
+
+    async def run_checks(self, tick_s: float = 1.0) -> None:
+        """Check each backend when due: every 10 s while healthy, with backoff while down."""
+        while True:
+            now = self._clock.monotonic()
+            due = [b for b in self.backends if now >= b.next_check_at and not b.busy]
+            if due:
+                await asyncio.gather(*(self.check(b) for b in due))
+            await asyncio.sleep(tick_s)

@@ -1,0 +1,101 @@
+"""Endpoints for clients: health (no key), info and voices."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from pplex_desktop.gateway.access import public
+from pplex_desktop.gateway.context import API_KEY, CTX
+
+routes = web.RouteTableDef()
+_VOICE_FAMILIES = {
+    "NATF": "natural female",
+    "NATM": "natural male",
+    "VARF": "varied female",
+    "VARM": "varied male",
+}
+STARTED_AT = web.AppKey("pplex_started_at", float)
+
+
+def voice_entry(file_name: str) -> dict[str, str]:
+    ident = file_name.rsplit(".", 1)[0]
+    family = _VOICE_FAMILIES.get(ident[:4])
+    label = f"{ident} ({family})" if family and ident[4:].isdigit() else ident
+    return {"id": ident, "file": file_name, "label": label}
+
+
+@routes.get("/healthz")
+@public
+async def healthz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    statuses = ctx.backends.statuses()
+    reachable = sum(1 for s in statuses if s.healthy)
+    return web.json_response(
+        {
+            "status": "ok" if reachable else "degraded",
+            "version": ctx.version,
+            "uptime_s": round(time.monotonic() - request.app[STARTED_AT], 1),
+            "backends_reachable": reachable,
+            "backends": [
+                {
+                    "name": s.label if s.label != s.url else f"backend {i + 1}",
+                    "reachable": s.healthy,
+                }
+                for i, s in enumerate(statuses)
+            ],
+        }
+    )
+
+
+@routes.get("/v1/voices")
+@public
+async def voices(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    default = ctx.settings.default_voice
+    return web.json_response(
+        {
+            "voices": [voice_entry(v) for v in ctx.backends.voices()],
+            "default": default.rsplit(".", 1)[0],
+        }
+    )
+
+
+@routes.get("/v1/info")
+async def info(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    record = request[API_KEY]
+    s = ctx.settings
+    budget = ctx.limiter.peek(record.id, record.rpm)
+    body: dict[str, Any] = {
+        "version": ctx.version,
+        "key": {
+            "name": record.name,
+            "prefix": record.prefix,
+            "rpm": record.rpm,
+            "remaining_this_minute": budget.remaining,
+            "max_sessions": record.max_sessions,
+            "expires_at": record.expires_at,
+        },
+        "backends": [
+            {
+                "name": st.label,
+                "reachable": st.healthy,
+                "busy": st.busy,
+                "voices": [v.rsplit(".", 1)[0] for v in st.voices],
+            }
+            for st in ctx.backends.statuses()
+        ],
+        "voices": [voice_entry(v) for v in ctx.backends.voices()],
+        "defaults": {"persona": s.default_persona, "voice": s.default_voice.rsplit(".", 1)[0]},
+        "limits": {
+            "max_upload_mb": s.max_upload_mb,
+            "max_audio_s": s.max_audio_s,
+            "max_session_s": s.max_session_s,
+            "idle_timeout_s": s.idle_timeout_s,
+            "max_prompt_chars": s.max_prompt_chars,
+        },
+    }
+    return web.json_response(body)

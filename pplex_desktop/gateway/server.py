@@ -1,0 +1,248 @@
+"""Running the gateway: on the current loop (GatewayRunner) or on its own thread (GatewayServer).
+
+The desktop app uses GatewayServer so the Qt main thread never waits on the network; the
+headless CLI and the tests use GatewayRunner directly.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import logging
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiohttp import web
+
+from pplex_desktop.backend.sim import SimConfig, SimServer
+from pplex_desktop.core.clock import Clock, SystemClock
+from pplex_desktop.core.errors import PplexError
+from pplex_desktop.core.keystore import KeyStore
+from pplex_desktop.core.loop_thread import LoopThread
+from pplex_desktop.core.settings import BackendConfig, Settings
+from pplex_desktop.gateway.accesslog import RedactingAccessLogger
+from pplex_desktop.gateway.app import create_app
+from pplex_desktop.gateway.backends import BackendPool
+from pplex_desktop.gateway.context import GatewayContext
+from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+
+_log = logging.getLogger(__name__)
+DEMO_LABEL = "demo: echoes your voice"
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+class GatewayStartError(PplexError):
+    code = "gateway_start_failed"
+    status = 500
+
+
+class GatewayState(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayAddress:
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def url(self) -> str:
+        """A URL that reaches the gateway from this machine."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # a wildcard is reached via loopback
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> GatewayStartError:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return GatewayStartError(
+            f"Port {port} on {host} is already in use by another program. Stop that program "
+            "or choose another port (--port, or the port field in Settings)."
+        )
+    if exc.errno == errno.EACCES:
+        return GatewayStartError(
+            f"This user may not listen on {where}: ports below 1024 need administrator rights. "
+            "Choose a port above 1024."
+        )
+    return GatewayStartError(
+        f"The gateway cannot listen on {where}: {exc.strerror or exc}. Check the listening "
+        "address in Settings (127.0.0.1 for this machine only, 0.0.0.0 for the network)."
+    )
+
+
+class GatewayRunner:
+    """The gateway on the running asyncio loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keystore: KeyStore,
+        *,
+        clock: Clock | None = None,
+        events: EventHub | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keystore = keystore
+        self.clock = clock or SystemClock()
+        self.events = events or EventHub()
+        self.ssl_context = ssl_context
+        self.address: GatewayAddress | None = None
+        self.demo: SimServer | None = None
+        self.ctx: GatewayContext | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def _backends(self) -> tuple[BackendConfig, ...]:
+        if not self.settings.demo:
+            return self.settings.backends
+        self.demo = SimServer(SimConfig(prompt_delay_s=0.3, echo_delay_frames=4))
+        url = await self.demo.start("127.0.0.1", 0)
+        return (BackendConfig(url, name=DEMO_LABEL),)
+
+    async def start(self) -> GatewayAddress:
+        backends = await self._backends()
+        pool = BackendPool(backends, self.clock, on_change=self.events.emit)
+        self.ctx = GatewayContext(self.settings, self.keystore, self.clock, self.events, pool)
+        app = create_app(self.ctx)
+        runner = web.AppRunner(
+            app,
+            access_log_class=RedactingAccessLogger,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
+        await runner.setup()
+        host, port = self.settings.host, self.settings.port
+        site = web.TCPSite(runner, host, port, ssl_context=self.ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            await self._stop_demo()
+            raise _bind_error(host, port, exc) from None
+        self._runner = runner
+        bound = port
+        for address in runner.addresses:
+            bound = int(address[1])
+            break
+        self.address = GatewayAddress(host, bound, self.ssl_context is not None)
+        self.keystore.add_listener(self._keys_changed)
+        _log.info("The gateway listens on %s.", self.address.url)
+        self.events.emit(
+            GatewayStarted(self.address.url, host, bound, self.demo.url if self.demo else None)
+        )
+        return self.address
+
+    def _keys_changed(self) -> None:
+        self.events.emit(KeysChanged())
+
+    async def _stop_demo(self) -> None:
+        if self.demo is not None:
+            await self.demo.stop()
+            self.demo = None
+
+    async def stop(self, reason: str = "stopped") -> None:
+        runner, self._runner = self._runner, None
+        self.keystore.remove_listener(self._keys_changed)
+        if runner is not None:
+            await runner.cleanup()
+            _log.info("The gateway has stopped (%s).", reason)
+            self.events.emit(GatewayStopped(reason))
+        await self._stop_demo()
+        self.address = None
+
+
+class GatewayServer:
+    """The gateway on its own thread, for the desktop app; every method is thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keystore: KeyStore,
+        *,
+        clock: Clock | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keystore = keystore
+        self.clock = clock
+        self.ssl_context = ssl_context
+        self.events = EventHub()
+        self.thread = LoopThread("pplex-gateway")
+        self.state = GatewayState.STOPPED
+        self.failure: str | None = None
+        self._runner: GatewayRunner | None = None
+
+    @property
+    def address(self) -> GatewayAddress | None:
+        return self._runner.address if self._runner is not None else None
+
+    @property
+    def runner(self) -> GatewayRunner | None:
+        return self._runner
+
+    async def _start(self) -> GatewayAddress:
+        if self._runner is not None and self._runner.address is not None:
+            return self._runner.address
+        self.state = GatewayState.STARTING
+        runner = GatewayRunner(
+            self.settings,
+            self.keystore,
+            clock=self.clock,
+            events=self.events,
+            ssl_context=self.ssl_context,
+        )
+        try:
+            address = await runner.start()
+        except PplexError as exc:
+            self.state = GatewayState.FAILED
+            self.failure = exc.message
+            raise
+        self._runner = runner
+        self.state = GatewayState.RUNNING
+        self.failure = None
+        return address
+
+    async def _stop(self, reason: str) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self.state = GatewayState.STOPPING
+        try:
+            await runner.stop(reason)
+        finally:
+            self.state = GatewayState.STOPPED
+
+    def start_future(self) -> concurrent.futures.Future[GatewayAddress]:
+        self.thread.start()
+        return self.thread.submit(self._start())
+
+    def start(self, timeout: float = 30.0) -> GatewayAddress:
+        return self.start_future().result(timeout)
+
+    def stop_future(self, reason: str = "stopped") -> concurrent.futures.Future[None]:
+        self.thread.start()
+        return self.thread.submit(self._stop(reason))
+
+    def stop(self, reason: str = "stopped", timeout: float = 30.0) -> None:
+        if self.thread.running:
+            self.stop_future(reason).result(timeout)
+
+    def reconfigure(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
+        """New settings take effect at the next start."""
+        self.settings = settings
+        self.ssl_context = ssl_context
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop serving and end the gateway thread (application exit)."""
+        self.stop("the application is quitting", timeout)
+        self.thread.stop(timeout)
