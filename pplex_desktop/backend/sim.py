@@ -76,18 +76,28 @@ class SimServer:
         self.stats = SimStats()
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
+        self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
 
     def make_app(self) -> web.Application:
         app = web.Application()
+        app.on_shutdown.append(self._close_sockets)
         app.router.add_get("/api/chat", self.handle_chat)
         app.router.add_get("/", self._handle_root)
         app.router.add_get("/sim/stats", self._handle_stats)
         return app
 
+    async def _close_sockets(self, _app: web.Application) -> None:
+        # A stopping server drops its conversations; 1001 says so instead of hanging until
+        # aiohttp's shutdown timeout.
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"server shutting down")
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.make_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -152,6 +162,15 @@ class SimServer:
     async def handle_chat(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            return await self._handle(request, ws)
+        finally:
+            self._sockets.discard(ws)
+
+    async def _handle(
+        self, request: web.Request, ws: web.WebSocketResponse
+    ) -> web.WebSocketResponse:
         query = dict(request.query)
         self.stats.queries.append(query)
         problem = self._query_problem(query)

@@ -85,6 +85,11 @@ class Settings:
     max_audio_s: float = 900.0
     max_session_s: float = 3600.0
     idle_timeout_s: float = 30.0
+    realtime_tolerance_s: float = 3.0
+    max_client_lag_s: float = 1.0
+    backend_stall_s: float = 10.0
+    handshake_timeout_s: float = 120.0
+    ws_heartbeat_s: float = 5.0
     queue_max: int = 32
     queue_max_wait_s: float = 600.0
     job_retention_h: float = 72.0
@@ -108,6 +113,11 @@ class Settings:
         check(self.max_audio_s > 0, "The audio length limit must be above zero.")
         check(self.max_session_s > 0, "The session length limit must be above zero.")
         check(self.idle_timeout_s > 0, "The idle timeout must be above zero.")
+        check(self.realtime_tolerance_s >= 0, "The real-time tolerance cannot be negative.")
+        check(self.max_client_lag_s > 0, "The client lag limit must be above zero.")
+        check(self.backend_stall_s > 0, "The model server stall limit must be above zero.")
+        check(self.handshake_timeout_s > 0, "The handshake timeout must be above zero.")
+        check(self.ws_heartbeat_s > 0, "The WebSocket heartbeat must be above zero.")
         check(self.queue_max >= 0, "The queue length cannot be negative.")
         check(self.queue_max_wait_s > 0, "The maximum queue wait must be above zero.")
         check(self.close_action in CLOSE_ACTIONS, f"close_action must be one of {CLOSE_ACTIONS}.")

@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from pplex_desktop.core.errors import ValidationError
+from pplex_desktop.core.errors import NotFoundError, ValidationError
 from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
 from pplex_desktop.gateway.access import admin_only
 from pplex_desktop.gateway.context import CTX
 from pplex_desktop.gateway.fields import optional_float, optional_int, path_id, read_fields
+from pplex_desktop.gateway.sessions import CLOSE_POLICY
 
 routes = web.RouteTableDef()
 DAY_S = 86_400.0
@@ -145,3 +146,29 @@ async def activity(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+@routes.get("/admin/sessions")
+@admin_only
+async def sessions(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    listed = [s.to_public() for s in ctx.sessions.sessions.values()]
+    return web.json_response(
+        {
+            "active": [s for s in listed if s["state"] != "queued"],
+            "queued": sorted(
+                (s for s in listed if s["state"] == "queued"),
+                key=lambda s: s["queue_position"] or 0,
+            ),
+        }
+    )
+
+
+@routes.delete("/admin/sessions/{id}")
+@admin_only
+async def end_session(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    session_id = request.match_info["id"]
+    if not ctx.sessions.end(session_id, CLOSE_POLICY, "An administrator ended this session."):
+        raise NotFoundError(f"There is no live session with id {session_id[:20]!r}.")
+    return web.json_response({"id": session_id, "ended": True})

@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, public
+from pplex_desktop.gateway import admin, live, public
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
+from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
+from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 _log = logging.getLogger(__name__)
 USAGE_FLUSH_S = 1.0
@@ -25,10 +27,61 @@ async def _security_headers(_request: web.Request, response: web.StreamResponse)
     response.headers.setdefault("Referrer-Policy", "no-referrer")
 
 
+REVOCATION_CHECK_S = 0.5
+SHUTDOWN_GRACE_S = 3.0
+
+
+async def _watch_revocations(ctx: GatewayContext, wake: asyncio.Event) -> None:
+    """End live sessions of keys that were revoked or expired, within half a second."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REVOCATION_CHECK_S):
+                await wake.wait()
+        wake.clear()
+        revoked = {k for k in ctx.sessions.key_ids() if not ctx.keystore.is_active(k)}
+        if revoked:
+            ctx.sessions.end_where(
+                lambda s: s.key_id in revoked,  # noqa: B023 (called before the loop moves on)
+                CLOSE_POLICY,
+                "The API key of this session was revoked or has expired.",
+            )
+
+
+def _publish_queue(ctx: GatewayContext) -> None:
+    last: list[QueueChanged] = []
+
+    def publish() -> None:
+        event = QueueChanged(ctx.sessions.live_count, ctx.sessions.queued_count)
+        if not last or last[0] != event:
+            last[:] = [event]
+            ctx.events.emit(event)
+
+    ctx.sessions.add_listener(publish)
+    ctx.scheduler.add_listener(publish)
+
+
+async def _end_sessions(app: web.Application) -> None:
+    """On shutdown every live client hears 1001 with a reason, not a dropped connection."""
+    ctx = app[CTX]
+    ctx.sessions.end_where(lambda _s: True, CLOSE_GOING_AWAY, "The gateway is shutting down.")
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SHUTDOWN_GRACE_S):
+            await ctx.sessions.wait_empty()
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """Backend health checks and the usage flush live exactly as long as the app."""
+    """Backend health checks, usage flushes and revocation checks live as long as the app."""
     ctx = app[CTX]
     await ctx.backends.open()
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+
+    def keys_changed() -> None:
+        # The key store calls this in whichever thread wrote (the Qt thread, for one).
+        loop.call_soon_threadsafe(wake.set)
+
+    ctx.keystore.add_listener(keys_changed)
+    ctx.backends.add_listener(lambda _event: ctx.scheduler.dispatch())
 
     async def flush_forever() -> None:
         while True:
@@ -40,8 +93,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(ctx.backends.run_checks(), name="backend-health"),
         asyncio.create_task(flush_forever(), name="usage-flush"),
+        asyncio.create_task(_watch_revocations(ctx, wake), name="revocations"),
     ]
     yield
+    ctx.keystore.remove_listener(keys_changed)
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -60,7 +115,10 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app[public.STARTED_AT] = time.monotonic()
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
+    app.add_routes(live.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_end_sessions)
+    _publish_queue(ctx)
     return app

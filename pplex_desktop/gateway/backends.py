@@ -21,6 +21,7 @@ from pplex_desktop.gateway.events import BackendHealthChanged
 
 _log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 10.0
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 
@@ -80,8 +81,14 @@ class BackendPool:
     ) -> None:
         self.backends = [Backend(c, i) for i, c in enumerate(configs)]
         self._clock = clock
-        self._on_change = on_change
+        self._listeners: list[Callable[[BackendHealthChanged], None]] = []
+        if on_change is not None:
+            self._listeners.append(on_change)
         self._session: aiohttp.ClientSession | None = None
+        self._ws_session: aiohttp.ClientSession | None = None
+
+    def add_listener(self, listener: Callable[[BackendHealthChanged], None]) -> None:
+        self._listeners.append(listener)
 
     def replace(self, configs: tuple[BackendConfig, ...]) -> None:
         self.backends = [Backend(c, i) for i, c in enumerate(configs)]
@@ -90,11 +97,23 @@ class BackendPool:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT_S), trust_env=False
         )
+        # Conversations last minutes: only connecting may time out, never the session itself.
+        self._ws_session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S),
+            trust_env=False,
+        )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._ws_session):
+            if session is not None:
+                await session.close()
+        self._session = self._ws_session = None
+
+    @property
+    def ws_session(self) -> aiohttp.ClientSession:
+        if self._ws_session is None:
+            raise RuntimeError("The backend pool is not open.")
+        return self._ws_session
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -127,10 +146,9 @@ class BackendPool:
         if changed:
             state = "reachable" if healthy else f"unreachable ({detail})"
             _log.info("The model server %s is %s.", backend.config.label, state)
-            if self._on_change is not None:
-                self._on_change(
-                    BackendHealthChanged(backend.url, backend.config.label, healthy, detail)
-                )
+            event = BackendHealthChanged(backend.url, backend.config.label, healthy, detail)
+            for listener in list(self._listeners):
+                listener(event)
 
     async def check(self, backend: Backend) -> bool:
         try:

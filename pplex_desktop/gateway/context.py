@@ -13,6 +13,8 @@ from pplex_desktop.core.settings import Settings
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.events import EventHub
 from pplex_desktop.gateway.ratelimit import Decision, SlidingWindowLimiter
+from pplex_desktop.gateway.scheduler import Scheduler
+from pplex_desktop.gateway.sessions import SessionRegistry
 
 ADMIN_FAILURES_PER_MINUTE = 5
 
@@ -26,11 +28,15 @@ class GatewayContext:
     backends: BackendPool
     limiter: SlidingWindowLimiter = field(init=False)
     admin_failures: SlidingWindowLimiter = field(init=False)
+    scheduler: Scheduler = field(init=False)
+    sessions: SessionRegistry = field(init=False)
     version: str = __version__
 
     def __post_init__(self) -> None:
         self.limiter = SlidingWindowLimiter(self.clock)
         self.admin_failures = SlidingWindowLimiter(self.clock)
+        self.scheduler = Scheduler(self.backends, max_queue=self.settings.queue_max)
+        self.sessions = SessionRegistry()
 
 
 CTX = web.AppKey("pplex_context", GatewayContext)

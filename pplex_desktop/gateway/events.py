@@ -54,12 +54,6 @@ class BackendHealthChanged:
     detail: str
 
 
-GatewayEvent: TypeAlias = (
-    GatewayStarted | GatewayStopped | RequestServed | KeysChanged | BackendHealthChanged
-)
-Listener: TypeAlias = Callable[[GatewayEvent], None]
-
-
 class EventHub:
     """Fan events out to listeners; a failing listener is logged and never breaks a request."""
 
@@ -82,3 +76,46 @@ class EventHub:
                 listener(event)
             except Exception:  # noqa: BLE001 (a UI listener must never break serving)
                 _log.exception("An event listener failed on %s.", type(event).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    session_id: str
+    route: str
+    key_name: str
+    client: str
+    backend: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    session_id: str
+    route: str
+    key_name: str
+    client: str
+    backend: str | None
+    close_code: int
+    reason: str
+    message: str
+    duration_s: float
+    audio_in_s: float
+    audio_out_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    live: int
+    queued: int
+
+
+GatewayEvent: TypeAlias = (
+    GatewayStarted
+    | GatewayStopped
+    | RequestServed
+    | KeysChanged
+    | BackendHealthChanged
+    | SessionStarted
+    | SessionEnded
+    | QueueChanged
+)
+Listener: TypeAlias = Callable[[GatewayEvent], None]

@@ -111,7 +111,8 @@ class GatewayRunner:
 
     async def start(self) -> GatewayAddress:
         backends = await self._backends()
-        pool = BackendPool(backends, self.clock, on_change=self.events.emit)
+        # Health checks and backoff run on real time even when tests fake the clock for limits.
+        pool = BackendPool(backends, SystemClock(), on_change=self.events.emit)
         self.ctx = GatewayContext(self.settings, self.keystore, self.clock, self.events, pool)
         app = create_app(self.ctx)
         runner = web.AppRunner(

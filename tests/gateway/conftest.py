@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,28 @@ class Gateway:
     @property
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1)
+
+    @property
+    def ctx(self) -> Any:
+        assert self.runner.ctx is not None
+        return self.runner.ctx
+
+    async def sessions_done(self) -> None:
+        """Wait until every live session has been torn down and accounted."""
+        await asyncio.wait_for(self.ctx.sessions.wait_empty(), 10)
+
+    async def wait_sessions(self, predicate: Callable[[Any], bool], limit_s: float = 10) -> None:
+        """Wait, event-driven, until the session registry satisfies ``predicate``."""
+        registry = self.ctx.sessions
+        changed = asyncio.Event()
+        registry.add_listener(changed.set)
+        try:
+            async with asyncio.timeout(limit_s):
+                while not predicate(registry):
+                    await changed.wait()
+                    changed.clear()
+        finally:
+            registry.remove_listener(changed.set)
 
     def new_key(self, name: str = "test", **kwargs: Any) -> str:
         return self.store.create(name, **kwargs).key

@@ -1,0 +1,70 @@
+"""/api/chat: the native Moshi/PersonaPlex protocol, relayed byte for byte.
+
+Existing clients work unchanged. Callers that add ``pplex_status=1`` also receive metadata
+messages (kind 0x04) about their queue position and the session's state before the handshake;
+others wait in silence, as they would at the model server itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import WSMsgType
+
+from pplex_desktop.gateway.relay import Relay, SessionEnd
+from pplex_desktop.gateway.scheduler import QueueUpdate
+from pplex_desktop.moshi.opusclock import OggOpusDuration
+
+_AUDIO = 0x01
+_META = b"\x04"
+
+
+class NativeRelay(Relay):
+    route = "/api/chat"
+
+    def _meta(self, payload: dict[str, object]) -> None:
+        if self.params.status_updates:
+            self.send(_META + json.dumps(payload, separators=(",", ":")).encode())
+
+    def on_queue(self, update: QueueUpdate) -> None:
+        self._meta({"type": "queue", "position": update.position, "eta_s": update.eta_s})
+
+    def on_status(self, state: str) -> None:
+        self._meta({"type": "status", "state": state})
+
+    def on_ready(self, handshake: bytes) -> None:
+        self.send(handshake)
+
+    async def pump_up(self) -> None:
+        assert self.backend_ws is not None
+        clock = OggOpusDuration()
+        while True:
+            data = await self._inbox.get()
+            if data is None:
+                return
+            if data[:1] == b"\x01":
+                self.client_audio(clock.feed(data[1:]))
+            await self.backend_ws.send_bytes(data)
+            self.session.messages_up += 1
+
+    async def pump_down(self) -> None:
+        backend_ws = self.backend_ws
+        assert backend_ws is not None
+        clock = OggOpusDuration()
+        while True:
+            msg = await backend_ws.receive()
+            if msg.type is WSMsgType.BINARY:
+                data: bytes = msg.data
+                seconds = clock.feed(data[1:]) if data[:1] == b"\x01" else 0.0
+                self.backend_audio(seconds)
+                self.send(data, seconds)
+            elif msg.type in (
+                WSMsgType.CLOSE,
+                WSMsgType.CLOSING,
+                WSMsgType.CLOSED,
+                WSMsgType.ERROR,
+            ):
+                raise self.backend_closed(msg)
+
+    async def on_end(self, end: SessionEnd) -> None:
+        self._meta({"type": "end", "reason": end.reason, "message": end.message})
