@@ -78,23 +78,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="fault: stop answering after N output frames",
     )
+    p.add_argument(
+        "--raw-echo",
+        action="store_true",
+        help="benchmarks: send each audio message back unchanged (no codec work)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N independent servers on consecutive ports (N backends)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
 
-async def _serve(config: SimConfig, host: str, port: int) -> None:
-    server = SimServer(config)
-    url = await server.start(host, port)
-    print(f"pplex-sim ({config.flavor}) is listening on {url}/api/chat", flush=True)
+async def _serve(config: SimConfig, host: str, port: int, instances: int = 1) -> None:
+    # Signal handlers go in before the "listening" line, which scripts take as ready.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    servers = []
+    for i in range(instances):
+        server = SimServer(config)
+        url = await server.start(host, port + i if port else 0)
+        servers.append(server)
+        print(f"pplex-sim ({config.flavor}) is listening on {url}/api/chat", flush=True)
     try:
         await stop.wait()
     finally:
-        await server.stop()
+        for server in servers:
+            await server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,12 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             close_after_frames=args.close_after_frames,
             error_after_frames=args.error_after_frames,
             stall_after_frames=args.stall_after_frames,
+            raw_echo=args.raw_echo,
         )
     except ValueError as exc:
         print(f"pplex-sim: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(config, args.host, args.port))
+        asyncio.run(_serve(config, args.host, args.port, max(1, args.instances)))
     except OSError as exc:
         print(
             f"pplex-sim: cannot listen on {args.host}:{args.port}: {exc.strerror}.", file=sys.stderr

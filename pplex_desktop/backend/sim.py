@@ -43,6 +43,7 @@ class SimConfig:
     close_after_frames: int | None = None
     error_after_frames: int | None = None
     stall_after_frames: int | None = None
+    raw_echo: bool = False  # benchmarks: send each audio message back unchanged, no codec work
 
     def __post_init__(self) -> None:
         if self.flavor not in ("kyutai", "personaplex"):
@@ -271,6 +272,11 @@ class _SimSession:
                 continue
             if data[0] != proto.Kind.AUDIO:
                 _log.warning("The simulator skips a message of kind %d.", data[0])
+                continue
+            if self.cfg.raw_echo:
+                # The caller's own Ogg stream is a valid stream for the caller to decode.
+                await self.ws.send_bytes(data)
+                self.stats.frames_out += 1
                 continue
             try:
                 pcm = self.decoder.decode(data[1:])

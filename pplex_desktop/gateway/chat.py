@@ -8,6 +8,7 @@ others wait in silence, as they would at the model server itself.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import WSMsgType
 
@@ -22,6 +23,10 @@ _META = b"\x04"
 class NativeRelay(Relay):
     route = "/api/chat"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._up_clock = OggOpusDuration()
+
     def _meta(self, payload: dict[str, object]) -> None:
         if self.params.status_updates:
             self.send(_META + json.dumps(payload, separators=(",", ":")).encode())
@@ -35,17 +40,16 @@ class NativeRelay(Relay):
     def on_ready(self, handshake: bytes) -> None:
         self.send(handshake)
 
-    async def pump_up(self) -> None:
+    async def early_message(self, data: bytes) -> None:
+        # The native stream must arrive whole (its first message holds the Ogg headers), so
+        # what came before the handshake is forwarded now rather than dropped.
+        await self.forward_up(data)
+
+    async def forward_up(self, data: bytes) -> None:
         assert self.backend_ws is not None
-        clock = OggOpusDuration()
-        while True:
-            data = await self._inbox.get()
-            if data is None:
-                return
-            if data[:1] == b"\x01":
-                self.client_audio(clock.feed(data[1:]))
-            await self.backend_ws.send_bytes(data)
-            self.session.messages_up += 1
+        if data[:1] == b"\x01":
+            self.client_audio(self._up_clock.feed(data[1:]))
+        await self.backend_ws.send_bytes(data)
 
     async def pump_down(self) -> None:
         backend_ws = self.backend_ws
@@ -57,7 +61,7 @@ class NativeRelay(Relay):
                 data: bytes = msg.data
                 seconds = clock.feed(data[1:]) if data[:1] == b"\x01" else 0.0
                 self.backend_audio(seconds)
-                self.send(data, seconds)
+                await self.deliver(data, seconds)
             elif msg.type in (
                 WSMsgType.CLOSE,
                 WSMsgType.CLOSING,

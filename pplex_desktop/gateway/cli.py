@@ -100,13 +100,13 @@ async def _serve(settings: Settings, store: KeyStore) -> int:
     except PplexError as exc:
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)
         return 1
-    backends = DEMO_LABEL if settings.demo else ", ".join(b.url for b in settings.backends)
-    print(f"pplex-gateway is listening on {address.url} (model servers: {backends})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    backends = DEMO_LABEL if settings.demo else ", ".join(b.url for b in settings.backends)
+    print(f"pplex-gateway is listening on {address.url} (model servers: {backends})", flush=True)
     try:
         await stop.wait()
     finally:

@@ -40,7 +40,9 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_EARLY_BYTES = 1024 * 1024  # what a client may send before the session is live
 WATCH_TICK_S = 0.1
 SEND_BUFFER_BYTES = 32 * 1024
-CLOSE_GRACE_S = 2.0  # a small kernel buffer makes a stalled reader visible sooner
+CLOSE_GRACE_S = 2.0
+# Below asyncio's default high-water mark a write never waits for the socket to drain.
+DIRECT_SEND_LIMIT = 32 * 1024  # a small kernel buffer makes a stalled reader visible sooner
 
 
 class SessionEnd(Exception):
@@ -104,8 +106,9 @@ class Relay(ABC):
         loop = asyncio.get_running_loop()
         self.loop = loop
         self._end: asyncio.Future[SessionEnd] = loop.create_future()
-        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._inbox_bytes = 0
+        self._early: list[bytes] = []  # what the client sent before the session went live
+        self._early_bytes = 0
+        self._live = False
         self._outbox: deque[tuple[bytes | str, float]] = deque()
         self._out_ready = asyncio.Event()
         self._drained = asyncio.Event()
@@ -172,22 +175,37 @@ class Relay(ABC):
         async for msg in self.ws:
             if msg.type is WSMsgType.BINARY:
                 data: bytes = msg.data
-                if self.live_since == 0.0:
-                    self._inbox_bytes += len(data)
-                    if self._inbox_bytes > MAX_EARLY_BYTES:
-                        raise SessionEnd(
-                            CLOSE_POLICY,
-                            "Too much audio arrived before the session was ready; wait for the "
-                            "handshake before sending.",
-                            "early_audio",
-                        )
-                self._inbox.put_nowait(data)
+                if self._live:
+                    # Forwarding in the reading task itself: no hop through a queue, and a
+                    # backend that reads slowly slows this client down through TCP.
+                    try:
+                        await self.forward_up(data)
+                    except ConnectionError:
+                        raise self.backend_lost() from None
+                    self.session.messages_up += 1
+                    continue
+                self._early_bytes += len(data)
+                if self._early_bytes > MAX_EARLY_BYTES:
+                    raise SessionEnd(
+                        CLOSE_POLICY,
+                        "Too much audio arrived before the session was ready; wait for the "
+                        "handshake before sending.",
+                        "early_audio",
+                    )
+                self._early.append(data)
             elif msg.type is WSMsgType.TEXT:
                 self.on_client_text(str(msg.data))
-        self._inbox.put_nowait(None)
         self.request_end(
             CLOSE_NORMAL, "The client closed the session.", reason="client_closed", client_gone=True
         )
+
+    async def _go_live(self) -> None:
+        """Hand what the client sent early to the subclass, then forward directly."""
+        while self._early:
+            early, self._early = self._early, []
+            for data in early:
+                await self.early_message(data)
+        self._live = True
 
     def on_client_text(self, text: str) -> None:
         """Text frames are not part of the native protocol; subclasses may use them."""
@@ -206,6 +224,40 @@ class Relay(ABC):
                 "behind; it is not reading its messages.",
                 reason="slow_client",
             )
+
+    async def deliver(self, data: bytes | str, audio_s: float = 0.0) -> None:
+        """Send to the client now when its socket has room, else queue it with lag accounting."""
+        transport = self.request.transport
+        if (
+            not self._outbox
+            and transport is not None
+            and transport.get_write_buffer_size() < DIRECT_SEND_LIMIT
+            and not self.ws.closed
+        ):
+            try:
+                if isinstance(data, str):
+                    await self.ws.send_str(data)
+                else:
+                    await self.ws.send_bytes(data)
+            except ConnectionError:
+                self.request_end(
+                    CLOSE_NORMAL,
+                    "The client connection was lost.",
+                    reason="client_lost",
+                    client_gone=True,
+                )
+                return
+            self.session.messages_down += 1
+            return
+        self.send(data, audio_s)
+
+    def backend_lost(self) -> SessionEnd:
+        return SessionEnd(
+            CLOSE_BACKEND_ERROR,
+            "The model server closed the connection unexpectedly.",
+            "backend_failed",
+            backend_failed="connection lost mid-session",
+        )
 
     async def _write_client(self) -> None:
         try:
@@ -248,7 +300,12 @@ class Relay(ABC):
     def on_ready(self, handshake: bytes) -> None: ...
 
     @abstractmethod
-    async def pump_up(self) -> None: ...
+    async def early_message(self, data: bytes) -> None:
+        """A message the client sent before the session went live."""
+
+    @abstractmethod
+    async def forward_up(self, data: bytes) -> None:
+        """One binary message from the client, during the live session."""
 
     @abstractmethod
     async def pump_down(self) -> None: ...
@@ -431,7 +488,7 @@ class Relay(ABC):
                 )
             )
             self.on_ready(handshake)
-            self._spawn(self.pump_up(), "pump-up")
+            await self._race(self._go_live())
             self._spawn(self.pump_down(), "pump-down")
             self._spawn(self._watch(), "watch")
             await self._end

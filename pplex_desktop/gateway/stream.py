@@ -56,6 +56,8 @@ class PcmRelay(Relay):
         super().__init__(request, ctx, params, session, ws)
         self.dtype = FORMATS[pcm_format]
         self._carry = b""
+        self._framer = Framer()
+        self._encoder = OpusEncoder()
 
     def on_queue(self, update: QueueUpdate) -> None:
         self.send(_json({"type": "queue", "position": update.position, "eta_s": update.eta_s}))
@@ -65,12 +67,10 @@ class PcmRelay(Relay):
 
     def on_ready(self, handshake: bytes) -> None:
         del handshake
-        # Anything the client sent while it waited is stale by now.
-        while not self._inbox.empty():
-            if self._inbox.get_nowait() is None:
-                self._inbox.put_nowait(None)
-                break
         self.send(_json({"type": "ready"}))
+
+    async def early_message(self, data: bytes) -> None:
+        del data  # anything the client sent while it waited is stale by now
 
     def _to_float(self, data: bytes) -> Pcm:
         data = self._carry + data
@@ -88,20 +88,13 @@ class PcmRelay(Relay):
             return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         return pcm.astype("<f4").tobytes()
 
-    async def pump_up(self) -> None:
+    async def forward_up(self, data: bytes) -> None:
         assert self.backend_ws is not None
-        framer = Framer()
-        encoder = OpusEncoder()
-        while True:
-            data = await self._inbox.get()
-            if data is None:
-                return
-            pcm = self._to_float(data)
-            self.client_audio(pcm.shape[0] / SAMPLE_RATE)
-            for frame in framer.push(pcm):
-                payload = encoder.encode(frame)
-                await self.backend_ws.send_bytes(proto.encode(proto.Audio(payload)))
-                self.session.messages_up += 1
+        pcm = self._to_float(data)
+        self.client_audio(pcm.shape[0] / SAMPLE_RATE)
+        for frame in self._framer.push(pcm):
+            payload = self._encoder.encode(frame)
+            await self.backend_ws.send_bytes(proto.encode(proto.Audio(payload)))
 
     async def pump_down(self) -> None:
         backend_ws = self.backend_ws
@@ -131,11 +124,11 @@ class PcmRelay(Relay):
                 if pcm.size:
                     seconds = pcm.shape[0] / SAMPLE_RATE
                     self.backend_audio(seconds)
-                    self.send(self._to_bytes(pcm), seconds)
+                    await self.deliver(self._to_bytes(pcm), seconds)
             elif isinstance(message, proto.Text):
-                self.send(_json({"type": "text", "text": message.text}))
+                await self.deliver(_json({"type": "text", "text": message.text}))
             elif isinstance(message, proto.Error):
-                self.send(
+                await self.deliver(
                     _json({"type": "error", "code": "model_error", "message": message.message})
                 )
 

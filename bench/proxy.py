@@ -1,0 +1,300 @@
+"""Latency the gateway adds to live audio, against a direct connection and against nginx.
+
+Three processes, as in production: N simulated model servers (raw echo: each audio message
+comes straight back, so the round trip measures the path, not a model), the gateway (or nginx
+as a plain WebSocket reverse proxy), and this script as N paced clients (one 80 ms message
+every 80 ms). For 1, 10 and 50 concurrent sessions it measures the round trip per audio message
+direct to the backends, through pplex-gateway and through nginx, in the same run; the gateway's
+added latency is its round trip minus the direct one. Also the gateway's CPU time per relayed
+message and its memory per session.
+
+    .venv/bin/python -m bench.proxy [--seconds 10] [--sessions 1,10,50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.common import save, summary
+from pplex_desktop.moshi import protocol as proto
+from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
+
+ADMIN = "bench-admin-secret-0123456789"
+
+
+def frames(count: int) -> list[bytes]:
+    """One pre-encoded Ogg Opus stream, replayed by every client (each is its own stream)."""
+    enc = OpusEncoder()
+    t = np.arange(FRAME_SAMPLES * count) / 24_000
+    pcm = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    return [
+        proto.encode(proto.Audio(enc.encode(pcm[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES])))
+        for i in range(count)
+    ]
+
+
+async def read_line(proc: asyncio.subprocess.Process, marker: str) -> str:
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        if not line:
+            raise RuntimeError(f"The process ended before printing {marker!r}.")
+        if marker in line:
+            return line
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def session(
+    http: aiohttp.ClientSession, url: str, payloads: list[bytes], rtts: list[float]
+) -> None:
+    async with http.ws_connect(url, compress=0, max_msg_size=0) as ws:
+        first = await ws.receive()
+        assert first.type is aiohttp.WSMsgType.BINARY, first
+        assert first.data[:1] == b"\x00", first
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+        got = 0
+
+        async def receive() -> None:
+            nonlocal got
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.BINARY and msg.data[:1] == b"\x01":
+                    rtts.append(loop.time() - sent[got])
+                    got += 1
+                    if got == len(payloads):
+                        return
+
+        receiver = asyncio.create_task(receive())
+        start = loop.time()
+        for i, payload in enumerate(payloads):
+            await asyncio.sleep(max(0.0, start + i * 0.08 - loop.time()))
+            sent.append(loop.time())
+            await ws.send_bytes(payload)
+        await asyncio.wait_for(receiver, 30)
+
+
+async def run_mode(urls: list[str], payloads: list[bytes]) -> list[float]:
+    rtts: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(session(http, u, payloads, rtts) for u in urls))
+    return [r * 1000 for r in rtts]
+
+
+def nginx_conf(folder: Path, port: int, backend_ports: list[int]) -> Path:
+    locations = "\n".join(
+        f"""        location = /b{i}/api/chat {{
+            proxy_pass http://127.0.0.1:{p}/api/chat;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+        }}"""
+        for i, p in enumerate(backend_ports)
+    )
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        f"""worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder};
+    proxy_temp_path {folder};
+    server {{
+        listen 127.0.0.1:{port};
+{locations}
+    }}
+}}
+"""
+    )
+    return conf
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def main(seconds: float, counts: list[int]) -> dict[str, Any]:
+    most = max(counts)
+    payloads = frames(int(seconds / 0.08))
+    tmp = Path(tempfile.mkdtemp(prefix="pplex-bench-"))
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        base_port = free_port()
+        sims = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pplex_desktop.backend",
+            "--raw-echo",
+            "--flavor",
+            "kyutai",
+            "--instances",
+            str(most),
+            "--port",
+            str(base_port),
+            "--log-level",
+            "WARNING",
+            stdout=subprocess.PIPE,
+        )
+        procs.append(sims)
+        backend_urls = []
+        for _ in range(most):
+            line = await read_line(sims, "is listening on")
+            backend_urls.append(
+                line.split("is listening on ", 1)[1].strip().removesuffix("/api/chat")
+            )
+        backend_ports = [int(u.rsplit(":", 1)[1].split("/")[0]) for u in backend_urls]
+        gw_args = [a for u in backend_urls for a in ("--backend", u)]
+        gateway = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pplex_desktop.gateway",
+            "--data-dir",
+            str(tmp / "gw"),
+            "--port",
+            "0",
+            "--log-level",
+            "WARNING",
+            *gw_args,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PPLEX_ADMIN_SECRET": ADMIN},
+        )
+        procs.append(gateway)
+        gw_url = (
+            (await read_line(gateway, "is listening on")).split("is listening on ")[1].split()[0]
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                gw_url + "/admin/keys/generate",
+                headers={"X-Admin-Secret": ADMIN},
+                json={"name": "bench", "rpm": 100_000, "max_sessions": 100},
+            ) as resp,
+        ):
+            key = (await resp.json())["key"]
+        nginx_port = free_port()
+        nginx: asyncio.subprocess.Process | None = None
+        if shutil.which("nginx"):
+            conf = nginx_conf(tmp, nginx_port, backend_ports)
+            nginx = await asyncio.create_subprocess_exec(
+                "nginx", "-c", str(conf), "-p", str(tmp), stderr=subprocess.PIPE
+            )
+            procs.append(nginx)
+            for _ in range(100):
+                try:
+                    _r, w = await asyncio.open_connection("127.0.0.1", nginx_port)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        idle_rss = rss_bytes(gateway.pid)
+        results: dict[str, Any] = {"seconds_per_run": seconds, "runs": []}
+        ws_gw = gw_url.replace("http", "ws", 1)
+        for count in counts:
+            query = "?text_prompt=Bench&voice_prompt=NATF2.pt"
+            direct = [
+                u.replace("http", "ws", 1) + "/api/chat" + query for u in backend_urls[:count]
+            ]
+            through = [f"{ws_gw}/api/chat{query}&api_key={key}" for _ in range(count)]
+            via_nginx = [f"ws://127.0.0.1:{nginx_port}/b{i}/api/chat{query}" for i in range(count)]
+            row: dict[str, Any] = {"sessions": count}
+            row["direct_ms"] = summary(await run_mode(direct, payloads))
+            cpu0 = cpu_seconds(gateway.pid)
+            peak_rss = 0
+
+            async def watch_rss() -> None:
+                nonlocal peak_rss
+                while True:
+                    peak_rss = max(peak_rss, rss_bytes(gateway.pid))
+                    await asyncio.sleep(0.2)
+
+            watcher = asyncio.create_task(watch_rss())
+            row["gateway_ms"] = summary(await run_mode(through, payloads))
+            watcher.cancel()
+            relayed = 2 * count * len(payloads)
+            row["gateway_cpu_us_per_message"] = (cpu_seconds(gateway.pid) - cpu0) / relayed * 1e6
+            row["gateway_memory_kib_per_session"] = max(0, peak_rss - idle_rss) / count / 1024
+            if nginx is not None:
+                children = Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text()
+                nginx_pids = [int(p) for p in children.split()]
+                ncpu0 = sum(cpu_seconds(p) for p in nginx_pids)
+                row["nginx_ms"] = summary(await run_mode(via_nginx, payloads))
+                row["nginx_cpu_us_per_message"] = (
+                    (sum(cpu_seconds(p) for p in nginx_pids) - ncpu0) / relayed * 1e6
+                )
+            for p in ("p50", "p99"):
+                row[f"gateway_added_{p}_ms"] = row["gateway_ms"][p] - row["direct_ms"][p]
+                if "nginx_ms" in row:
+                    row[f"nginx_added_{p}_ms"] = row["nginx_ms"][p] - row["direct_ms"][p]
+            results["runs"].append(row)
+            print(_describe(row), flush=True)
+        return results
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _describe(row: dict[str, Any]) -> str:
+    text = (
+        f"{row['sessions']:>3} sessions: direct p50 {row['direct_ms']['p50']:.2f} ms "
+        f"p99 {row['direct_ms']['p99']:.2f} ms | gateway adds p50 "
+        f"{row['gateway_added_p50_ms']:.2f} ms p99 {row['gateway_added_p99_ms']:.2f} ms, "
+        f"{row['gateway_cpu_us_per_message']:.0f} us CPU/message, "
+        f"{row['gateway_memory_kib_per_session']:.0f} KiB/session"
+    )
+    if "nginx_ms" in row:
+        text += (
+            f" | nginx adds p50 {row['nginx_added_p50_ms']:.2f} ms "
+            f"p99 {row['nginx_added_p99_ms']:.2f} ms, "
+            f"{row['nginx_cpu_us_per_message']:.0f} us CPU/message"
+        )
+    return text
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--sessions", default="1,10,50")
+    args = parser.parse_args()
+    started = time.time()
+    data = asyncio.run(main(args.seconds, [int(n) for n in args.sessions.split(",")]))
+    data["wall_s"] = round(time.time() - started, 1)
+    save("proxy", data)
