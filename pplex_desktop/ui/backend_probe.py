@@ -51,13 +51,12 @@ async def probe_backend(
             await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = str(exc) or type(exc).__name__
         return ProbeResult(
             normalized,
             False,
             None,
-            f"Nothing answers at {shown} ({reason}). Start the model server there or check "
-            "the address and port.",
+            f"Nothing answers at {shown} ({_reason(exc)}). Start the model server there or "
+            "check the address and port.",
         )
     if not handshake:
         return ProbeResult(normalized, True, None, f"A server answers at {shown} (HTTP {status}).")
@@ -87,3 +86,12 @@ async def probe_backend(
         f"The model server at {shown} answers and accepted a conversation with the default "
         "persona and voice.",
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words (\"Connection refused\") rather than aiohttp's wrapping."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exc.os_error.strerror or str(exc.os_error)
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__

@@ -130,7 +130,9 @@ class NewKeyDialog(QDialog):
         self.key_edit.setReadOnly(True)
         self.key_edit.setProperty("role", "secret")
         self.key_edit.setObjectName("newKey")
-        self.key_edit.setMinimumWidth(440)
+        self.key_edit.ensurePolished()  # the style sheet's monospace font decides the width
+        self.key_edit.setMinimumWidth(self.key_edit.fontMetrics().horizontalAdvance(key) + 24)
+        self.key_edit.setCursorPosition(0)
         self.copy_button = QPushButton("Copy")
         self.copy_button.clicked.connect(self._copy)
         row.addWidget(self.key_edit, 1)

@@ -14,6 +14,7 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
+from PySide6.QtGui import QColor
 
 from pplex_desktop.core.keystore import KIND_OWNER, KIND_PAIRED, ApiKey, KeyState
 
@@ -30,6 +31,7 @@ COLUMNS = (
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # the ApiKey record of a row
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 OWNER_NAME_SUFFIX = " — this app"
+INACTIVE_COLOR = QColor("#8d9199")  # readable on the light and the dark palette
 AnyIndex = QModelIndex | QPersistentModelIndex
 _ROOT = QModelIndex()  # the invalid index: "no parent" in a flat table
 
@@ -89,6 +91,10 @@ class KeysTableModel(QAbstractTableModel):
                 return "The app's own key for talking to its gateway; replaced at every start."
             if column == 1:
                 return "Only the start of the key is kept; the whole key was shown once."
+        if role == Qt.ItemDataRole.ForegroundRole and record.state(self._now()) is not (
+            KeyState.ACTIVE
+        ):
+            return INACTIVE_COLOR  # a key that no longer works reads as such at a glance
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 3):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

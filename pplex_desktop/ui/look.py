@@ -88,15 +88,17 @@ def light_palette(app: QApplication) -> QPalette:
     return palette
 
 
+def use_scheme(app: QApplication, *, dark: bool) -> None:
+    app.setPalette(dark_palette() if dark else light_palette(app))
+    # Re-applying the sheet makes palette(...) references pick up the new colours.
+    app.setStyleSheet(style_sheet())
+
+
 def apply_look(app: QApplication) -> None:
     """Fusion everywhere (consistent on every desktop), palette from the system scheme."""
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
-
-    def follow_scheme() -> None:
-        app.setPalette(dark_palette() if is_dark() else light_palette(app))
-        # Re-applying the sheet makes palette(...) references pick up the new colours.
-        app.setStyleSheet(style_sheet())
-
-    follow_scheme()
-    QGuiApplication.styleHints().colorSchemeChanged.connect(lambda _scheme: follow_scheme())
+    use_scheme(app, dark=is_dark())
+    QGuiApplication.styleHints().colorSchemeChanged.connect(
+        lambda scheme: use_scheme(app, dark=scheme == Qt.ColorScheme.Dark)
+    )

@@ -3,7 +3,7 @@ the model servers behind the gateway."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -35,7 +35,8 @@ _STATE_TEXT = {
     GatewayState.STOPPING: "Stopping…",
     GatewayState.FAILED: "Not running: the start failed",
 }
-BACKEND_COLUMNS = ("Model server", "Health", "Now", "Conversations", "Queue", "Detail")
+BACKEND_COLUMNS = ("Model server", "Health", "Now", "Served", "Queue")
+BACKENDS_TABLE_HEIGHT = 150
 
 
 class ServerPanel(QWidget):
@@ -50,7 +51,10 @@ class ServerPanel(QWidget):
         root.addWidget(self._build_banners())
         root.addLayout(self._build_figures())
         middle = QHBoxLayout()
-        middle.addWidget(self._build_backends(), 3)
+        left = QVBoxLayout()
+        left.addWidget(self._build_backends())
+        left.addWidget(self._build_clients(), 1)
+        middle.addLayout(left, 3)
         middle.addWidget(self._build_lan(), 2)
         root.addLayout(middle, 1)
 
@@ -129,10 +133,34 @@ class ServerPanel(QWidget):
         header = self.backends_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        self.backends_table.setMaximumHeight(BACKENDS_TABLE_HEIGHT)
         layout.addWidget(self.backends_table)
         self.no_backend_label = label(role="error", wrap=True)
         layout.addWidget(self.no_backend_label)
         return group
+
+    def _build_clients(self) -> QGroupBox:
+        group = QGroupBox("Connect a client")
+        layout = QVBoxLayout(group)
+        self.clients_label = selectable(label(wrap=True))
+        self.clients_label.setObjectName("clientsHelp")
+        self.clients_label.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.clients_label)
+        layout.addStretch(1)
+        return group
+
+    def _show_clients(self, view: GatewayView) -> None:
+        if view.address is None:
+            self.clients_label.setText("Clients can connect once the gateway runs.")
+            return
+        base = self.lan_urls[0] if self.lan_urls else view.url
+        self.clients_label.setText(
+            "Each client needs an API key from the <b>Keys</b> page, sent as the "
+            "<code>X-API-Key</code> header (or <code>?api_key=…</code> where headers are not "
+            "possible). Check a key from any terminal:"
+            f'<pre>curl -H "X-API-Key: YOUR_KEY" {base}/v1/info</pre>'
+            f"Is the gateway up? <code>{base}/healthz</code> needs no key."
+        )
 
     def _build_lan(self) -> QGroupBox:
         group = QGroupBox("Local network")
@@ -156,13 +184,26 @@ class ServerPanel(QWidget):
 
     # -- reacting -----------------------------------------------------------------------------
 
+    def changeEvent(self, event: QEvent) -> None:
+        # Rich text bakes the link colour in when set, and QLabel ignores setText() of the
+        # same text: clear and re-set it when light/dark switches.
+        if event.type() == QEvent.Type.PaletteChange:
+            text = self.address_label.text()
+            self.address_label.clear()
+            self.address_label.setText(text)
+        super().changeEvent(event)
+
     def _show_view(self, view: GatewayView) -> None:
         styled(self.state_label, state=view.state.value)
         self.state_label.setText(_STATE_TEXT[view.state])
-        if view.address is not None:
+        if view.address is not None and view.address.host == LAN_HOST:
             self.address_label.setText(
-                f'Listening on <a href="{view.url}">{view.url}</a>'
-                + (" (all network interfaces)" if view.address.host == LAN_HOST else "")
+                f"Listening on every network interface, port {view.address.port}. "
+                f'From this computer: <a href="{view.url}">{view.url}</a>'
+            )
+        elif view.address is not None:
+            self.address_label.setText(
+                f'Listening on <a href="{view.url}">{view.url}</a>, for this computer only'
             )
         else:
             self.address_label.setText(
@@ -182,6 +223,7 @@ class ServerPanel(QWidget):
         self.lan_switch.blockSignals(False)
         self.lan_switch.setEnabled(not view.busy)
         self._show_lan(view)
+        self._show_clients(view)
         self._show_backends(self._ctx.counters.backends)
 
     def _show_lan(self, view: GatewayView) -> None:
@@ -225,6 +267,8 @@ class ServerPanel(QWidget):
         table.setRowCount(len(statuses))
         for row, status in enumerate(statuses):
             health = {None: "checking…", True: "answering", False: "unreachable"}[status.healthy]
+            # The scheduler (another part of the gateway) will report queue lengths; until a
+            # status carries one, the column says so rather than showing a made-up zero.
             queue = getattr(status, "queue_length", None)
             cells = (
                 status.label,
@@ -232,11 +276,12 @@ class ServerPanel(QWidget):
                 "in a conversation" if status.busy else "idle",
                 str(status.sessions_served),
                 "–" if queue is None else str(queue),
-                status.detail,
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(status.url if column == 0 else text)
+                item.setToolTip(
+                    status.url if column == 0 else status.detail if column == 1 else text
+                )
                 table.setItem(row, column, item)
         view = self._ctx.gateway.view
         down = (

@@ -118,6 +118,7 @@ class SettingsDialog(QDialog):
         self.backends_table.setObjectName("backendsTable")
         self.backends_table.setHorizontalHeaderLabels(["Address", "Name (optional)", "Voices"])
         self.backends_table.verticalHeader().setVisible(False)
+        self.backends_table.setWordWrap(False)  # eighteen voices elide on one line
         self.backends_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         header = self.backends_table.horizontalHeader()
         header.setSectionResizeMode(URL_COLUMN, QHeaderView.ResizeMode.Interactive)

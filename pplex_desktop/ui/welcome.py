@@ -22,6 +22,12 @@ from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.widgets import copy_text, label, selectable, styled
 
 
+def _text_width(edit: QLineEdit, text: str) -> int:
+    """Wide enough to show ``text`` whole (a secret one scrolls is easy to copy half of)."""
+    edit.ensurePolished()  # the style sheet's monospace font decides the width
+    return edit.fontMetrics().horizontalAdvance(text) + 24
+
+
 @dataclass(frozen=True, slots=True)
 class WelcomeChoice:
     demo: bool
@@ -88,6 +94,8 @@ class WelcomeDialog(QDialog):
         self.secret_edit.setObjectName("adminSecret")
         self.secret_edit.setReadOnly(True)
         self.secret_edit.setProperty("role", "secret")
+        self.secret_edit.setMinimumWidth(_text_width(self.secret_edit, secret))
+        self.secret_edit.setCursorPosition(0)
         self.copy_button = QPushButton("Copy")
         self.copy_button.clicked.connect(self._copy_secret)
         row.addWidget(self.secret_edit, 1)
@@ -165,6 +173,7 @@ class WelcomeDialog(QDialog):
             )
             self.demo_button.setDefault(True)
         styled(self.result_label, role="ok" if result.ok else "error")
+        self.adjustSize()  # a wrapped sentence needs more height than the empty label had
 
     def _use_server(self) -> None:
         self._accept(WelcomeChoice(demo=False, backend_url=self.url_edit.text().strip()))

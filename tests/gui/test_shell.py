@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
@@ -156,18 +156,21 @@ def test_geometry_and_page_are_remembered(qtbot: QtBot, launch: Launch) -> None:
     from tests.gui.conftest import quit_gracefully
 
     first = launch()
-    first.window.resize(790, 520)  # inside the offscreen screen (800x600)
+    # The offscreen screen is 800x600 and the window's minimum width is close to 800: the
+    # height is what can change here.
+    first.window.resize(first.window.width(), 520)
     size = first.window.size()
-    assert size != second_default_size()
+    assert size.height() == 520 != second_default_size().height()
     first.window.show_page("activity")
     folder = first.services.data_dir
     quit_gracefully(qtbot, first)
     second = launch(data_dir=folder)
     assert second.window.current_key == "activity"
-    assert second.window.size() == size
+    # restoreGeometry() fits the width into the small offscreen screen; the height survives.
+    assert second.window.height() == size.height()
 
 
-def second_default_size() -> object:
+def second_default_size() -> QSize:
     from pplex_desktop.ui.main_window import DEFAULT_SIZE
 
     return DEFAULT_SIZE
