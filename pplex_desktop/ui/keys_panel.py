@@ -32,6 +32,9 @@ from pplex_desktop.ui.keys_model import KEY_ROLE, KeysFilter, KeysTableModel
 from pplex_desktop.ui.widgets import label
 
 REFRESH_DEBOUNCE_MS = 100
+# Usage is booked without a KeysChanged event (that would be one per request): while the page
+# is on screen, its usage and "last used" columns are re-read this often.
+USAGE_REFRESH_MS = 5_000
 DAY_S = 86_400.0
 
 
@@ -106,6 +109,9 @@ class KeysPanel(QWidget):
         self._debounce.setInterval(REFRESH_DEBOUNCE_MS)
         self._debounce.timeout.connect(self.refresh)
         ctx.bridge.keys_changed.connect(self._debounce.start)
+        self._usage_timer = QTimer(self)
+        self._usage_timer.setInterval(USAGE_REFRESH_MS)
+        self._usage_timer.timeout.connect(self.refresh)
         self._update_buttons()
         self.refresh()
 
@@ -314,3 +320,11 @@ class KeysPanel(QWidget):
 
     def page_shown(self) -> None:
         self.refresh()
+        self._usage_timer.start()
+
+    def page_hidden(self) -> None:
+        self._usage_timer.stop()
+
+    def shutdown(self) -> None:
+        self._usage_timer.stop()
+        self._debounce.stop()
