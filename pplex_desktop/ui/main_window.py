@@ -59,9 +59,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.navigation)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+        self._shown: QWidget | None = None  # the page whose page_shown() ran last
+        self.navigation.currentRowChanged.connect(self._page_changed)
         for spec in specs:
             self.add_page(spec)
-        self.navigation.currentRowChanged.connect(self._page_changed)
 
         self._build_menus()
         self.gateway_label = QLabel()
@@ -103,11 +104,13 @@ class MainWindow(QMainWindow):
         return self._keys[row] if 0 <= row < len(self._keys) else None
 
     def _page_changed(self, row: int) -> None:
-        previous = self.stack.currentWidget()
-        if previous is not None:
-            call_hook(previous, "page_hidden")
         self.stack.setCurrentIndex(row)
         current = self.stack.currentWidget()
+        if current is self._shown:
+            return
+        if self._shown is not None:
+            call_hook(self._shown, "page_hidden")
+        self._shown = current
         if current is not None:
             call_hook(current, "page_shown")
 
