@@ -1,0 +1,215 @@
+"""Screenshots of the real app in a real X window, for docs/screenshots/.
+
+Starts its own Xvfb, builds the app exactly as ``pplex-desktop`` does (first launch in a fresh
+data folder, so the welcome shows), chooses the demo backend, makes a few keys and some traffic,
+and grabs each page and dialog with QWidget.grab() on Qt's xcb platform.
+
+    .venv/bin/python -m bench.screenshots
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+WINDOW_SIZE = (1180, 760)
+TIMEOUT_S = 30.0
+
+
+def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
+    """Xvfb on a free display number, which it writes to the pipe once it accepts clients."""
+    read_fd, write_fd = os.pipe()
+    process = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1440x900x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    number = b""
+    with os.fdopen(read_fd, "rb") as pipe:
+        while not number.endswith(b"\n"):
+            chunk = pipe.read(1)
+            if not chunk:
+                raise RuntimeError("Xvfb exited before it was ready.")
+            number += chunk
+    return process, f":{number.decode().strip()}"
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + TIMEOUT_S
+    tick = QTimer()
+    tick.start(20)  # wakes processEvents so the predicate is re-checked
+    try:
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Timed out waiting for {what}.")
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
+    finally:
+        tick.stop()
+
+
+def settle() -> None:
+    """Let layouts, style polish and a repaint happen before a grab."""
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(5):
+        QApplication.processEvents()
+
+
+def shoot(widget: object, name: str) -> Path:
+    from PySide6.QtWidgets import QWidget
+
+    assert isinstance(widget, QWidget)
+    settle()
+    path = OUT / name
+    if not widget.grab().save(str(path)):
+        raise RuntimeError(f"Could not write {path}.")
+    print(f"wrote {path.relative_to(OUT.parents[1])}")
+    return path
+
+
+def traffic(url: str, keys: list[str]) -> None:
+    """Requests like a few clients would make, from another thread (the UI keeps painting)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(path: str, key: str | None = None) -> None:
+        request = urllib.request.Request(url + path)
+        if key is not None:
+            request.add_header("X-API-Key", key)
+        try:
+            with opener.open(request, timeout=10) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            exc.read()
+
+    get("/healthz")
+    get("/v1/voices")
+    for key in keys:
+        get("/v1/info", key)
+    get(f"/v1/info?api_key={keys[0]}")
+    get("/v1/info", "pplx_" + "0" * 46)
+    get("/v1/info")
+    get("/v1/info", keys[1])
+
+
+def main() -> int:
+    xvfb, display = start_xvfb()
+    os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    os.environ.pop("PPLEX_ADMIN_SECRET", None)
+    OUT.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pplex-shots-") as tmp:
+            return run(Path(tmp))
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
+
+
+def run(tmp: Path) -> int:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from pplex_desktop.app import Options, open_services
+    from pplex_desktop.core.settings import BackendConfig, Settings, save_settings
+    from pplex_desktop.gateway.server import GatewayState
+    from pplex_desktop.ui.look import apply_look, use_scheme
+    from pplex_desktop.ui.shell import DesktopShell
+    from pplex_desktop.ui.ui_state import APPLICATION, ORGANIZATION
+
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
+    app = QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    apply_look(app)
+    data = tmp / "data"
+    # A model server that is not there: the welcome's test fails and offers the demo.
+    save_settings(data, Settings(backends=(BackendConfig("ws://gpu-box.local:8998"),)))
+    shell = DesktopShell(open_services(Options(data_dir=data, port=0)))
+    window = shell.window
+    window.move(0, 0)
+    window.resize(*WINDOW_SIZE)
+    shell.launch()
+
+    wait_until(lambda: shell.welcome is not None, "the welcome dialog")
+    welcome = shell.welcome
+    assert welcome is not None
+    wait_until(lambda: welcome.last_probe is not None, "the welcome's server test")
+    shoot(welcome, "welcome.png")
+    welcome.demo_button.click()
+    wait_until(lambda: shell.gateway.view.state is GatewayState.RUNNING, "the gateway")
+
+    store = shell.services.keystore
+    made = [
+        store.create("kitchen tablet", rpm=30).key,
+        store.create("batch transcriber", rpm=120, max_sessions=2).key,
+        store.create("Sam's phone", expires_at=time.time() + 30 * 86_400).key,
+    ]
+    old = store.create("old laptop")
+    store.revoke(old.record.id)
+    url = shell.gateway.view.url
+    assert url is not None
+    worker = threading.Thread(target=traffic, args=(url, made))
+    worker.start()
+    wait_until(lambda: not worker.is_alive(), "the sample traffic")
+    wait_until(lambda: shell.counters.counts.requests_per_min >= 8, "the request counter")
+
+    server = window.show_page("server")
+    server.lan_switch.setChecked(True)  # type: ignore[attr-defined]
+    wait_until(
+        lambda: (
+            shell.gateway.view.address is not None and shell.gateway.view.address.host == "0.0.0.0"
+        ),
+        "LAN serving",
+    )
+    wait_until(lambda: bool(shell.counters.backends), "the backends' status")
+    shell.counters.refresh_usage()
+    shoot(window, "server.png")
+
+    keys = window.show_page("keys")
+    wait_until(lambda: keys.proxy.rowCount() == 4, "the keys table")  # type: ignore[attr-defined]
+    shoot(window, "keys.png")
+    keys.new_button.click()  # type: ignore[attr-defined]
+    dialog = keys.limits_dialog  # type: ignore[attr-defined]
+    dialog.name_edit.setText("living-room speaker")
+    dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+    wait_until(lambda: keys.new_key_dialog is not None, "the new key")  # type: ignore[attr-defined]
+    shoot(keys.new_key_dialog, "new-key.png")  # type: ignore[attr-defined]
+    keys.new_key_dialog.reject()  # type: ignore[attr-defined]
+
+    activity = window.show_page("activity")
+    wait_until(lambda: activity.model.rowCount() >= 8, "the activity table")  # type: ignore[attr-defined]
+    shoot(window, "activity.png")
+
+    settings = shell.open_settings()
+    settings.resize(780, 580)
+    shoot(settings, "settings.png")
+    settings.tabs.setCurrentIndex(2)
+    shoot(settings, "settings-limits.png")
+    settings.reject()
+
+    # Xvfb has no desktop to ask for a colour scheme: show the dark palette directly.
+    use_scheme(app, dark=True)
+    window.show_page("server")
+    shoot(window, "server-dark.png")
+
+    done = threading.Event()
+    shell.finished.connect(done.set)
+    shell.quit()
+    wait_until(done.is_set, "a graceful quit")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

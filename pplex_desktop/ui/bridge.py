@@ -1,0 +1,220 @@
+"""The one crossing between the Qt main thread and an asyncio loop thread.
+
+UI → loop: ``call`` schedules a coroutine on the loop with ``run_coroutine_threadsafe`` and never
+waits; the outcome comes back on the Qt thread through a queued signal. Loop → UI: gateway
+events are re-emitted as Qt signals. Everything emitted from the loop thread goes through one
+private signal connected to a slot of this object, so Qt always queues it to the main thread
+whatever the final receivers are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from PySide6.QtCore import QObject, Qt, Signal
+
+from pplex_desktop.core.loop_thread import LoopThread
+from pplex_desktop.gateway.events import (
+    BackendHealthChanged,
+    EventHub,
+    GatewayEvent,
+    GatewayStarted,
+    GatewayStopped,
+    KeysChanged,
+    RequestServed,
+)
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+OnDone = Callable[[Any], None]
+OnError = Callable[[BaseException], None]
+
+
+class BridgeClosedError(RuntimeError):
+    """The bridge was closed (the app is quitting): no more work goes to its loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    token: int
+    value: object
+    error: BaseException | None
+    cancelled: bool
+
+
+@dataclass(slots=True)
+class _Waiting:
+    on_done: OnDone | None
+    on_error: OnError | None
+    what: str
+
+
+class LoopBridge(QObject):
+    """Runs work on one loop thread and reports back on the Qt thread."""
+
+    # (what, exception) for failures nobody asked to handle; the error reporter shows them.
+    failed = Signal(str, object)
+    _finished = Signal(object)
+
+    def __init__(self, thread: LoopThread, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = thread
+        self._waiting: dict[int, _Waiting] = {}
+        self._tokens = itertools.count()
+        self._closed = False
+        # Queued even when a future is already done on the Qt thread: a completion is always
+        # delivered later, never inside call(), so callers see one order of events.
+        self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    @property
+    def thread_name(self) -> str:
+        return self._thread.name
+
+    @property
+    def pending(self) -> int:
+        """Calls whose completion has not reached the Qt thread yet."""
+        return len(self._waiting)
+
+    def call(
+        self,
+        coro: Coroutine[Any, Any, T],
+        on_done: Callable[[T], None] | None = None,
+        on_error: OnError | None = None,
+        *,
+        what: str = "",
+    ) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the loop; ``on_done``/``on_error`` later run on the Qt thread.
+
+        Without ``on_error`` a failure is emitted on ``failed`` so it is never silent.
+        """
+        if self._closed:
+            coro.close()
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            future.set_exception(BridgeClosedError("The application is quitting."))
+            return future
+        self._thread.start()
+        future = self._thread.submit(coro)
+        return self.watch(future, on_done, on_error, what=what or _describe(coro))
+
+    def call_fn(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_done: Callable[[T], None] | None = None,
+        on_error: OnError | None = None,
+        what: str = "",
+    ) -> concurrent.futures.Future[T]:
+        """Run a plain function on the loop thread (SQLite, the gateway's state)."""
+
+        async def invoke() -> T:
+            return fn(*args)
+
+        return self.call(
+            invoke(), on_done, on_error, what=what or getattr(fn, "__qualname__", repr(fn))
+        )
+
+    def watch(
+        self,
+        future: concurrent.futures.Future[T],
+        on_done: Callable[[T], None] | None = None,
+        on_error: OnError | None = None,
+        *,
+        what: str = "",
+    ) -> concurrent.futures.Future[T]:
+        """Deliver the outcome of a future made elsewhere (e.g. GatewayServer.start_future)."""
+        token = next(self._tokens)
+        self._waiting[token] = _Waiting(on_done, on_error, what)
+        future.add_done_callback(lambda f: self._report(token, f))
+        return future
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await loop work from a coroutine on the qasync (Qt) loop."""
+        self._thread.start()
+        return await asyncio.wrap_future(self._thread.submit(coro))
+
+    def _report(self, token: int, future: concurrent.futures.Future[Any]) -> None:
+        # Runs in whichever thread completed the future.
+        if future.cancelled():
+            outcome = _Outcome(token, None, None, True)
+        else:
+            error = future.exception()
+            outcome = _Outcome(token, None if error else future.result(), error, False)
+        self._emit_safely(self._finished, outcome)
+
+    @staticmethod
+    def _emit_safely(signal: Any, payload: object) -> None:
+        try:
+            signal.emit(payload)
+        except RuntimeError:
+            # The Qt object is gone: the app quit while the loop finished late work.
+            _log.debug("A result arrived after the bridge was deleted; it is dropped.")
+
+    def _deliver(self, outcome: _Outcome) -> None:
+        waiting = self._waiting.pop(outcome.token, None)
+        if waiting is None or outcome.cancelled:
+            return
+        if outcome.error is not None:
+            if waiting.on_error is not None:
+                waiting.on_error(outcome.error)
+            elif not self._closed:
+                self.failed.emit(waiting.what, outcome.error)
+            return
+        if waiting.on_done is not None:
+            waiting.on_done(outcome.value)
+
+    def close(self) -> None:
+        """Refuse new work and drop callbacks still waiting (the app is quitting)."""
+        self._closed = True
+        self._waiting.clear()
+
+
+class GatewayBridge(LoopBridge):
+    """The bridge of the gateway's loop: also re-emits the gateway's events as Qt signals."""
+
+    # Not "event": that name is QObject.event(), which Qt calls for every QEvent.
+    any_event = Signal(object)  # every GatewayEvent, for generic listeners
+    gateway_started = Signal(object)  # GatewayStarted
+    gateway_stopped = Signal(object)  # GatewayStopped
+    request_served = Signal(object)  # RequestServed
+    keys_changed = Signal()
+    backend_health = Signal(object)  # BackendHealthChanged
+    _arrived = Signal(object)
+
+    def __init__(self, thread: LoopThread, hub: EventHub, parent: QObject | None = None) -> None:
+        super().__init__(thread, parent)
+        self._hub = hub
+        self._arrived.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
+        hub.subscribe(self._on_event)
+
+    def _on_event(self, event: GatewayEvent) -> None:
+        # On the gateway thread: only hand the event over, never touch widgets here.
+        self._emit_safely(self._arrived, event)
+
+    def _dispatch(self, event: GatewayEvent) -> None:
+        if self._closed:
+            return
+        self.any_event.emit(event)
+        if isinstance(event, RequestServed):
+            self.request_served.emit(event)
+        elif isinstance(event, KeysChanged):
+            self.keys_changed.emit()
+        elif isinstance(event, BackendHealthChanged):
+            self.backend_health.emit(event)
+        elif isinstance(event, GatewayStarted):
+            self.gateway_started.emit(event)
+        elif isinstance(event, GatewayStopped):
+            self.gateway_stopped.emit(event)
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self._on_event)
+        super().close()
+
+
+def _describe(coro: Coroutine[Any, Any, Any]) -> str:
+    return getattr(coro, "__qualname__", type(coro).__name__)

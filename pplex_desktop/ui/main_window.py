@@ -1,0 +1,199 @@
+"""The main window: a page list on the left, the pages from the registry, menus, status bar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QByteArray, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
+
+from pplex_desktop import __version__
+from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
+from pplex_desktop.ui.context import DesktopContext
+from pplex_desktop.ui.gateway_control import GatewayView
+from pplex_desktop.ui.look import app_icon
+from pplex_desktop.ui.pages import PageSpec, call_hook
+from pplex_desktop.ui.ui_state import ui_state
+
+GEOMETRY_KEY = "window/geometry"
+PAGE_KEY = "window/page"
+DEFAULT_SIZE = QSize(1080, 700)
+# Decides what closing the window means (ask, minimize, quit); True lets the window close.
+ClosePolicy = Callable[[], bool]
+
+
+class MainWindow(QMainWindow):
+    settings_requested = Signal()
+    quit_requested = Signal()
+
+    def __init__(self, ctx: DesktopContext, specs: list[PageSpec]) -> None:
+        super().__init__()
+        self._ctx = ctx
+        self.setWindowTitle("pplex-desktop")
+        self.setObjectName("mainWindow")
+        self.setWindowIcon(app_icon())
+        self.close_policy: ClosePolicy = lambda: True
+        self.pages: dict[str, QWidget] = {}
+        self._keys: list[str] = []  # in the order shown
+        self._orders: dict[str, int] = {}
+
+        self.navigation = QListWidget()
+        self.navigation.setObjectName("navigation")
+        self.navigation.setFixedWidth(180)
+        self.navigation.setIconSize(QSize(18, 18))
+        self.stack = QStackedWidget()
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.navigation)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self._shown: QWidget | None = None  # the page whose page_shown() ran last
+        self.navigation.currentRowChanged.connect(self._page_changed)
+        for spec in specs:
+            self.add_page(spec)
+
+        self._build_menus()
+        self.gateway_label = QLabel()
+        self.gateway_label.setObjectName("statusGateway")
+        self.statusBar().addPermanentWidget(self.gateway_label)
+        ctx.status.posted.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        ctx.gateway.changed.connect(self._show_view)
+        self._show_view(ctx.gateway.view)
+        self._restore()
+
+    # -- pages ------------------------------------------------------------------------------------
+
+    def add_page(self, spec: PageSpec) -> QWidget:
+        """Build a page from its spec and put it in the list (order kept by spec.order)."""
+        if spec.key in self.pages:
+            raise ValueError(f"The page {spec.key!r} is already in the window.")
+        widget = spec.factory(self._ctx)
+        widget.setObjectName(f"page_{spec.key}")
+        self.pages[spec.key] = widget
+        position = sum(1 for k in self._keys if self._orders[k] <= spec.order)
+        self._orders[spec.key] = spec.order
+        self._keys.insert(position, spec.key)
+        self.stack.insertWidget(position, widget)
+        item = QListWidgetItem(spec.title)
+        item.setToolTip(spec.tooltip or spec.title)
+        item.setData(Qt.ItemDataRole.UserRole, spec.key)
+        self.navigation.insertItem(position, item)
+        if self.navigation.currentRow() < 0:
+            self.navigation.setCurrentRow(0)
+        return widget
+
+    def show_page(self, key: str) -> QWidget:
+        self.navigation.setCurrentRow(self._keys.index(key))
+        return self.pages[key]
+
+    @property
+    def current_key(self) -> str | None:
+        row = self.navigation.currentRow()
+        return self._keys[row] if 0 <= row < len(self._keys) else None
+
+    def _page_changed(self, row: int) -> None:
+        self.stack.setCurrentIndex(row)
+        current = self.stack.currentWidget()
+        if current is self._shown:
+            return
+        if self._shown is not None:
+            call_hook(self._shown, "page_hidden")
+        self._shown = current
+        if current is not None:
+            call_hook(current, "page_shown")
+
+    # -- menus and status ----------------------------------------------------------------------
+
+    def _build_menus(self) -> None:
+        app_menu = self.menuBar().addMenu("&File")
+        settings = QAction("&Settings…", self)
+        settings.setShortcut(QKeySequence.StandardKey.Preferences)
+        settings.triggered.connect(self.settings_requested.emit)
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.quit_requested.emit)
+        app_menu.addAction(settings)
+        app_menu.addSeparator()
+        app_menu.addAction(quit_action)
+
+        server_menu = self.menuBar().addMenu("&Gateway")
+        self.start_action = QAction("&Start", self)
+        self.start_action.triggered.connect(self._ctx.gateway.start)
+        self.stop_action = QAction("S&top", self)
+        self.stop_action.triggered.connect(self._stop)
+        self.restart_action = QAction("&Restart", self)
+        self.restart_action.triggered.connect(self._ctx.gateway.restart)
+        for action in (self.start_action, self.stop_action, self.restart_action):
+            server_menu.addAction(action)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About pplex-desktop", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
+
+    def _stop(self) -> None:
+        self._ctx.gateway.stop()
+
+    def _about(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.NoIcon,
+            "About pplex-desktop",
+            f"pplex-desktop {__version__}\n\nA desktop companion and secure gateway for "
+            "PersonaPlex and Moshi speech-to-speech servers.",
+            parent=self,
+        )
+        box.setIconPixmap(app_icon().pixmap(64, 64))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def _show_view(self, view: GatewayView) -> None:
+        text = {
+            GatewayState.RUNNING: f"Gateway running on {view.url}",
+            GatewayState.STARTING: "Gateway starting…",
+            GatewayState.STOPPING: "Gateway stopping…",
+            GatewayState.STOPPED: "Gateway stopped",
+            GatewayState.FAILED: "Gateway not running (start failed)",
+        }[view.state]
+        if view.demo and view.state is GatewayState.RUNNING:
+            text += f" · {DEMO_LABEL}"
+        self.gateway_label.setText(text)
+        self.gateway_label.setToolTip(view.failure or text)
+        self.start_action.setEnabled(view.state in (GatewayState.STOPPED, GatewayState.FAILED))
+        self.stop_action.setEnabled(view.state is GatewayState.RUNNING)
+        self.restart_action.setEnabled(view.state in (GatewayState.RUNNING, GatewayState.FAILED))
+
+    # -- state kept between runs ------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        state = ui_state()
+        geometry = state.value(GEOMETRY_KEY)
+        if not (isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)):
+            self.resize(DEFAULT_SIZE)
+        page = state.value(PAGE_KEY)
+        if isinstance(page, str) and page in self.pages:
+            self.show_page(page)
+
+    def save_state(self) -> None:
+        state = ui_state()
+        state.setValue(GEOMETRY_KEY, self.saveGeometry())
+        if self.current_key is not None:
+            state.setValue(PAGE_KEY, self.current_key)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.close_policy():
+            self.save_state()
+            event.accept()
+        else:
+            event.ignore()

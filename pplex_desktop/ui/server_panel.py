@@ -1,0 +1,332 @@
+"""The server page: gateway state and controls, LAN serving with a QR code, live figures and
+the model servers behind the gateway."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from pplex_desktop.gateway.backends import BackendStatus
+from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
+from pplex_desktop.ui.context import DesktopContext
+from pplex_desktop.ui.counters import Counts
+from pplex_desktop.ui.gateway_control import LAN_HOST, LOCAL_HOST, GatewayView
+from pplex_desktop.ui.lan import lan_addresses
+from pplex_desktop.ui.qr import qr_image
+from pplex_desktop.ui.widgets import Figure, label, selectable, styled
+
+_STATE_TEXT = {
+    GatewayState.STOPPED: "Stopped",
+    GatewayState.STARTING: "Starting…",
+    GatewayState.RUNNING: "Running",
+    GatewayState.STOPPING: "Stopping…",
+    GatewayState.FAILED: "Not running: the start failed",
+}
+BACKEND_COLUMNS = ("Model server", "Health", "Now", "Served", "Queue")
+BACKENDS_TABLE_HEIGHT = 150
+
+
+class ServerPanel(QWidget):
+    def __init__(self, ctx: DesktopContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._ctx = ctx
+        self.lan_urls: list[str] = []
+        root = QVBoxLayout(self)
+        root.setContentsMargins(18, 14, 18, 14)
+        root.setSpacing(12)
+        root.addLayout(self._build_header())
+        root.addWidget(self._build_banners())
+        root.addLayout(self._build_figures())
+        middle = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(self._build_backends())
+        left.addWidget(self._build_clients(), 1)
+        middle.addLayout(left, 3)
+        middle.addWidget(self._build_lan(), 2)
+        root.addLayout(middle, 1)
+
+        ctx.gateway.changed.connect(self._show_view)
+        ctx.counters.changed.connect(self._show_counts)
+        ctx.counters.backends_changed.connect(self._show_backends)
+        ctx.settings.changed.connect(lambda _s: self._show_view(ctx.gateway.view))
+        self._show_view(ctx.gateway.view)
+        self._show_counts(ctx.counters.counts)
+        self._show_backends(ctx.counters.backends)
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _build_header(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        left = QVBoxLayout()
+        self.state_label = label(role="state")
+        self.state_label.setObjectName("gatewayState")
+        self.address_label = selectable(label(role="subtitle"))
+        self.address_label.setOpenExternalLinks(True)
+        self.failure_label = selectable(label(role="error", wrap=True))
+        self.failure_label.setObjectName("gatewayFailure")
+        left.addWidget(self.state_label)
+        left.addWidget(self.address_label)
+        left.addWidget(self.failure_label)
+        row.addLayout(left, 1)
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.restart_button = QPushButton("Restart")
+        for button in (self.start_button, self.stop_button, self.restart_button):
+            row.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+        self.start_button.clicked.connect(self._ctx.gateway.start)
+        self.stop_button.clicked.connect(self._stop)
+        self.restart_button.clicked.connect(self._ctx.gateway.restart)
+        return row
+
+    def _stop(self) -> None:
+        self._ctx.gateway.stop()
+
+    def _build_banners(self) -> QWidget:
+        box = QWidget()
+        layout = QHBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.demo_badge = label(f"Demo backend ({DEMO_LABEL})", role="badge")
+        self.demo_hint = label(
+            "The built-in simulator answers instead of a model. Add your PersonaPlex or Moshi "
+            "server in Settings.",
+            role="subtitle",
+            wrap=True,
+        )
+        self.use_demo_button = QPushButton("Use the demo backend")
+        self.use_demo_button.setToolTip(f"Serve the built-in simulator ({DEMO_LABEL}).")
+        self.use_demo_button.clicked.connect(self._use_demo)
+        layout.addWidget(self.demo_badge)
+        layout.addWidget(self.demo_hint, 1)
+        layout.addWidget(self.use_demo_button)
+        return box
+
+    def _build_figures(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.rpm_figure = Figure("requests in the last minute")
+        self.sessions_figure = Figure("active conversations")
+        self.audio_figure = Figure("audio minutes today")
+        for figure in (self.rpm_figure, self.sessions_figure, self.audio_figure):
+            row.addWidget(figure)
+        return row
+
+    def _build_backends(self) -> QGroupBox:
+        group = QGroupBox("Model servers")
+        layout = QVBoxLayout(group)
+        self.backends_table = QTableWidget(0, len(BACKEND_COLUMNS))
+        self.backends_table.setHorizontalHeaderLabels(list(BACKEND_COLUMNS))
+        self.backends_table.verticalHeader().setVisible(False)
+        self.backends_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.backends_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        header = self.backends_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.backends_table.setMaximumHeight(BACKENDS_TABLE_HEIGHT)
+        layout.addWidget(self.backends_table)
+        self.no_backend_label = label(role="error", wrap=True)
+        layout.addWidget(self.no_backend_label)
+        return group
+
+    def _build_clients(self) -> QGroupBox:
+        group = QGroupBox("Connect a client")
+        layout = QVBoxLayout(group)
+        self.clients_label = selectable(label(wrap=True))
+        self.clients_label.setObjectName("clientsHelp")
+        self.clients_label.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.clients_label)
+        layout.addStretch(1)
+        return group
+
+    def _show_clients(self, view: GatewayView) -> None:
+        if view.address is None:
+            self.clients_label.setText("Clients can connect once the gateway runs.")
+            return
+        base = self.lan_urls[0] if self.lan_urls else view.url
+        self.clients_label.setText(
+            "Each client needs an API key from the <b>Keys</b> page, sent as the "
+            "<code>X-API-Key</code> header (or <code>?api_key=…</code> where headers are not "
+            "possible). Check a key from any terminal:"
+            f'<pre>curl -H "X-API-Key: YOUR_KEY" {base}/v1/info</pre>'
+            f"Is the gateway up? <code>{base}/healthz</code> needs no key."
+        )
+
+    def _build_lan(self) -> QGroupBox:
+        group = QGroupBox("Local network")
+        layout = QVBoxLayout(group)
+        self.lan_switch = QCheckBox("Serve on local network")
+        self.lan_switch.setObjectName("lanSwitch")
+        self.lan_switch.setToolTip(
+            "Off: only this computer can connect (127.0.0.1). On: phones and laptops on your "
+            "network can connect (0.0.0.0); they still need an API key."
+        )
+        self.lan_switch.toggled.connect(self._lan_toggled)
+        layout.addWidget(self.lan_switch)
+        self.lan_label = selectable(label(role="subtitle", wrap=True))
+        self.lan_label.setObjectName("lanUrls")
+        layout.addWidget(self.lan_label)
+        self.qr_label = QLabel()
+        self.qr_label.setObjectName("lanQr")
+        self.qr_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(self.qr_label, 1)
+        return group
+
+    # -- reacting -----------------------------------------------------------------------------
+
+    def changeEvent(self, event: QEvent) -> None:
+        # Rich text bakes the link colour in when set, and QLabel ignores setText() of the
+        # same text: clear and re-set it when light/dark switches.
+        if event.type() == QEvent.Type.PaletteChange:
+            text = self.address_label.text()
+            self.address_label.clear()
+            self.address_label.setText(text)
+        super().changeEvent(event)
+
+    def _show_view(self, view: GatewayView) -> None:
+        styled(self.state_label, state=view.state.value)
+        self.state_label.setText(_STATE_TEXT[view.state])
+        if view.address is not None and view.address.host == LAN_HOST:
+            self.address_label.setText(
+                f"Listening on every network interface, port {view.address.port}. "
+                f'From this computer: <a href="{view.url}">{view.url}</a>'
+            )
+        elif view.address is not None:
+            self.address_label.setText(
+                f'Listening on <a href="{view.url}">{view.url}</a>, for this computer only'
+            )
+        else:
+            self.address_label.setText(
+                f"Will listen on port {self._ctx.gateway.settings.port}"
+                + (" on every network interface" if view.serve_lan else " on this computer only")
+            )
+        self.failure_label.setText(view.failure or "")
+        self.failure_label.setVisible(bool(view.failure))
+        running = view.state is GatewayState.RUNNING
+        self.start_button.setEnabled(view.state in (GatewayState.STOPPED, GatewayState.FAILED))
+        self.stop_button.setEnabled(running)
+        self.restart_button.setEnabled(running or view.state is GatewayState.FAILED)
+        self.demo_badge.setVisible(view.demo)
+        self.demo_hint.setVisible(view.demo)
+        self.lan_switch.blockSignals(True)
+        self.lan_switch.setChecked(view.serve_lan)
+        self.lan_switch.blockSignals(False)
+        self.lan_switch.setEnabled(not view.busy)
+        self._show_lan(view)
+        self._show_clients(view)
+        self._show_backends(self._ctx.counters.backends)
+
+    def _show_lan(self, view: GatewayView) -> None:
+        if not view.serve_lan:
+            self.lan_urls = []
+            self.lan_label.setText("Only this computer can connect.")
+            self.qr_label.clear()
+            return
+        if view.address is None:
+            self.lan_urls = []
+            self.lan_label.setText("The gateway will listen on your network once it runs.")
+            self.qr_label.clear()
+            return
+        found = lan_addresses()
+        self.lan_urls = [a.url(view.address.port, tls=view.address.tls) for a in found]
+        if not self.lan_urls:
+            self.lan_label.setText(
+                "No network interface with an IPv4 address is up, so no other device can reach "
+                "this computer yet. Connect to a network and toggle the switch again."
+            )
+            self.qr_label.clear()
+            return
+        lines = "<br>".join(
+            f"<b>{url}</b> ({a.interface})" for url, a in zip(self.lan_urls, found, strict=True)
+        )
+        self.lan_label.setText(
+            f"Devices on your network connect to:<br>{lines}<br>Scan the code with a phone."
+        )
+        self.qr_label.setPixmap(QPixmap.fromImage(qr_image(self.lan_urls[0], module_px=5)))
+
+    def _show_counts(self, counts: Counts) -> None:
+        self.rpm_figure.set_value(str(counts.requests_per_min))
+        if counts.active_sessions is None:
+            self.sessions_figure.set_value("–", "Shown while the gateway is running.")
+        else:
+            self.sessions_figure.set_value(str(counts.active_sessions))
+        self.audio_figure.set_value(f"{counts.audio_minutes_today:.1f}")
+
+    def _show_backends(self, statuses: list[BackendStatus]) -> None:
+        table = self.backends_table
+        table.setRowCount(len(statuses))
+        for row, status in enumerate(statuses):
+            health = {None: "checking…", True: "answering", False: "unreachable"}[status.healthy]
+            # The scheduler (another part of the gateway) will report queue lengths; until a
+            # status carries one, the column says so rather than showing a made-up zero.
+            queue = getattr(status, "queue_length", None)
+            cells = (
+                status.label,
+                health,
+                "in a conversation" if status.busy else "idle",
+                str(status.sessions_served),
+                "–" if queue is None else str(queue),
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(
+                    status.url if column == 0 else status.detail if column == 1 else text
+                )
+                table.setItem(row, column, item)
+        view = self._ctx.gateway.view
+        down = (
+            view.state is GatewayState.RUNNING
+            and not view.demo
+            and bool(statuses)
+            and all(s.healthy is False for s in statuses)
+        )
+        self.no_backend_label.setText(
+            "No model server answers, so conversations cannot start. Check that the server "
+            "runs and its address in Settings, or use the demo backend to try the app."
+            if down
+            else ""
+        )
+        self.no_backend_label.setVisible(down)
+        self.use_demo_button.setVisible(down)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def _lan_toggled(self, on: bool) -> None:
+        current = self._ctx.settings.current
+        wanted = current.replace(serve_lan=on, host=LAN_HOST if on else LOCAL_HOST)
+        self.lan_switch.setEnabled(False)
+
+        def done(_settings: object) -> None:
+            self.lan_switch.setEnabled(True)
+            self._ctx.status.post(
+                "The gateway now serves your local network."
+                if on
+                else "The gateway now serves this computer only."
+            )
+
+        def failed(error: BaseException) -> None:
+            self.lan_switch.setEnabled(True)
+            self._show_view(self._ctx.gateway.view)
+            self._ctx.errors.report("changing network serving", error)
+
+        self._ctx.settings.update(wanted, done, failed)
+
+    def _use_demo(self) -> None:
+        wanted = self._ctx.settings.current.replace(demo=True)
+        self._ctx.settings.update(
+            wanted,
+            lambda _s: self._ctx.status.post(
+                f"The gateway now uses the demo backend ({DEMO_LABEL})."
+            ),
+            lambda error: self._ctx.errors.report("switching to the demo backend", error),
+        )

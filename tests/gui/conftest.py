@@ -1,0 +1,105 @@
+"""The real app on a real gateway (port 0) with the real demo backend, SQLite and settings file.
+
+``launch()`` builds the app exactly as ``pplex-desktop`` does (app.open_services + DesktopShell)
+and every app it made is quit gracefully after the test, so no thread outlives its test.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QSettings
+from pytestqt.qtbot import QtBot
+
+from pplex_desktop.app import Options, open_services
+from pplex_desktop.core.settings import Settings, save_settings
+from pplex_desktop.gateway.server import GatewayState
+from pplex_desktop.ui.shell import DesktopShell, Services
+
+ADMIN_SECRET = "gui-test-admin-secret-0123456789"
+WAIT_MS = 15_000
+Launch = Callable[..., DesktopShell]
+# Loopback only: never through a proxy the environment may configure.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http(url: str, *, key: str | None = None, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    """A blocking request from the test (the gateway answers on its own thread)."""
+    request = urllib.request.Request(url, method=method)
+    if key is not None:
+        request.add_header("X-API-Key", key)
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(autouse=True)
+def ui_state_dir(tmp_path: Path) -> Path:
+    """QSettings (geometry, last page, log level) in a temporary folder, never the real one."""
+    path = tmp_path / "qsettings"
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(path))
+    return path
+
+
+def running(shell: DesktopShell) -> bool:
+    return shell.gateway.view.state is GatewayState.RUNNING
+
+
+@pytest.fixture
+def launch(
+    qtbot: QtBot, _isolated_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Launch]:
+    shells: list[DesktopShell] = []
+
+    def start(
+        *,
+        demo: bool = True,
+        port: int | None = 0,
+        first_launch: bool = False,
+        settings: Settings | None = None,
+        data_dir: Path | None = None,
+        wait: bool = True,
+    ) -> DesktopShell:
+        folder = data_dir or _isolated_data_dir
+        if first_launch:
+            monkeypatch.delenv("PPLEX_ADMIN_SECRET", raising=False)
+        else:
+            monkeypatch.setenv("PPLEX_ADMIN_SECRET", ADMIN_SECRET)
+        if settings is not None:
+            save_settings(folder, settings)
+        services: Services = open_services(Options(data_dir=folder, demo=demo, port=port))
+        shell = DesktopShell(services)
+        shells.append(shell)
+        shell.launch()
+        if wait:
+            qtbot.waitUntil(lambda: running(shell), timeout=WAIT_MS)
+        return shell
+
+    yield start
+    for shell in shells:
+        quit_gracefully(qtbot, shell)
+
+
+def quit_gracefully(qtbot: QtBot, shell: DesktopShell) -> None:
+    if shell.quitting:
+        if not shell.services.server.thread.running:
+            return
+        qtbot.waitUntil(lambda: not shell.services.server.thread.running, timeout=WAIT_MS)
+        return
+    with qtbot.waitSignal(shell.finished, timeout=WAIT_MS):
+        shell.quit()
+    assert not shell.services.server.thread.running
+
+
+def url_of(shell: DesktopShell) -> str:
+    url = shell.gateway.view.url
+    assert url is not None
+    return url

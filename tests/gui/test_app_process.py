@@ -1,0 +1,75 @@
+"""The real ``pplex-desktop`` process: qasync loop, window, gateway, and a graceful exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from pplex_desktop.app import EXIT_WHEN_SHOWN_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(QT_QPA_PLATFORM="offscreen", PPLEX_ADMIN_SECRET="process-test-secret-0123456789")
+    env.pop(EXIT_WHEN_SHOWN_ENV, None)
+    env.update(extra)
+    return env
+
+
+def test_the_window_shows_and_the_app_exits_cleanly(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pplex_desktop.app", "--data-dir", str(tmp_path), "--demo"],
+        cwd=REPO,
+        env=_env(**{EXIT_WHEN_SHOWN_ENV: "1"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pplex-desktop shown at" in done.stdout
+    assert "pplex-desktop has stopped." in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_sigterm_stops_the_gateway_gracefully(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pplex_desktop.app",
+            "--data-dir",
+            str(tmp_path),
+            "--demo",
+            "--port",
+            "0",
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if "The gateway listens on" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    assert "The gateway has stopped (the application is quitting)." in output
+    assert "pplex-desktop has stopped." in output
+    assert "Traceback" not in output

@@ -1,0 +1,171 @@
+"""The server page: state, start/stop, LAN serving with its URL and QR code, start failures,
+the model servers and the live figures."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
+from pplex_desktop.ui.lan import lan_addresses
+from pplex_desktop.ui.server_panel import ServerPanel
+from pplex_desktop.ui.settings_store import SettingsStore
+from tests.gui.conftest import WAIT_MS, Launch, http, running, url_of
+
+
+def server_page(shell: object) -> ServerPanel:
+    page = shell.window.show_page("server")  # type: ignore[attr-defined]
+    assert isinstance(page, ServerPanel)
+    return page
+
+
+def test_running_on_the_demo_backend(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    panel = server_page(shell)
+    assert panel.state_label.text() == "Running"
+    assert url_of(shell) in panel.address_label.text()
+    assert panel.demo_badge.isVisible() and DEMO_LABEL in panel.demo_badge.text()
+    assert not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
+    qtbot.waitUntil(
+        lambda: (
+            panel.backends_table.rowCount() == 1
+            and panel.backends_table.item(0, 1).text() == "answering"
+        ),
+        timeout=WAIT_MS,
+    )
+    assert panel.backends_table.item(0, 0).text() == DEMO_LABEL
+    assert panel.backends_table.item(0, 2).text() == "idle"
+    assert not panel.use_demo_button.isVisible()
+
+
+def test_stop_and_start(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    panel = server_page(shell)
+    url = url_of(shell)
+    qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: shell.gateway.view.state is GatewayState.STOPPED, timeout=WAIT_MS)
+    assert panel.state_label.text() == "Stopped"
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    with pytest.raises(OSError):
+        http(url + "/healthz")
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: running(shell), timeout=WAIT_MS)
+    assert http(url_of(shell) + "/healthz")[0] == 200
+
+
+def test_restart_keeps_serving(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    panel = server_page(shell)
+    states: list[GatewayState] = []
+    shell.gateway.changed.connect(lambda view: states.append(view.state))
+    qtbot.mouseClick(panel.restart_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: states[-1:] == [GatewayState.RUNNING], timeout=WAIT_MS)
+    assert states == [
+        GatewayState.STOPPING,
+        GatewayState.STOPPED,
+        GatewayState.STARTING,
+        GatewayState.RUNNING,
+    ]
+    assert http(url_of(shell) + "/healthz")[0] == 200
+
+
+def test_serving_the_local_network_and_back(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    panel = server_page(shell)
+    assert not panel.lan_switch.isChecked()
+    assert shell.gateway.view.address is not None
+    assert shell.gateway.view.address.host == "127.0.0.1"
+
+    panel.lan_switch.setChecked(True)
+    qtbot.waitUntil(
+        lambda: (
+            running(shell)
+            and shell.gateway.view.address is not None
+            and shell.gateway.view.address.host == "0.0.0.0"
+        ),
+        timeout=WAIT_MS,
+    )
+    port = shell.gateway.view.address.port
+    found = lan_addresses()
+    if found:
+        expected = f"http://{found[0].ip}:{port}"
+        assert panel.lan_urls[0] == expected
+        assert expected in panel.lan_label.text()
+        pixmap = panel.qr_label.pixmap()
+        assert not pixmap.isNull() and pixmap.width() > 100
+        # The LAN URL really reaches the gateway.
+        assert http(expected + "/healthz")[0] == 200
+    else:
+        assert "No network interface" in panel.lan_label.text()
+    assert SettingsStore(shell.services.data_dir).file.serve_lan is True
+
+    panel.lan_switch.setChecked(False)
+    qtbot.waitUntil(
+        lambda: (
+            running(shell)
+            and shell.gateway.view.address is not None
+            and shell.gateway.view.address.host == "127.0.0.1"
+        ),
+        timeout=WAIT_MS,
+    )
+    assert panel.lan_urls == []
+    assert panel.qr_label.pixmap().isNull()
+    assert SettingsStore(shell.services.data_dir).file.serve_lan is False
+
+
+def test_a_port_in_use_is_shown_as_a_sentence(qtbot: QtBot, launch: Launch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        shell = launch(port=port, wait=False)
+        qtbot.waitUntil(lambda: shell.gateway.view.state is GatewayState.FAILED, timeout=WAIT_MS)
+        panel = server_page(shell)
+        text = panel.failure_label.text()
+        assert f"Port {port} on 127.0.0.1 is already in use by another program" in text
+        assert "choose another port" in text
+        assert panel.failure_label.isVisible()
+        assert panel.state_label.text().startswith("Not running")
+        assert panel.start_button.isEnabled()
+        assert shell.window.statusBar().currentMessage() == text
+
+
+def test_an_unreachable_model_server_offers_the_demo(qtbot: QtBot, launch: Launch) -> None:
+    from pplex_desktop.core.settings import BackendConfig, Settings
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]  # bound, never listening: connections are refused
+        shell = launch(
+            demo=False, settings=Settings(backends=(BackendConfig(f"ws://127.0.0.1:{dead}"),))
+        )
+        panel = server_page(shell)
+        qtbot.waitUntil(panel.use_demo_button.isVisible, timeout=WAIT_MS)
+        assert "No model server answers" in panel.no_backend_label.text()
+        assert panel.backends_table.item(0, 1).text() == "unreachable"
+        qtbot.mouseClick(panel.use_demo_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: running(shell) and shell.gateway.view.demo, timeout=WAIT_MS)
+        qtbot.waitUntil(
+            lambda: (
+                panel.backends_table.rowCount() == 1
+                and panel.backends_table.item(0, 0).text() == DEMO_LABEL
+            ),
+            timeout=WAIT_MS,
+        )
+        assert SettingsStore(shell.services.data_dir).file.demo is True
+
+
+def test_requests_per_minute_counts_served_requests(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    panel = server_page(shell)
+    for _ in range(3):
+        assert http(url_of(shell) + "/healthz")[0] == 200
+    qtbot.waitUntil(lambda: shell.counters.counts.requests_per_min >= 3, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: int(panel.rpm_figure.value.text()) >= 3, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: shell.counters.counts.active_sessions == 0, timeout=WAIT_MS)
+    assert panel.sessions_figure.value.text() == "0"
+    shell.counters.set_active_sessions(2)  # the slot the live-session work reports to
+    assert panel.sessions_figure.value.text() == "2"

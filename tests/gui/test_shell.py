@@ -1,0 +1,176 @@
+"""The app around the pages: plug-in pages, closing the window, errors, the tray, the icon."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton, QWidget
+from pytestqt.qtbot import QtBot
+
+from pplex_desktop.core.settings import Settings
+from pplex_desktop.ui.context import DesktopContext
+from pplex_desktop.ui.look import app_icon, icon_pixmap, style_sheet
+from pplex_desktop.ui.pages import PageRegistry, PageSpec
+from pplex_desktop.ui.shell import default_pages
+from tests.gui.conftest import WAIT_MS, Launch, http, url_of
+
+
+class LivePage(QLabel):
+    """What the live-talk engineer's page gets: the context, hence key, URL and bridge."""
+
+    def __init__(self, ctx: DesktopContext) -> None:
+        super().__init__("live")
+        self.ctx = ctx
+        self.shown = 0
+        self.stopped = False
+
+    def page_shown(self) -> None:
+        self.shown += 1
+
+    def shutdown(self) -> None:
+        self.stopped = True
+
+
+def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    page = shell.window.add_page(PageSpec("live", "Live talk", LivePage, order=15))
+    assert isinstance(page, LivePage)
+    titles = [shell.window.navigation.item(i).text() for i in range(4)]
+    assert titles == ["Server", "Live talk", "Keys", "Activity"]
+    shell.window.show_page("live")
+    assert page.shown == 1
+    url = page.ctx.gateway_url()
+    assert url == url_of(shell)
+    status, body = http(url + "/v1/info", key=page.ctx.owner_key)
+    assert status == 200 and body["key"]["name"] == "pplex-desktop (this app)"
+    with pytest.raises(ValueError, match="already"):
+        shell.window.add_page(PageSpec("live", "Again", LivePage))
+    with qtbot.waitSignal(shell.finished, timeout=WAIT_MS):
+        shell.quit()
+    assert page.stopped
+
+
+def test_the_registry_orders_and_refuses_duplicates() -> None:
+    registry = default_pages()
+    registry.register(PageSpec("offline", "Offline files", QWidget, order=25))
+    assert [s.key for s in registry.specs()] == ["server", "keys", "offline", "activity"]
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(PageSpec("keys", "Keys again", QWidget))
+    assert "offline" in registry and "live" not in PageRegistry()
+
+
+def test_each_launch_replaces_the_owner_key(qtbot: QtBot, launch: Launch) -> None:
+    from tests.gui.conftest import quit_gracefully
+
+    first = launch()
+    old_key = first.context.owner_key
+    folder = first.services.data_dir
+    quit_gracefully(qtbot, first)
+    second = launch(data_dir=folder)
+    owners = [k for k in second.services.keystore.list_keys() if k.kind == "owner"]
+    assert len(owners) == 1
+    assert http(url_of(second) + "/v1/info", key=old_key)[1]["error"]["code"] == "unknown_api_key"
+    assert http(url_of(second) + "/v1/info", key=second.context.owner_key)[0] == 200
+
+
+def test_closing_the_window_asks_by_default(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    assert not shell.tray.available  # offscreen has no tray: the app degrades to minimizing
+    shell.window.close()
+    box = shell.close_box
+    assert isinstance(box, QMessageBox) and box.isVisible()
+    assert "Quit pplex-desktop?" in box.text()
+    box.checkBox().setChecked(True)  # remember the choice
+    keep = next(b for b in box.buttons() if b.text().startswith("Keep running"))
+    assert isinstance(keep, QPushButton)
+    qtbot.mouseClick(keep, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(shell.window.isMinimized, timeout=WAIT_MS)
+    assert not shell.quitting
+    qtbot.waitUntil(lambda: shell.settings.current.close_action == "minimize", timeout=WAIT_MS)
+    shell.window.showNormal()
+    shell.window.close()  # remembered: no question this time
+    assert shell.close_box is None
+    assert shell.window.isMinimized()
+
+
+def test_closing_with_quit_stops_the_gateway(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch(settings=Settings(close_action="quit"))
+    url = url_of(shell)
+    with qtbot.waitSignal(shell.finished, timeout=WAIT_MS):
+        shell.window.close()
+    assert not shell.services.server.thread.running
+    with pytest.raises(OSError):
+        http(url + "/healthz")
+
+
+@pytest.mark.expect_error_logs
+def test_an_unexpected_error_is_logged_and_shown_once(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch()
+    shown: list[str] = []
+    shell.errors.shown.connect(shown.append)
+    error = RuntimeError("a bug in a slot")
+    for _ in range(2):
+        sys.excepthook(RuntimeError, error, None)
+    assert len(shown) == 1
+    assert "a bug in a slot" in shown[0]
+    assert "keeps running" in shown[0]
+    assert shell.window.statusBar().currentMessage().startswith("Something went wrong")
+    assert shell.errors.dialog is not None and shell.errors.dialog.isVisible()
+    shell.errors.dialog.close()
+
+    # A failed operation on the gateway thread nobody handled reaches the user too.
+    def broken() -> None:
+        raise KeyError("lost")
+
+    shell.bridge.call_fn(broken, what="doing something broken")
+    qtbot.waitUntil(lambda: len(shown) == 2, timeout=WAIT_MS)
+    assert "while doing something broken" in shown[1]
+    # ...and the app keeps serving.
+    assert http(url_of(shell) + "/healthz")[0] == 200
+
+
+def test_a_user_error_goes_to_the_status_bar(launch: Launch) -> None:
+    shell = launch()
+    from pplex_desktop.core.errors import NotFoundError
+
+    shell.errors.report("revoking a key", NotFoundError("There is no API key with id 9."))
+    assert shell.window.statusBar().currentMessage() == "There is no API key with id 9."
+    assert shell.errors.dialog is None
+
+
+def test_the_icon_and_the_style_sheet_ship_with_the_package(qtbot: QtBot) -> None:
+    pixmap = icon_pixmap(64)
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_ARGB32)
+    assert image.pixelColor(32, 4).alpha() == 255  # the tile is drawn
+    assert image.pixelColor(0, 0).alpha() == 0  # with rounded, transparent corners
+    assert not app_icon().isNull()
+    assert "QListWidget#navigation" in style_sheet()
+
+
+def test_geometry_and_page_are_remembered(qtbot: QtBot, launch: Launch) -> None:
+    from tests.gui.conftest import quit_gracefully
+
+    first = launch()
+    # The offscreen screen is 800x600 and the window's minimum width is close to 800: the
+    # height is what can change here.
+    first.window.resize(first.window.width(), 520)
+    size = first.window.size()
+    assert size.height() == 520 != second_default_size().height()
+    first.window.show_page("activity")
+    folder = first.services.data_dir
+    quit_gracefully(qtbot, first)
+    second = launch(data_dir=folder)
+    assert second.window.current_key == "activity"
+    # restoreGeometry() fits the width into the small offscreen screen; the height survives.
+    assert second.window.height() == size.height()
+
+
+def second_default_size() -> QSize:
+    from pplex_desktop.ui.main_window import DEFAULT_SIZE
+
+    return DEFAULT_SIZE
