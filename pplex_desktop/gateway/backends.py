@@ -35,6 +35,7 @@ class BackendStatus:
     voices: tuple[str, ...]
     busy: bool
     sessions_served: int
+    queue_length: int  # callers waiting who could use this backend
 
 
 class Backend:
@@ -47,6 +48,7 @@ class Backend:
         self.next_check_at = 0.0
         self.busy = False
         self.sessions_served = 0
+        self.queue_length = 0
 
     @property
     def url(self) -> str:
@@ -69,6 +71,7 @@ class Backend:
             self.config.voices,
             self.busy,
             self.sessions_served,
+            self.queue_length,
         )
 
 

@@ -234,7 +234,12 @@ class Scheduler:
         self._publish()
 
     def _publish(self) -> None:
-        for position, ticket in enumerate(self._order(), start=1):
+        waiting = self._order()
+        for backend in self.pool.backends:
+            backend.queue_length = sum(
+                1 for t in waiting if t.voice is None or t.voice in backend.config.voices
+            )
+        for position, ticket in enumerate(waiting, start=1):
             capable = max(1, len(self.capable(ticket.voice)))
             eta = round(position * self.avg_session_s / capable, 1)
             if (position, eta) != (ticket.position, ticket.eta_s):

@@ -12,10 +12,10 @@ import logging
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.keystore import KeyStore
@@ -26,6 +26,9 @@ from pplex_desktop.gateway.app import create_app
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+
+if TYPE_CHECKING:
+    from pplex_desktop.backend.sim import SimServer
 
 _log = logging.getLogger(__name__)
 DEMO_LABEL = "demo: echoes your voice"
@@ -98,13 +101,17 @@ class GatewayRunner:
         self.events = events or EventHub()
         self.ssl_context = ssl_context
         self.address: GatewayAddress | None = None
-        self.demo: SimServer | None = None
+        self.demo: SimServer | None = None  # the built-in simulator, in demo mode
         self.ctx: GatewayContext | None = None
         self._runner: web.AppRunner | None = None
 
     async def _backends(self) -> tuple[BackendConfig, ...]:
         if not self.settings.demo:
             return self.settings.backends
+        # Imported here: the simulator pulls in the Opus codec, which a desktop start-up
+        # with a real model server never needs.
+        from pplex_desktop.backend.sim import SimConfig, SimServer
+
         self.demo = SimServer(SimConfig(prompt_delay_s=0.3, echo_delay_frames=4))
         url = await self.demo.start("127.0.0.1", 0)
         return (BackendConfig(url, name=DEMO_LABEL),)

@@ -27,6 +27,7 @@ from pplex_desktop.gateway.events import (
     GatewayStarted,
     GatewayStopped,
     KeysChanged,
+    QueueChanged,
     RequestServed,
 )
 
@@ -184,6 +185,7 @@ class GatewayBridge(LoopBridge):
     request_served = Signal(object)  # RequestServed
     keys_changed = Signal()
     backend_health = Signal(object)  # BackendHealthChanged
+    queue_changed = Signal(object)  # QueueChanged: live sessions and callers waiting
     _arrived = Signal(object)
 
     def __init__(self, thread: LoopThread, hub: EventHub, parent: QObject | None = None) -> None:
@@ -210,6 +212,8 @@ class GatewayBridge(LoopBridge):
             self.gateway_started.emit(event)
         elif isinstance(event, GatewayStopped):
             self.gateway_stopped.emit(event)
+        elif isinstance(event, QueueChanged):
+            self.queue_changed.emit(event)
 
     def close(self) -> None:
         self._hub.unsubscribe(self._on_event)

@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.gateway.backends import BackendStatus
-from pplex_desktop.gateway.events import RequestServed
+from pplex_desktop.gateway.events import QueueChanged, RequestServed
 from pplex_desktop.ui.bridge import GatewayBridge
 
 WINDOW_S = 60.0
@@ -63,6 +63,7 @@ class LiveCounters(QObject):
         bridge.backend_health.connect(lambda _event: self.refresh_backends())
         bridge.gateway_started.connect(lambda _event: self.refresh_backends())
         bridge.gateway_stopped.connect(lambda _event: self.refresh_backends())
+        bridge.queue_changed.connect(self._on_queue)
         self._tick = QTimer(self)
         self._tick.setInterval(1_000)
         self._tick.timeout.connect(self._publish)
@@ -93,6 +94,10 @@ class LiveCounters(QObject):
         """
         self._sessions_reported = count
         self._publish()
+
+    def _on_queue(self, event: QueueChanged) -> None:
+        self.set_active_sessions(event.live)
+        self.refresh_backends()
 
     def refresh_backends(self) -> None:
         if self._polling:  # one read in flight is enough; a slow gateway must not pile up

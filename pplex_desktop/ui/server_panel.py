@@ -267,15 +267,12 @@ class ServerPanel(QWidget):
         table.setRowCount(len(statuses))
         for row, status in enumerate(statuses):
             health = {None: "checking…", True: "answering", False: "unreachable"}[status.healthy]
-            # The scheduler (another part of the gateway) will report queue lengths; until a
-            # status carries one, the column says so rather than showing a made-up zero.
-            queue = getattr(status, "queue_length", None)
             cells = (
                 status.label,
                 health,
                 "in a conversation" if status.busy else "idle",
                 str(status.sessions_served),
-                "–" if queue is None else str(queue),
+                str(status.queue_length),
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)

@@ -169,3 +169,29 @@ def test_requests_per_minute_counts_served_requests(qtbot: QtBot, launch: Launch
     assert panel.sessions_figure.value.text() == "0"
     shell.counters.set_active_sessions(2)  # the slot the live-session work reports to
     assert panel.sessions_figure.value.text() == "2"
+
+
+def test_a_live_session_shows_as_active(qtbot: QtBot, launch: Launch) -> None:
+    """A real conversation through the gateway moves the figure and the backend row."""
+    from pplex_desktop.core.loop_thread import LoopThread
+    from pplex_desktop.moshi.client import MoshiSession, SessionOptions
+
+    shell = launch()
+    panel = server_page(shell)
+    client = LoopThread("test-client")
+    client.start()
+    try:
+        session = client.run(
+            MoshiSession.connect(url_of(shell), SessionOptions(api_key=shell.context.owner_key)),
+            timeout=20,
+        )
+        qtbot.waitUntil(lambda: shell.counters.counts.active_sessions == 1, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: panel.sessions_figure.value.text() == "1", timeout=WAIT_MS)
+        qtbot.waitUntil(
+            lambda: panel.backends_table.item(0, 2).text() == "in a conversation",
+            timeout=WAIT_MS,
+        )
+        client.run(session.close(), timeout=10)
+        qtbot.waitUntil(lambda: shell.counters.counts.active_sessions == 0, timeout=WAIT_MS)
+    finally:
+        client.stop()
