@@ -80,6 +80,21 @@ async def converse(session: MoshiSession, frames: list[Pcm]) -> Conversation:
     return result
 
 
+async def exchange(session: MoshiSession, frames: list[Pcm], expect: int) -> list[Pcm]:
+    """Send frames and read until ``expect`` frames came back, leaving the session open."""
+    audio: list[Pcm] = []
+    async with asyncio.timeout(STEP_TIMEOUT + 0.1 * len(frames)):
+        for frame in frames:
+            await session.send_frame(frame)
+        async for event in session.events():
+            assert not isinstance(event, ErrorEvent | ClosedEvent), event
+            if isinstance(event, AudioEvent):
+                audio.append(event.pcm)
+                if len(audio) == expect:
+                    break
+    return audio
+
+
 async def test_handshake_is_the_bare_kind_byte(kyutai: KyutaiServer) -> None:
     async with websockets.connect(
         kyutai.url + "/api/chat", compression=None, proxy=None, open_timeout=10
@@ -198,18 +213,38 @@ async def test_second_client_waits_silently_then_is_served(kyutai: KyutaiServer)
         await kyutai.wait_for_count("accepted connection", accepted + 2, STEP_TIMEOUT)
         # The second socket is open and parked on the server's lock; while the first talks, it
         # hears nothing at all, not even a handshake.
-        talk = await converse(first, noise_frames(5))
-        assert len(talk.audio) == 4
+        assert len(await exchange(first, noise_frames(5), expect=4)) == 4
         assert not second.done(), "a waiting caller gets no handshake and no message"
+        await first.close()
         async with await asyncio.wait_for(second, STEP_TIMEOUT) as session:
             assert session.handshake == proto.Handshake()
             later = await converse(session, noise_frames(5, seed=11))
         assert len(later.audio) == 4
     finally:
-        second.cancel()
-        with contextlib.suppress(BaseException):
-            await second
         await first.close()
+        second.cancel()
+        # Whoever got the lock must let go of it, or every later test waits for it.
+        with contextlib.suppress(BaseException):
+            await (await second).close()
+
+
+@pytest.mark.server_faults_expected
+async def test_corrupt_input_stream_drops_the_connection(kyutai: KyutaiServer) -> None:
+    """Unlike pplex-sim (close 1007), the real handler raises inside sphn and the socket just
+    drops, with no close frame; the lock is released and the next caller is served."""
+    async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
+        talk = Conversation()
+        receiver = asyncio.create_task(_collect(session, talk))
+        frames = noise_frames(2)
+        await session.send_frame(frames[0])
+        await session.send_frame(frames[1])
+        await session.send_message(proto.Audio(b"not an Ogg page, " * 8))
+        await asyncio.wait_for(receiver, STEP_TIMEOUT)
+    assert talk.closed == ClosedEvent(None, "connection lost")
+    assert len(talk.audio) == 1, "frames before the damage were answered"
+    assert "unexpected ogg capture pattern" in kyutai.log_text()
+    async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
+        assert len((await converse(session, noise_frames(3))).audio) == 2
 
 
 async def test_round_trip_one_frame_at_a_time(
