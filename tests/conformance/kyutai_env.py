@@ -106,12 +106,15 @@ def _run(cmd: list[str], log: IO[str], timeout: float, what: str) -> None:
         raise EnvironmentUnavailable(f"{what} failed with exit code {result.returncode}")
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _last_error(path: Path) -> str:
+    """The line of a build log that says what went wrong, as far as a line can."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        lines = ANSI.sub("", path.read_text(encoding="utf-8", errors="replace")).splitlines()
     except OSError:
         return ""
-    return "\n".join(ANSI.sub("", text).splitlines()[-lines:])
+    errors = [line.strip() for line in lines if line.lstrip().startswith("ERROR")]
+    rest = [line.strip() for line in lines if line.strip()]
+    return (errors or rest or [""])[0]
 
 
 def _build(root: Path, log: IO[str]) -> None:
@@ -189,12 +192,11 @@ def prepare() -> Prepared:
             try:
                 with log_path.open("w", encoding="utf-8") as log:
                     _build(root, log)
-            except EnvironmentUnavailable as exc:
-                raise EnvironmentUnavailable(
-                    f"{exc}. Last lines of {log_path}:\n{_tail(log_path)}"
-                ) from None
-            except ServerFailed as exc:
-                raise ServerFailed(f"{exc}. Last lines of {log_path}:\n{_tail(log_path)}") from None
+            except (EnvironmentUnavailable, ServerFailed) as exc:
+                # Keep the log for the reader; the half-built venv is gigabytes of nothing.
+                shutil.rmtree(root / "venv", ignore_errors=True)
+                detail = f"{exc}: {_last_error(log_path)} (full log: {log_path})"
+                raise type(exc)(detail) from None
             seconds = time.monotonic() - started
             ready.write_text(json.dumps({"build_seconds": round(seconds, 1)}), encoding="utf-8")
             built = True
