@@ -1,0 +1,145 @@
+"""Fixtures for the conformance tier: the real Kyutai server, built once and cached.
+
+The environment is prepared before the first test runs (``pytest_runtestloop``), so the
+minutes a first build can take count against no test's timeout; each subprocess of the build
+has its own bound. Run the tier alone with ``./dev.sh test tests/conformance``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.kyutai_env import (
+    MOSHI_PIN,
+    TORCH_PIN,
+    EnvironmentUnavailable,
+    KyutaiServer,
+    Report,
+    ServerFailed,
+    cache_root,
+    prepare,
+)
+
+HERE = Path(__file__).resolve().parent
+REPORT_KEY = pytest.StashKey[Report]()
+# Lines the server prints when a handler or the model raised: a failure whatever the client saw.
+SERVER_FAULTS = ("Traceback", "[Err ]", "Error handling request")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "server_faults_expected: the test makes the real server raise on purpose"
+    )
+
+
+def _report(config: pytest.Config) -> Report:
+    return config.stash.setdefault(REPORT_KEY, Report())
+
+
+def _prepare_into(report: Report) -> None:
+    if report.env is not None or report.skip_reason or report.build_error:
+        return
+    try:
+        report.env = prepare()
+    except EnvironmentUnavailable as exc:
+        report.skip_reason = f"The Kyutai conformance venv cannot be built here: {exc}"
+    except ServerFailed as exc:
+        report.build_error = str(exc)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[None]:
+    wanted = any(HERE in item.path.parents for item in session.items)
+    if wanted and not session.config.option.collectonly:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"Preparing the Kyutai conformance environment under {cache_root()} "
+                "(the first build takes about a minute)."
+            )
+        _prepare_into(_report(session.config))
+    return (yield)
+
+
+@pytest.fixture(scope="session")
+def conformance_report(pytestconfig: pytest.Config) -> Report:
+    return _report(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def kyutai_server(
+    conformance_report: Report, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KyutaiServer]:
+    report = conformance_report
+    _prepare_into(report)
+    if report.skip_reason:
+        pytest.skip(report.skip_reason)
+    if report.build_error or report.env is None:
+        pytest.fail(f"Building the conformance assets failed: {report.build_error}", pytrace=False)
+    server = KyutaiServer(report.env, tmp_path_factory.mktemp("kyutai") / "server.log")
+    try:
+        server.start()
+    except ServerFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
+    report.server_start_seconds = server.start_seconds
+    try:
+        yield server
+    finally:
+        server.stop()
+        report.frame_times_ms = server.frame_times_ms()
+
+
+@pytest.fixture
+def kyutai(kyutai_server: KyutaiServer, request: pytest.FixtureRequest) -> Iterator[KyutaiServer]:
+    """The shared server, checked after each test: still up, and nothing raised inside it."""
+    before = len(kyutai_server.log_text())
+    yield kyutai_server
+    new = kyutai_server.log_text()[before:]
+    faults = [line for line in new.splitlines() if line.startswith(SERVER_FAULTS)]
+    if request.node.get_closest_marker("server_faults_expected") is not None:
+        faults = []
+    if faults or not kyutai_server.running:
+        pytest.fail(
+            "The real server logged a fault or stopped during this test:\n"
+            + "\n".join(new.splitlines()[-30:]),
+            pytrace=False,
+        )
+
+
+def _ms(values: list[float]) -> str:
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return (
+        f"{len(values)} frames, median {statistics.median(values):.1f} ms, "
+        f"p90 {p90:.1f} ms, max {ordered[-1]:.1f} ms"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report = terminalreporter.config.stash.get(REPORT_KEY, None)
+    if report is None:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("Kyutai conformance: real moshi.server, tiny random weights")
+    if report.skip_reason:
+        write(f"skipped: {report.skip_reason}")
+        return
+    if report.build_error:
+        write(f"build failed: {report.build_error}")
+        return
+    if report.env is not None:
+        how = "built" if report.env.built else "cached, checked"
+        write(f"environment: {report.env.root} ({how} in {report.env.seconds:.1f} s)")
+    if report.server_start_seconds is not None:
+        write(
+            f"server: {MOSHI_PIN}, {TORCH_PIN} on CPU, listening "
+            f"{report.server_start_seconds:.1f} s after launch"
+        )
+    if report.frame_times_ms:
+        write(f"server 'frame handled in' log: {_ms(report.frame_times_ms)} (real time: 80 ms)")
+    if report.round_trips_ms:
+        write(f"client round trip, one frame at a time: {_ms(report.round_trips_ms)}")
