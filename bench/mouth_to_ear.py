@@ -30,7 +30,7 @@ import numpy as np
 
 RATE = 24_000
 CHIRP_S = 0.03
-WARMUP_S = 1.0  # PortAudio's timing settles during the first blocks
+WARMUP_S = 2.0  # PortAudio's timing estimates settle during the first second or so
 RESULTS = Path(__file__).resolve().parent / "results" / "mouth_to_ear.json"
 
 

@@ -15,7 +15,7 @@ _log = logging.getLogger(__name__)
 
 @pytest.fixture(scope="session")
 def pulse_devices() -> Iterator[pulse.PulseSetup]:
-    """A PulseAudio daemon with sinks ``mic`` and ``spk``, and PortAudio re-scanned to see it."""
+    """A private PulseAudio daemon with sinks ``mic`` and ``spk``; PortAudio re-scanned to see it."""
     try:
         setup = pulse.start()
     except pulse.PulseUnavailable as exc:
@@ -31,7 +31,7 @@ def pulse_devices() -> Iterator[pulse.PulseSetup]:
                 "PulseAudio runs, but PortAudio sees no 'pulse' or 'default' device: the ALSA "
                 "PulseAudio plugin (libasound2-plugins) is missing."
             )
-        _log.info("PulseAudio null sinks ready (started here: %s).", setup.started_here)
+        _log.info("A private PulseAudio with null sinks listens on %s.", setup.server)
         yield setup
     finally:
         pulse.stop(setup)

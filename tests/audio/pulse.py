@@ -3,16 +3,21 @@
 Sink ``mic`` is what the "microphone" hears: play into it, and its monitor ``mic.monitor`` is
 the default source. Sink ``spk`` is the default speaker; record what the app played from
 ``spk.monitor``.
+
+Each run gets a private daemon in its own runtime folder, reached through ``PULSE_SERVER``
+(which this process, PortAudio's ALSA plugin and every child such as paplay inherit). Two test
+runs at once, or a developer's own PulseAudio, then never hear each other, and stopping ours
+cannot break anyone else's.
 """
 
 from __future__ import annotations
 
-import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SINKS = ("spk", "mic")
@@ -25,59 +30,46 @@ class PulseUnavailable(RuntimeError):
 
 @dataclass
 class PulseSetup:
-    process: subprocess.Popen[bytes] | None = None  # set when we started the daemon
-    loaded_modules: list[str] = field(default_factory=list)  # set when we reused one
-    log_path: Path | None = None
+    process: subprocess.Popen[bytes]
+    runtime: Path
+    previous_server: str | None
 
     @property
-    def started_here(self) -> bool:
-        return self.process is not None
+    def server(self) -> str:
+        return f"unix:{self.runtime / 'native'}"
 
 
-def _pactl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def pactl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10, check=check)
 
 
-def running() -> bool:
+def _answers() -> bool:
     try:
-        return _pactl("info", check=False).returncode == 0
+        return pactl("info", check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-def _wait_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise PulseUnavailable(
-                f"PulseAudio exited at start (code {process.returncode}): "
-                f"{log_path.read_text(errors='replace').strip()[-500:]}"
-            )
-        if running():
-            return
-        time.sleep(0.1)  # polling a daemon we just started; no event to await here
-    process.kill()
-    process.wait(5)
-    raise PulseUnavailable(f"PulseAudio did not answer within {READY_TIMEOUT_S:g} s.")
+def _log_tail(runtime: Path) -> str:
+    try:
+        return (runtime / "daemon.log").read_text(errors="replace").strip()[-500:]
+    except OSError:
+        return ""
 
 
 def start() -> PulseSetup:
-    """Make sure a daemon with the two null sinks runs and is the default; start one if needed."""
+    """Start a private daemon with the two null sinks as defaults and point this process at it."""
     for tool in ("pulseaudio", "pactl", "paplay", "parec"):
         if shutil.which(tool) is None:
-            raise PulseUnavailable(f"'{tool}' is not installed (apt install pulseaudio-utils).")
-    setup = PulseSetup()
-    if running():
-        present = _pactl("list", "short", "sinks").stdout.split()
-        for sink in SINKS:
-            if sink not in present:
-                result = _pactl("load-module", "module-null-sink", f"sink_name={sink}")
-                setup.loaded_modules.append(result.stdout.strip())
-    else:
-        log = tempfile.NamedTemporaryFile(prefix="pplex-pulse-", suffix=".log", delete=False)  # noqa: SIM115
-        setup.log_path = Path(log.name)
-        try:
-            setup.process = subprocess.Popen(
+            raise PulseUnavailable(
+                f"'{tool}' is not installed (apt install pulseaudio pulseaudio-utils)."
+            )
+    runtime = Path(tempfile.mkdtemp(prefix="pplex-pulse-"))
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "PULSE_STATE_PATH": str(runtime)}
+    env.pop("PULSE_SERVER", None)
+    try:
+        with (runtime / "daemon.log").open("wb") as log:
+            process = subprocess.Popen(
                 [
                     "pulseaudio",
                     "--daemonize=no",
@@ -89,28 +81,38 @@ def start() -> PulseSetup:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
             )
-        except OSError as exc:
-            raise PulseUnavailable(f"PulseAudio could not be started: {exc}.") from None
-        finally:
-            log.close()
-        _wait_ready(setup.process, setup.log_path)
-    _pactl("set-default-sink", "spk")
-    _pactl("set-default-source", "mic.monitor")
+    except OSError as exc:
+        shutil.rmtree(runtime, ignore_errors=True)
+        raise PulseUnavailable(f"PulseAudio could not be started: {exc}.") from None
+    setup = PulseSetup(process, runtime, os.environ.get("PULSE_SERVER"))
+    os.environ["PULSE_SERVER"] = setup.server
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not _answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            reason = _log_tail(runtime)
+            stop(setup)
+            raise PulseUnavailable(
+                f"PulseAudio did not come up within {READY_TIMEOUT_S:g} s: {reason}"
+            )
+        time.sleep(0.1)  # polling a daemon we just started: it offers nothing to await
+    pactl("set-default-sink", "spk")
+    pactl("set-default-source", "mic.monitor")
     return setup
 
 
 def stop(setup: PulseSetup) -> None:
-    """Undo ``start``: stop the daemon we started, or unload the sinks we added."""
-    for module in setup.loaded_modules:
-        _pactl("unload-module", module, check=False)
-    if setup.process is not None:
+    """Stop our daemon, forget its address and remove its folder."""
+    if setup.process.poll() is None:
         setup.process.terminate()
         try:
             setup.process.wait(10)
         except subprocess.TimeoutExpired:
             setup.process.kill()
             setup.process.wait(5)
-    if setup.log_path is not None:
-        with contextlib.suppress(OSError):
-            setup.log_path.unlink()
+    if setup.previous_server is None:
+        os.environ.pop("PULSE_SERVER", None)
+    else:
+        os.environ["PULSE_SERVER"] = setup.previous_server
+    shutil.rmtree(setup.runtime, ignore_errors=True)

@@ -124,6 +124,6 @@ async def test_push_to_talk_released_keeps_the_sentence_from_the_model(
 
 
 def test_pulse_sinks_are_the_defaults() -> None:
-    info = pulse._pactl("info").stdout
+    info = pulse.pactl("info").stdout
     assert "Default Sink: spk" in info
     assert "Default Source: mic.monitor" in info
