@@ -11,18 +11,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
 from pplex_desktop.audio.device import DuplexDevice, Pcm
+from pplex_desktop.audio.events import (
+    ConversationEvent,
+    ConversationState,
+    Levels,
+    Listener,
+    RecordingSaved,
+    SessionStats,
+    StateChanged,
+    TextPiece,
+)
 from pplex_desktop.audio.meters import LevelMeter
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
-from pplex_desktop.audio.recorder import ConversationRecorder, RecordingInfo
+from pplex_desktop.audio.recorder import ConversationRecorder
 from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.redact import redact_text, redact_url
@@ -37,70 +45,22 @@ from pplex_desktop.moshi.client import (
 from pplex_desktop.moshi.codec import FRAME_SAMPLES
 from pplex_desktop.moshi.framing import Framer
 
+__all__ = [
+    "Conversation",
+    "ConversationConfig",
+    "ConversationEvent",
+    "ConversationState",
+    "Levels",
+    "Listener",
+    "RecordingSaved",
+    "SessionStats",
+    "StateChanged",
+    "TextPiece",
+]
+
 _log = logging.getLogger(__name__)
 STATS_EVERY_FRAMES = 6  # about twice a second
 _RTT_SMOOTHING = 0.2
-
-
-class ConversationState(StrEnum):
-    IDLE = "idle"
-    QUEUED = "queued"
-    CONNECTING = "connecting"
-    PREPARING = "preparing"
-    LIVE = "live"
-    ENDED = "ended"
-    ERROR = "error"
-
-    @property
-    def finished(self) -> bool:
-        return self in (ConversationState.ENDED, ConversationState.ERROR)
-
-
-@dataclass(frozen=True, slots=True)
-class StateChanged:
-    state: ConversationState
-    detail: str = ""  # why it ended, or the error message: a sentence for the user
-    queue_position: int | None = None
-    eta_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TextPiece:
-    text: str
-    t: float  # seconds since the conversation went live
-
-
-@dataclass(frozen=True, slots=True)
-class Levels:
-    """Linear levels in [0, 1] since the previous report (see ``meters.to_dbfs``)."""
-
-    input_rms: float
-    input_peak: float
-    output_rms: float
-    output_peak: float
-    talking: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStats:
-    session_s: float
-    rtt_ms: float | None  # send of a frame to arrival of the model's frame for it, smoothed
-    buffer_ms: float
-    target_ms: float
-    underruns: int
-    dropped_ms: float
-    frames_sent: int
-    frames_received: int
-    input_overflows: int
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingSaved:
-    recording: RecordingInfo
-
-
-ConversationEvent: TypeAlias = StateChanged | TextPiece | Levels | SessionStats | RecordingSaved
-Listener: TypeAlias = Callable[[ConversationEvent], None]
 
 
 @dataclass(frozen=True)
@@ -131,7 +91,12 @@ class ConversationConfig:
 
 
 class Conversation:
-    """One live conversation; ``await run()`` drives it from start to end exactly once."""
+    """One live conversation; ``await run()`` drives it from start to end exactly once.
+
+    Every method runs on the conversation's loop: from the Qt thread, use
+    ``loop.call_soon_threadsafe(conv.press)`` for the plain setters and
+    ``run_coroutine_threadsafe(conv.hang_up(), loop)`` to hang up.
+    """
 
     def __init__(
         self,
