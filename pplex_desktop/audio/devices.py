@@ -1,0 +1,348 @@
+"""Real sound devices through sounddevice (PortAudio), imported lazily.
+
+The PortAudio callbacks run on PortAudio's own threads. They copy one block and hand it to the
+asyncio loop with ``call_soon_threadsafe``; they never block, log or do heavy work. Resampling,
+when the device cannot run at 24 kHz, happens on the loop side, never in a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import soxr
+
+from pplex_desktop.audio.device import AudioUnavailableError, DeviceStats, Pcm, PlayedCallback
+from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, JitterBuffer
+from pplex_desktop.moshi.codec import FRAME_SECONDS, SAMPLE_RATE
+
+_log = logging.getLogger(__name__)
+Kind = Literal["input", "output"]
+DeviceSpec = int | str | None
+# About 2.5 s of microphone blocks: beyond that the loop has stalled and old audio is useless.
+MAX_QUEUED_INPUT_BLOCKS = 32
+
+
+@functools.cache
+def _sounddevice() -> Any:
+    try:
+        import sounddevice
+    except OSError:
+        raise AudioUnavailableError(
+            "PortAudio, the library that reaches sound devices, is not installed; install it "
+            "(on Debian or Ubuntu: sudo apt install libportaudio2) and restart the app."
+        ) from None
+    return sounddevice
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    index: int
+    name: str
+    hostapi: str
+    default_samplerate: float
+    input_channels: int
+    output_channels: int
+    is_default_input: bool
+    is_default_output: bool
+
+    @property
+    def is_input(self) -> bool:
+        return self.input_channels > 0
+
+    @property
+    def is_output(self) -> bool:
+        return self.output_channels > 0
+
+
+def refresh_devices() -> None:
+    """Re-scan the system's devices (hot-plug); PortAudio only looks when it initialises.
+
+    Streams still open are invalidated, so call this only while no conversation is running.
+    """
+    sd = _sounddevice()
+    sd._terminate()
+    sd._initialize()
+
+
+def list_devices(kind: Kind | None = None) -> list[DeviceInfo]:
+    """Every device PortAudio knows, or only those with inputs or outputs."""
+    sd = _sounddevice()
+    try:
+        raw = sd.query_devices()
+        hostapis = sd.query_hostapis()
+    except sd.PortAudioError as exc:
+        raise AudioUnavailableError(f"The sound devices could not be listed: {exc}.") from None
+    default_in, default_out = _default_indices(sd)
+    devices = [
+        DeviceInfo(
+            index=int(d["index"]),
+            name=str(d["name"]),
+            hostapi=str(hostapis[d["hostapi"]]["name"]),
+            default_samplerate=float(d["default_samplerate"]),
+            input_channels=int(d["max_input_channels"]),
+            output_channels=int(d["max_output_channels"]),
+            is_default_input=int(d["index"]) == default_in,
+            is_default_output=int(d["index"]) == default_out,
+        )
+        for d in raw
+    ]
+    if kind == "input":
+        return [d for d in devices if d.is_input]
+    if kind == "output":
+        return [d for d in devices if d.is_output]
+    return devices
+
+
+def _default_indices(sd: Any) -> tuple[int, int]:
+    result: list[int] = []
+    for kind in ("input", "output"):
+        try:
+            result.append(int(sd.query_devices(None, kind)["index"]))
+        except (ValueError, sd.PortAudioError):
+            result.append(-1)
+    return result[0], result[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamPlan:
+    index: int
+    name: str
+    rate: int
+    channels: int
+
+
+def _plan(sd: Any, device: DeviceSpec, kind: Kind) -> _StreamPlan:
+    """Pick 24 kHz mono if the device takes it, else its own rate, and one or two channels."""
+    what = "microphone" if kind == "input" else "speaker"
+    try:
+        info = sd.query_devices(device, kind)
+    except (ValueError, sd.PortAudioError):
+        if device is None:
+            raise AudioUnavailableError(
+                f"No {what} was found; connect one, or pick another device in the settings."
+            ) from None
+        raise AudioUnavailableError(
+            f"The {what} '{device}' was not found; it may have been unplugged. "
+            "Refresh the device list and pick another one."
+        ) from None
+    max_channels = int(info[f"max_{kind}_channels"])
+    name = str(info["name"])
+    if max_channels < 1:
+        raise AudioUnavailableError(f"'{name}' cannot be used as a {what}; pick another device.")
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    index = int(info["index"])
+    rates = dict.fromkeys((SAMPLE_RATE, round(float(info["default_samplerate"]))))
+    for rate in rates:
+        for channels in dict.fromkeys((1, min(2, max_channels))):
+            try:
+                check(
+                    device=int(info["index"]), samplerate=rate, channels=channels, dtype="float32"
+                )
+            except sd.PortAudioError:
+                continue
+            return _StreamPlan(index, name, rate, channels)
+    raise AudioUnavailableError(
+        f"The {what} '{name}' accepts neither 24 kHz nor its own default rate; pick another."
+    )
+
+
+class SoundDeviceDuplex:
+    """A microphone and a speaker opened as two PortAudio streams (they may be different cards)."""
+
+    def __init__(
+        self,
+        input_device: DeviceSpec = None,
+        output_device: DeviceSpec = None,
+        *,
+        jitter_target_ms: float = DEFAULT_TARGET_MS,
+        input_latency: float | str = "low",
+        output_latency: float | str = 0.04,
+    ) -> None:
+        self._input_device = input_device
+        self._output_device = output_device
+        self._jitter = JitterBuffer(target_ms=jitter_target_ms)
+        self._input_latency = input_latency
+        self._output_latency = output_latency
+        self._queue: asyncio.Queue[Pcm | None] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_played: PlayedCallback | None = None
+        self._in_stream: Any = None
+        self._out_stream: Any = None
+        self._in_plan: _StreamPlan | None = None
+        self._out_plan: _StreamPlan | None = None
+        self._in_resampler: Any = None
+        self._out_resampler: Any = None
+        self._played_resampler: Any = None
+        self._stopping = False
+        self._overflows = 0
+        self._underflows = 0
+
+    @property
+    def jitter(self) -> JitterBuffer:
+        return self._jitter
+
+    @property
+    def description(self) -> str:
+        if self._in_plan is None or self._out_plan is None:
+            return "sound devices not opened yet"
+        return (
+            f"microphone '{self._in_plan.name}' at {self._in_plan.rate} Hz, "
+            f"speaker '{self._out_plan.name}' at {self._out_plan.rate} Hz"
+        )
+
+    async def start(self, on_played: PlayedCallback | None = None) -> None:
+        if self._in_stream is not None:
+            raise RuntimeError("The sound device is already started.")
+        sd = _sounddevice()
+        self._loop = asyncio.get_running_loop()
+        self._on_played = on_played
+        self._stopping = False
+        in_plan = _plan(sd, self._input_device, "input")
+        out_plan = _plan(sd, self._output_device, "output")
+        self._in_plan, self._out_plan = in_plan, out_plan
+        if out_plan.rate != SAMPLE_RATE:
+            old = self._jitter
+            self._jitter = JitterBuffer(sample_rate=out_plan.rate, target_ms=old.target_ms)
+            self._jitter.gain = old.gain
+            self._out_resampler = soxr.ResampleStream(SAMPLE_RATE, out_plan.rate, 1, "float32")
+            self._played_resampler = soxr.ResampleStream(out_plan.rate, SAMPLE_RATE, 1, "float32")
+        if in_plan.rate != SAMPLE_RATE:
+            self._in_resampler = soxr.ResampleStream(in_plan.rate, SAMPLE_RATE, 1, "float32")
+        try:
+            # Opening takes tens of milliseconds with some host APIs; keep the loop responsive.
+            await asyncio.to_thread(self._open, sd, in_plan, out_plan)
+        except sd.PortAudioError as exc:
+            await self.stop()
+            raise AudioUnavailableError(
+                f"The sound devices could not be opened ({exc}); check that no other program "
+                "holds them exclusively, or pick others."
+            ) from None
+        _log.info("Opened the %s.", self.description)
+
+    def _open(self, sd: Any, in_plan: _StreamPlan, out_plan: _StreamPlan) -> None:
+        self._in_stream = sd.InputStream(
+            device=in_plan.index,
+            samplerate=in_plan.rate,
+            channels=in_plan.channels,
+            dtype="float32",
+            # One model frame per block: the frame is complete only when its last sample is in
+            # anyway, and bigger blocks mean fewer wake-ups.
+            blocksize=round(in_plan.rate * FRAME_SECONDS),
+            latency=self._input_latency,
+            callback=self._input_callback,
+            finished_callback=self._input_finished,
+        )
+        self._out_stream = sd.OutputStream(
+            device=out_plan.index,
+            samplerate=out_plan.rate,
+            channels=out_plan.channels,
+            dtype="float32",
+            latency=self._output_latency,
+            callback=self._output_callback,
+        )
+        self._in_stream.start()
+        self._out_stream.start()
+
+    # PortAudio threads: copy, hand over, return.
+
+    def _input_callback(self, indata: Any, _frames: int, _time: Any, status: Any) -> None:
+        if status and status.input_overflow:
+            self._overflows += 1
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
+                loop.call_soon_threadsafe(self._deliver, indata[:, 0].copy())
+
+    def _input_finished(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._input_ended)
+
+    def _output_callback(self, outdata: Any, _frames: int, _time: Any, status: Any) -> None:
+        if status and status.output_underflow:
+            self._underflows += 1
+        mono = outdata[:, 0]
+        self._jitter.pull_into(mono)
+        if outdata.shape[1] > 1:
+            outdata[:, 1:] = outdata[:, :1]
+        loop = self._loop
+        if loop is not None and self._on_played is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._played, mono.copy())
+
+    # The loop's side.
+
+    def _deliver(self, block: Pcm) -> None:
+        if self._stopping:
+            return
+        if self._in_resampler is not None:
+            block = np.asarray(self._in_resampler.resample_chunk(block), dtype=np.float32)
+        if self._queue.qsize() >= MAX_QUEUED_INPUT_BLOCKS:
+            # The reader fell behind: drop the oldest so the model hears the present.
+            self._queue.get_nowait()
+            self._overflows += 1
+        self._queue.put_nowait(block)
+
+    def _input_ended(self) -> None:
+        if not self._stopping:
+            self._queue.put_nowait(None)
+
+    def _played(self, block: Pcm) -> None:
+        on_played = self._on_played
+        if on_played is None or self._stopping:
+            return
+        if self._played_resampler is not None:
+            block = np.asarray(self._played_resampler.resample_chunk(block), dtype=np.float32)
+        if block.size:
+            on_played(block)
+
+    async def read(self) -> Pcm:
+        block = await self._queue.get()
+        if block is None:
+            raise AudioUnavailableError(
+                "The microphone stopped delivering audio; it may have been unplugged."
+            )
+        return block
+
+    def discard_input(self) -> None:
+        while not self._queue.empty():
+            if self._queue.get_nowait() is None:
+                self._queue.put_nowait(None)
+                return
+
+    def play(self, pcm: Pcm) -> None:
+        if self._out_resampler is not None:
+            pcm = np.asarray(self._out_resampler.resample_chunk(pcm), dtype=np.float32)
+        self._jitter.push(pcm)
+
+    def stats(self) -> DeviceStats:
+        return DeviceStats(
+            input_overflows=self._overflows,
+            output_underflows=self._underflows,
+            input_rate=self._in_plan.rate if self._in_plan else SAMPLE_RATE,
+            output_rate=self._out_plan.rate if self._out_plan else SAMPLE_RATE,
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._on_played = None
+        streams = [s for s in (self._in_stream, self._out_stream) if s is not None]
+        self._in_stream = self._out_stream = None
+        if streams:
+            await asyncio.to_thread(_close_streams, streams)
+            _log.info("Closed the sound devices.")
+
+
+def _close_streams(streams: list[Any]) -> None:
+    for stream in streams:
+        # abort() drops what is queued instead of waiting for it to play out.
+        with contextlib.suppress(Exception):
+            stream.abort(ignore_errors=True)
+        stream.close(ignore_errors=True)

@@ -1,0 +1,37 @@
+"""The audio tier: real sounddevice streams on PulseAudio null sinks (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tests.audio import pulse
+from tests.backend.conftest import make_sim  # noqa: F401 - the pplex-sim fixture, shared
+
+_log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="session")
+def pulse_devices() -> Iterator[pulse.PulseSetup]:
+    """A private PulseAudio daemon with sinks ``mic`` and ``spk``; PortAudio re-scanned to see it."""
+    try:
+        setup = pulse.start()
+    except pulse.PulseUnavailable as exc:
+        pytest.skip(f"PulseAudio cannot run on this machine: {exc}")
+    try:
+        from pplex_desktop.audio.devices import list_devices, refresh_devices
+
+        # PortAudio lists devices once, when it initialises; the daemon may be newer than that.
+        refresh_devices()
+        names = {d.name for d in list_devices()}
+        if not names & {"pulse", "default"}:
+            pytest.skip(
+                "PulseAudio runs, but PortAudio sees no 'pulse' or 'default' device: the ALSA "
+                "PulseAudio plugin (libasound2-plugins) is missing."
+            )
+        _log.info("A private PulseAudio with null sinks listens on %s.", setup.server)
+        yield setup
+    finally:
+        pulse.stop(setup)

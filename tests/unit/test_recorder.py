@@ -1,0 +1,122 @@
+"""Conversation recordings: stereo WAV (user left, model right) and a timed transcript."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pplex_desktop.audio.recorder import (
+    ConversationRecorder,
+    delete_recording,
+    list_recordings,
+    recordings_dir,
+)
+from pplex_desktop.core.clock import FakeClock
+from pplex_desktop.core.errors import NotFoundError
+from pplex_desktop.moshi.codec import FRAME_SAMPLES
+from tests.signals import dominant_frequency, tone
+
+F = FRAME_SAMPLES
+# 2026-11-26 21:57:35 UTC
+WALL = 1_795_730_255.0
+
+
+def test_recording_files_hold_both_sides_and_the_transcript() -> None:
+    clock = FakeClock(wall_start=WALL)
+    rec = ConversationRecorder(voice="NATF2.pt", persona="You are a tea robot.", clock=clock)
+    assert rec.wav_path.parent == Path(os.environ["PPLEX_DATA_DIR"]).resolve() / "recordings"
+    assert rec.wav_path.name == "2026-11-26T21-57-35_NATF2.wav"
+    user = tone(440, 1.0, amplitude=0.5)
+    model = tone(1000, 1.0, amplitude=0.25)
+    # The two sides arrive in different block sizes, as the mic and speaker callbacks do.
+    for i in range(0, len(user), F):
+        rec.write_user(user[i : i + F])
+        if i == 2 * F:
+            clock.advance(0.16)
+            rec.add_text(" Hello")
+    for i in range(0, len(model), 441):
+        rec.write_model(model[i : i + 441])
+    clock.advance(0.5)
+    rec.add_text(" there.")
+    info = rec.close()
+    assert rec.close() is info, "closing twice is harmless"
+
+    data, rate = sf.read(str(info.wav_path), dtype="float32")
+    assert rate == 24_000 and data.shape == (24_000, 2)
+    assert dominant_frequency(data[:, 0]) == pytest.approx(440, abs=2)
+    assert dominant_frequency(data[:, 1]) == pytest.approx(1000, abs=2)
+    np.testing.assert_allclose(data[:, 0], user, atol=1e-4)
+    np.testing.assert_allclose(data[:, 1], model, atol=1e-4)
+
+    meta = json.loads(info.json_path.read_text())
+    assert meta["voice"] == "NATF2.pt"
+    assert meta["persona"] == "You are a tea robot."
+    assert meta["started_at"] == "2026-11-26T21:57:35Z"
+    assert meta["duration_s"] == pytest.approx(1.0)
+    assert meta["complete"] is True
+    assert meta["transcript"] == [{"t": 0.16, "text": " Hello"}, {"t": 0.66, "text": " there."}]
+    assert meta["text"] == "Hello there."
+    assert info.text == "Hello there."
+
+
+def test_the_shorter_side_is_padded_with_silence_at_the_end() -> None:
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=FakeClock(wall_start=WALL))
+    rec.write_user(np.full(3 * F, 0.5, dtype=np.float32))
+    rec.write_model(np.full(F, -0.5, dtype=np.float32))
+    info = rec.close()
+    data, _ = sf.read(str(info.wav_path), dtype="float32")
+    assert data.shape == (3 * F, 2)
+    assert np.allclose(data[:, 0], 0.5, atol=1e-4)
+    assert np.allclose(data[:F, 1], -0.5, atol=1e-4)
+    assert not data[F:, 1].any()
+
+
+def test_a_stalled_side_does_not_make_the_other_pile_up_in_memory() -> None:
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=FakeClock(wall_start=WALL))
+    for _ in range(100):  # 8 s of microphone, no speaker at all
+        rec.write_user(np.full(F, 0.1, dtype=np.float32))
+    assert rec._left_n <= 5 * 24_000 + F, "older audio went to the file, padded on the right"
+    info = rec.close()
+    assert info.duration_s == pytest.approx(8.0)
+
+
+def test_metadata_exists_while_recording() -> None:
+    rec = ConversationRecorder(voice="NATF0.pt", persona="p", clock=FakeClock(wall_start=WALL))
+    meta = json.loads(rec.json_path.read_text())
+    assert meta["complete"] is False and meta["voice"] == "NATF0.pt"
+    rec.close()
+
+
+def test_list_newest_first_and_delete_both_files() -> None:
+    clock = FakeClock(wall_start=WALL)
+    stems = []
+    for voice in ("NATF0.pt", "VARM3.pt", "VARM3.pt"):
+        rec = ConversationRecorder(voice=voice, persona="p", clock=clock)
+        rec.write_user(np.zeros(F, dtype=np.float32))
+        stems.append(rec.close().stem)
+        if voice == "NATF0.pt":
+            clock.advance(60)
+    # Two recordings in the same second get distinct names.
+    assert stems == [
+        "2026-11-26T21-57-35_NATF0",
+        "2026-11-26T21-58-35_VARM3",
+        "2026-11-26T21-58-35_VARM3-2",
+    ]
+    (recordings_dir() / "notes.json").write_text("{}")  # not ours: ignored
+    listed = [r.stem for r in list_recordings()]
+    assert listed == [stems[2], stems[1], stems[0]]
+
+    delete_recording(stems[1])
+    folder = recordings_dir()
+    assert not (folder / f"{stems[1]}.wav").exists()
+    assert not (folder / f"{stems[1]}.json").exists()
+    assert [r.stem for r in list_recordings()] == [stems[2], stems[0]]
+    with pytest.raises(NotFoundError):
+        delete_recording(stems[1])
+    with pytest.raises(NotFoundError):
+        delete_recording("../../etc/passwd")
