@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
-
 from pplex_desktop.audio.device import DuplexDevice, Pcm
 from pplex_desktop.audio.events import (
     ConversationEvent,
@@ -39,6 +37,7 @@ from pplex_desktop.moshi.client import (
     ClosedEvent,
     ErrorEvent,
     MoshiSession,
+    SessionClosedError,
     SessionOptions,
     TextEvent,
 )
@@ -293,7 +292,7 @@ class Conversation:
                 self._send_times.append(self._clock.monotonic())
                 try:
                     await session.send_frame(gated)
-                except ConnectionClosed:
+                except SessionClosedError:
                     return  # the receiving side reports how and why it closed
                 self._frames_sent += 1
                 if self._recorder is not None:

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -222,7 +222,7 @@ class SimServer:
             return
         self.stats.sessions_started += 1
         await self._notify()
-        session = _SimSession(request, ws, cfg, self.stats, query)
+        session = _SimSession(request, ws, cfg, self.stats, query, notify=self._notify)
         try:
             await session.run()
         finally:
@@ -237,8 +237,11 @@ class _SimSession:
         cfg: SimConfig,
         stats: SimStats,
         query: dict[str, str],
+        *,
+        notify: Callable[[], Awaitable[None]],
     ) -> None:
         self.request = request
+        self.notify = notify
         self.ws = ws
         self.cfg = cfg
         self.stats = stats
@@ -291,6 +294,7 @@ class _SimSession:
     async def _step(self, frame: Pcm) -> bool:
         """Run one model step; False when a simulated fault ends the session."""
         self.stats.frames_in += 1
+        await self.notify()
         if self.skip_frames:
             self.skip_frames -= 1
             return True
@@ -306,6 +310,7 @@ class _SimSession:
         await self.ws.send_bytes(proto.encode(proto.Audio(encoded)))
         self.frames_out += 1
         self.stats.frames_out += 1
+        await self.notify()  # so tests can await frame counts too
         if self.frames_out % self.cfg.text_every_frames == 0 and self.words:
             await self.ws.send_bytes(proto.encode(proto.Text(self.words.popleft())))
         return await self._apply_faults()

@@ -38,6 +38,13 @@ class ConnectError(PplexError):
     status = 502
 
 
+class SessionClosedError(PplexError):
+    """Audio could not be sent because the session has ended; events() says how."""
+
+    code = "session_closed"
+    status = 410
+
+
 class HandshakeError(PplexError):
     """The endpoint accepted the socket but never said it was ready."""
 
@@ -175,8 +182,8 @@ class MoshiSession:
             ) from None
         session = cls(ws, safe_url)
         try:
-            async with asyncio.timeout(options.handshake_timeout):
-                await session._await_handshake(on_metadata)
+            async with asyncio.timeout(options.handshake_timeout) as deadline:
+                await session._await_handshake(on_metadata, deadline, options.handshake_timeout)
         except TimeoutError:
             await ws.close(1000, "handshake timeout")
             raise HandshakeError(
@@ -189,7 +196,13 @@ class MoshiSession:
         _log.info("Connected to %s.", safe_url)
         return session
 
-    async def _await_handshake(self, on_metadata: Callable[[Any], None] | None) -> None:
+    async def _await_handshake(
+        self,
+        on_metadata: Callable[[Any], None] | None,
+        deadline: asyncio.Timeout,
+        handshake_timeout: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 raw = await self._ws.recv()
@@ -214,8 +227,16 @@ class MoshiSession:
                 return
             if isinstance(message, proto.Error):
                 raise HandshakeError(f"The server reported an error: {message.message}")
-            if isinstance(message, proto.Metadata) and on_metadata is not None:
-                on_metadata(message.data)
+            if isinstance(message, proto.Metadata):
+                # While our gateway says we are queued, the wait is its business (it has its
+                # own limit); the handshake clock starts once a model server is preparing.
+                kind = message.data.get("type") if isinstance(message.data, dict) else None
+                if kind == "queue":
+                    deadline.reschedule(None)
+                elif kind == "status":
+                    deadline.reschedule(loop.time() + handshake_timeout)
+                if on_metadata is not None:
+                    on_metadata(message.data)
 
     async def __aenter__(self) -> Self:
         return self
@@ -243,11 +264,14 @@ class MoshiSession:
 
     async def send_frame(self, frame: npt.ArrayLike) -> None:
         payload = self._encoder.encode(frame)
-        await self._ws.send(proto.encode(proto.Audio(payload)))
+        await self.send_message(proto.Audio(payload))
         self.frames_sent += 1
 
     async def send_message(self, message: proto.Message) -> None:
-        await self._ws.send(proto.encode(message))
+        try:
+            await self._ws.send(proto.encode(message))
+        except ConnectionClosed:
+            raise SessionClosedError("The session has ended; no more audio can be sent.") from None
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield what the server sends until the connection ends with a ClosedEvent."""

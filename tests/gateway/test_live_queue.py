@@ -124,3 +124,25 @@ async def test_no_backend_reachable_is_503(make_gateway: GatewayFactory) -> None
     await gw.ctx.backends.check_all()
     with pytest.raises(ConnectError, match="HTTP 503: No model server is reachable"):
         await MoshiSession.connect(gw.url, opts(gw.new_key()))
+
+
+async def test_queue_wait_does_not_count_against_the_handshake_timeout(
+    make_gateway: GatewayFactory,
+) -> None:
+    gw = await make_gateway()
+    holder = await MoshiSession.connect(gw.url, opts(gw.new_key("a")))
+    waiting = asyncio.create_task(
+        MoshiSession.connect(
+            gw.url,
+            SessionOptions(
+                api_key=gw.new_key("b"), handshake_timeout=0.2, extra_query={"pplex_status": "1"}
+            ),
+        )
+    )
+    await gw.wait_sessions(lambda _r: len(gw.ctx.scheduler.waiting()) == 1)
+    # Longer than the handshake timeout, spent in the queue: the client must still wait.
+    done, _ = await asyncio.wait({waiting}, timeout=0.5)
+    assert not done
+    await holder.close()
+    session = await asyncio.wait_for(waiting, 5)
+    await session.close()
