@@ -174,3 +174,29 @@ def second_default_size() -> QSize:
     from pplex_desktop.ui.main_window import DEFAULT_SIZE
 
     return DEFAULT_SIZE
+
+
+def test_quitting_tells_live_clients_1001(qtbot: QtBot, launch: Launch) -> None:
+    """A LAN client in a conversation hears "going away", not a dropped connection."""
+    from pplex_desktop.core.loop_thread import LoopThread
+    from pplex_desktop.moshi.client import ClosedEvent, MoshiSession, SessionOptions
+    from tests.gui.conftest import quit_gracefully, url_of
+
+    shell = launch()
+    client = LoopThread("test-client")
+    client.start()
+    try:
+        session = client.run(
+            MoshiSession.connect(url_of(shell), SessionOptions(api_key=shell.context.owner_key)),
+            timeout=20,
+        )
+
+        async def last_event() -> object:
+            events = [e async for e in session.events()]
+            return events[-1]
+
+        closing = client.submit(last_event())
+        quit_gracefully(qtbot, shell)
+        assert closing.result(timeout=20) == ClosedEvent(1001, "The gateway is shutting down.")
+    finally:
+        client.stop()
