@@ -55,7 +55,7 @@ class ActivityPanel(QWidget):
         ctx.bridge.request_served.connect(self._on_request)
         for line in ctx.log_handler.carrier.backlog:
             self._on_log(line)
-        ctx.log_handler.carrier.line.connect(self._on_log)
+        ctx.log_handler.carrier.lines.connect(self._on_lines)
         ctx.bridge.call_fn(
             lambda: list(ctx.server.events.recent_requests),
             on_done=self._history,
@@ -126,8 +126,14 @@ class ActivityPanel(QWidget):
             self._early.append(event)
 
     def _on_log(self, line: LogLine) -> None:
-        stamp = time.strftime("%H:%M:%S", time.localtime(line.created))
-        self.log_view.appendPlainText(f"{stamp} {line.level:<7} {line.text}")
+        self._on_lines([line])
+
+    def _on_lines(self, lines: list[LogLine]) -> None:
+        text = "\n".join(
+            f"{time.strftime('%H:%M:%S', time.localtime(line.created))} {line.level:<7} {line.text}"
+            for line in lines
+        )
+        self.log_view.appendPlainText(text)
 
     def _level_changed(self, name: str) -> None:
         set_app_level(name)

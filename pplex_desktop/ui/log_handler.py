@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -25,17 +26,37 @@ class LogLine:
 
 
 class _Carrier(QObject):
-    line = Signal(object)  # LogLine
+    """Hands lines to the Qt thread in batches: a burst of access logs costs one wake-up."""
+
+    lines = Signal(object)  # list[LogLine], on the Qt thread
+    _wake = Signal()
 
     def __init__(self) -> None:
         super().__init__()
         # Lines logged before a log view exists (start-up) are shown when it opens.
         self.backlog: deque[LogLine] = deque(maxlen=BACKLOG)
-        # Direct: deque.append is thread-safe, and the backlog is current when a view reads it.
-        self.line.connect(self._keep, Qt.ConnectionType.DirectConnection)
+        self._pending: deque[LogLine] = deque(maxlen=BACKLOG)
+        self._lock = threading.Lock()
+        self._woken = False
+        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
 
-    def _keep(self, line: LogLine) -> None:
+    def add(self, line: LogLine) -> None:
+        """Any thread: keep the line and wake the Qt thread unless a wake-up is pending."""
         self.backlog.append(line)
+        with self._lock:
+            self._pending.append(line)
+            if self._woken:
+                return
+            self._woken = True
+        self._wake.emit()
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch = list(self._pending)
+            self._pending.clear()
+            self._woken = False
+        if batch:
+            self.lines.emit(batch)
 
 
 class QtLogHandler(logging.Handler):
@@ -54,7 +75,7 @@ class QtLogHandler(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
             line = LogLine(record.created, record.levelname, record.levelno, record.name, text)
-            self.carrier.line.emit(line)
+            self.carrier.add(line)
         except RuntimeError:
             self._open = False  # the carrier is gone: the app is quitting
         except Exception:  # noqa: BLE001 (logging must never raise into the caller)

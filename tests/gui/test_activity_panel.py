@@ -71,3 +71,24 @@ def test_the_log_view_and_its_level(qtbot: QtBot, launch: Launch) -> None:
     panel.level_combo.setCurrentText("INFO")
     assert shell.window.statusBar().currentMessage().startswith("The log now shows INFO")
     qtbot.mouseClick(panel.filter_edit, Qt.MouseButton.LeftButton)
+
+
+def test_a_burst_of_log_lines_arrives_as_one_batch(qtbot: QtBot) -> None:
+    import logging
+
+    from pplex_desktop.ui.log_handler import QtLogHandler
+
+    handler = QtLogHandler()
+    batches: list[int] = []
+    handler.carrier.lines.connect(lambda lines: batches.append(len(lines)))
+    log = logging.getLogger("pplex_desktop.test.burst")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        for i in range(200):
+            log.info("Request %d answered.", i)
+        qtbot.waitUntil(lambda: sum(batches) == 200, timeout=5_000)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert batches == [200], "one wake-up for the whole burst"
