@@ -16,6 +16,7 @@ from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
 from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
+from pplex_desktop.gateway.origin import origin_middleware
 from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 _log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(ctx: GatewayContext) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware, rate_limit_middleware],
+        # Origin first: a foreign page is refused before its key is even looked at.
+        middlewares=[origin_middleware, error_middleware, auth_middleware, rate_limit_middleware],
         handler_args={"max_field_size": 16_384},
     )
     app[CTX] = ctx
