@@ -281,3 +281,24 @@ async def test_a_session_the_model_ends_shows_why(
     await expect(alert).to_contain_text("The model said: “simulated model failure”.")
     await wait_js(page, "document.body.dataset.state === 'idle'")
     await expect(page.get_by_role("button", name="Talk")).to_be_visible()
+
+
+async def test_a_lost_connection_is_explained(
+    make_web_gateway: WebGatewayFactory, page_factory: PageFactory
+) -> None:
+    # The gateway side of a vanished phone ends by the idle limit (audio stops arriving).
+    gateway = await make_web_gateway(idle_timeout_s=2)
+    pairing = make_pairing(gateway.store, base_url=gateway.https_url, ttl_s=600)
+    page = await page_factory()
+    await open_page(page, pairing.url)
+    await page.get_by_role("button", name="Talk").click()
+    await wait_js(page, "document.body.dataset.state === 'live'")
+    # The Wi-Fi drops: nothing arrives any more and the socket does not notice by itself.
+    await page.context.set_offline(True)
+    await expect(page.get_by_role("alert")).to_have_text(
+        "The connection to the gateway was lost: nothing arrived for 5 s. Check the network "
+        "and press Talk to try again.",
+        timeout=WAIT_MS,
+    )
+    assert (await dataset(page))["state"] == "idle"
+    await asyncio.wait_for(gateway.ctx.sessions.wait_empty(), 10)

@@ -53,6 +53,10 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     if (this.playing) {
       for (; j < out.length; j++) {
         if (this.size < 2) {
+          // The last sample is stale by the time more audio comes: start clean from it.
+          this.read = (this.read + this.size) % cap;
+          this.size = 0;
+          this.t = 0;
           this.playing = false;
           this.stats.underruns++;
           break;

@@ -6,6 +6,9 @@ const KEY_STORE = "pplex.key";
 const PREFS_STORE = "pplex.talk";
 const FRAME_SAMPLES = 1920; // 80 ms at 24 kHz, what the gateway sends per message
 const MAX_BUFFERED_BYTES = 96000; // ~3 s of f32 audio queued in the socket: the network is stuck
+// A live model sends audio every 80 ms. Silence this long means the network is gone, which a
+// WebSocket on a phone that left the Wi-Fi may not notice for minutes.
+const STALL_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -360,6 +363,8 @@ async function start() {
       throw new Error(microphoneError(error));
     }
     if (s.stopping) return finish(s);
+    // iOS may suspend the context while the microphone prompt is up; it is unlocked now.
+    await audioContext.resume();
     await loadModules();
     if (s.stopping) return finish(s);
     buildGraph(s);
@@ -422,11 +427,21 @@ function openSocket(s) {
   ws.onopen = () => {
     s.opened = true;
   };
+  s.watchdog = setInterval(() => {
+    if (s.live && session === s && performance.now() - s.lastHeard > STALL_MS) {
+      showError(
+        `The connection to the gateway was lost: nothing arrived for ${STALL_MS / 1000} s. ` +
+          "Check the network and press Talk to try again.",
+      );
+      finish(s);
+    }
+  }, 1000);
   ws.onmessage = (event) => onMessage(s, event);
   ws.onclose = (event) => onClose(s, event);
 }
 
 function onMessage(s, event) {
+  s.lastHeard = performance.now();
   if (event.data instanceof ArrayBuffer) {
     counters.framesReceived++;
     s.playback.port.postMessage(new Float32Array(event.data), [event.data]);
@@ -445,6 +460,7 @@ function onMessage(s, event) {
     document.body.dataset.queuePosition = message.position;
   } else if (message.type === "ready") {
     s.live = true;
+    s.lastHeard = performance.now();
     setState("live");
     ui.setup.open = false;
     setStatus("Live: speak now. Press Stop to end.");
@@ -502,6 +518,7 @@ function finish(s) {
   // Resources are released on every call: a microphone granted after Stop was pressed must
   // still be switched off.
   s.live = false;
+  clearInterval(s.watchdog);
   if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000, "The user ended the session.");
   for (const node of s.nodes.splice(0)) node.disconnect();
   if (s.stream) for (const track of s.stream.getTracks()) track.stop();
