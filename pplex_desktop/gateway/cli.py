@@ -114,6 +114,12 @@ def _print_secret(secret: str, headline: str) -> None:
 
 
 async def _serve(settings: Settings, store: KeyStore, folder: Path) -> int:
+    # Handlers before the "listening" line: whoever reads it may signal us right away.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     runner = GatewayRunner(settings, store, tls_folder=folder / TLS_FOLDER)
     try:
         address = await runner.start()
@@ -124,11 +130,6 @@ async def _serve(settings: Settings, store: KeyStore, folder: Path) -> int:
     print(f"pplex-gateway is listening on {address.url} (model servers: {backends})", flush=True)
     if runner.lan_address is not None and runner.tls is not None:
         _print_lan(runner.lan_address, runner.tls)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

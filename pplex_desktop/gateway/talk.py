@@ -46,7 +46,7 @@ def content_security_policy(request: web.Request) -> str:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data:",
+            "img-src 'self'",
             f"connect-src {sockets}",
             "media-src 'self'",
             "base-uri 'none'",

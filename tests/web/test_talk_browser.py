@@ -62,7 +62,7 @@ async def test_pair_then_talk_and_listen_on_a_phone(
     await page.select_option("#voice", "NATM1")
     await page.tap("#talk-button")
     await wait_js(page, "document.body.dataset.state === 'live'")
-    await expect(page.locator("#talk-button")).to_have_attribute("aria-pressed", "true")
+    await expect(page.get_by_role("button", name="Stop")).to_be_focused()
     await expect(page.get_by_role("status")).to_contain_text("Live: speak now")
 
     # pplex-sim speaks the persona's words and echoes the microphone two frames later.

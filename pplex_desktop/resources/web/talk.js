@@ -86,9 +86,8 @@ function clearError() {
 
 function setState(state) {
   document.body.dataset.state = state;
-  const live = state !== "idle";
-  ui.talk.setAttribute("aria-pressed", String(live));
-  ui.talkLabel.textContent = live ? "Stop" : "Talk";
+  // The label says what a press does; a toggle state on top would contradict it.
+  ui.talkLabel.textContent = state === "idle" ? "Talk" : "Stop";
 }
 
 function publishCounters() {
@@ -519,6 +518,7 @@ function finish(s) {
   // still be switched off.
   s.live = false;
   clearInterval(s.watchdog);
+  ui.talk.style.setProperty("--level", "0");
   if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000, "The user ended the session.");
   for (const node of s.nodes.splice(0)) node.disconnect();
   if (s.stream) for (const track of s.stream.getTracks()) track.stop();
