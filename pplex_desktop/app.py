@@ -66,6 +66,7 @@ def open_services(options: Options) -> Services:
     """Settings, key store, owner key and the (not yet started) gateway; no window yet."""
     # Imported here so a bad command line fails fast without loading Qt.
     from pplex_desktop.gateway.server import GatewayServer
+    from pplex_desktop.gateway.tls import TLS_FOLDER
     from pplex_desktop.ui.settings_store import SettingsStore
     from pplex_desktop.ui.shell import Services
 
@@ -93,7 +94,7 @@ def open_services(options: Options) -> Services:
     owner = keystore.create(
         OWNER_KEY_NAME, kind=KIND_OWNER, rpm=OWNER_RPM, max_sessions=OWNER_MAX_SESSIONS
     )
-    server = GatewayServer(effective, keystore)
+    server = GatewayServer(effective, keystore, tls_folder=folder / TLS_FOLDER)
     return Services(
         data_dir=folder,
         settings=settings,

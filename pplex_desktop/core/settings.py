@@ -93,7 +93,9 @@ class Settings:
     queue_max: int = 32
     queue_max_wait_s: float = 600.0
     job_retention_h: float = 72.0
-    serve_lan: bool = False
+    serve_lan: bool = False  # HTTPS on lan_host:lan_port; plain HTTP then stays on loopback
+    lan_host: str = "0.0.0.0"
+    lan_port: int = 8443
     tls_cert: str | None = None
     tls_key: str | None = None
     allowed_origins: tuple[str, ...] = ()
@@ -107,6 +109,8 @@ class Settings:
 
         check(0 <= self.port <= 65535, f"The port {self.port} is not between 0 and 65535.")
         check(bool(self.host.strip()), "The listening address cannot be empty.")
+        check(0 <= self.lan_port <= 65535, f"The LAN port {self.lan_port} is not 0-65535.")
+        check(bool(self.lan_host.strip()), "The LAN listening address cannot be empty.")
         check(1 <= self.default_rpm <= 100_000, "The default requests per minute must be 1-100000.")
         check(1 <= self.default_max_sessions <= 100, "The default session limit must be 1-100.")
         check(self.max_upload_mb > 0, "The upload size limit must be above zero.")

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, live, public
+from pplex_desktop.gateway import admin, live, public, talk
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
 from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
+from pplex_desktop.gateway.origin import origin_middleware
 from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 _log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(ctx: GatewayContext) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware, rate_limit_middleware],
+        # Origin first: a foreign page is refused before its key is even looked at.
+        middlewares=[origin_middleware, error_middleware, auth_middleware, rate_limit_middleware],
         handler_args={"max_field_size": 16_384},
     )
     app[CTX] = ctx
@@ -116,6 +118,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
     app.add_routes(live.routes)
+    app.add_routes(talk.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_background)

@@ -17,7 +17,8 @@ from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.paths import data_dir
 from pplex_desktop.core.settings import BackendConfig, Settings, load_settings
 from pplex_desktop.core.voices import DEFAULT_VOICES
-from pplex_desktop.gateway.server import DEMO_LABEL, GatewayRunner
+from pplex_desktop.gateway.server import DEMO_LABEL, GatewayAddress, GatewayRunner
+from pplex_desktop.gateway.tls import TLS_FOLDER, TlsInfo, lan_urls
 
 ADMIN_SECRET_ENV = "PPLEX_ADMIN_SECRET"  # noqa: S105 (a variable name, not a secret)
 _log = logging.getLogger("pplex_desktop.gateway")
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated voice names the backends offer (default: the 18 PersonaPlex ships)",
     )
     p.add_argument("--demo", action="store_true", help="serve the built-in simulated backend")
+    p.add_argument(
+        "--tls",
+        choices=("auto", "off"),
+        help="auto: serve the network over HTTPS (--host, default 0.0.0.0, port --lan-port) with "
+        "a certificate from a local CA made in the data folder, keeping plain HTTP on "
+        "127.0.0.1:--port; off: no LAN site",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate for the HTTPS site")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    p.add_argument("--lan-port", type=int, help="port of the HTTPS site (default 8443)")
     p.add_argument("--data-dir", type=Path, help="folder for keys, jobs and settings")
     p.add_argument(
         "--reset-admin-secret", action="store_true", help="print a new admin secret and exit"
@@ -56,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace, folder: Path) -> Settings:
     settings = load_settings(folder)
     changes: dict[str, object] = {}
+    if args.tls_cert is not None or args.tls_key is not None:
+        changes.update(tls_cert=args.tls_cert, tls_key=args.tls_key, serve_lan=True)
+    if args.tls is not None:
+        changes["serve_lan"] = args.tls == "auto" or "tls_cert" in changes
+    if args.lan_port is not None:
+        changes["lan_port"] = args.lan_port
     if args.host is not None:
-        changes["host"] = args.host
+        # With HTTPS for the network, --host says where that site listens; plain HTTP stays
+        # on loopback whatever it says.
+        lan = changes.get("serve_lan", settings.serve_lan)
+        changes["lan_host" if lan else "host"] = args.host
     if args.port is not None:
         changes["port"] = args.port
     voices = DEFAULT_VOICES
@@ -93,25 +113,43 @@ def _print_secret(secret: str, headline: str) -> None:
     )
 
 
-async def _serve(settings: Settings, store: KeyStore) -> int:
-    runner = GatewayRunner(settings, store)
-    try:
-        address = await runner.start()
-    except PplexError as exc:
-        print(f"pplex-gateway: {exc.message}", file=sys.stderr)
-        return 1
+async def _serve(settings: Settings, store: KeyStore, folder: Path) -> int:
+    # Handlers before the "listening" line: whoever reads it may signal us right away.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    runner = GatewayRunner(settings, store, tls_folder=folder / TLS_FOLDER)
+    try:
+        address = await runner.start()
+    except PplexError as exc:
+        print(f"pplex-gateway: {exc.message}", file=sys.stderr)
+        return 1
     backends = DEMO_LABEL if settings.demo else ", ".join(b.url for b in settings.backends)
     print(f"pplex-gateway is listening on {address.url} (model servers: {backends})", flush=True)
+    if runner.lan_address is not None and runner.tls is not None:
+        _print_lan(runner.lan_address, runner.tls)
     try:
         await stop.wait()
     finally:
         await runner.stop("the gateway was asked to stop")
     return 0
+
+
+def _print_lan(address: GatewayAddress, tls: TlsInfo) -> None:
+    url = address.url
+    wildcard = address.host in ("0.0.0.0", "::", "")
+    urls = (lan_urls(address.port) if wildcard else []) or [url]
+    lines = [f"It serves the network over HTTPS on {url}: open {urls[0]}/ on a phone or laptop."]
+    if tls.generated:
+        lines.append(
+            f"Devices trust it once they trust this gateway's certificate authority, from "
+            f"{urls[0]}/ca.crt (SHA-256 fingerprint {tls.fingerprint_sha256})."
+        )
+    else:
+        lines.append(f"Its certificate has the SHA-256 fingerprint {tls.fingerprint_sha256}.")
+    print("\n".join(lines), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Imported {result.imported} keys ({result.skipped} were already present).")
             return 0
         _admin_secret(store)
-        return asyncio.run(_serve(settings, store))
+        return asyncio.run(_serve(settings, store, folder))
     except PplexError as exc:
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)
         return 2

@@ -6,12 +6,15 @@ headless CLI and the tests use GatewayRunner directly.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import errno
+import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -26,6 +29,7 @@ from pplex_desktop.gateway.app import create_app
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+from pplex_desktop.gateway.tls import LAN_TLS, TlsInfo, prepare_tls
 
 if TYPE_CHECKING:
     from pplex_desktop.backend.sim import SimServer
@@ -83,8 +87,24 @@ def _bind_error(host: str, port: int, exc: OSError) -> GatewayStartError:
     )
 
 
+def plain_host(settings: Settings) -> str:
+    """Where plain HTTP listens: with the LAN served over HTTPS it must not leave this machine."""
+    host = settings.host
+    if not settings.serve_lan or host == "localhost":
+        return host
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else "127.0.0.1"
+    except ValueError:
+        return "127.0.0.1"
+
+
 class GatewayRunner:
-    """The gateway on the running asyncio loop."""
+    """The gateway on the running asyncio loop.
+
+    One site on ``settings.host:port`` (HTTPS when ``ssl_context`` is given); with
+    ``settings.serve_lan`` a second, HTTPS site on ``lan_host:lan_port`` while the first stays
+    plain HTTP on loopback for this machine's own clients.
+    """
 
     def __init__(
         self,
@@ -94,13 +114,17 @@ class GatewayRunner:
         clock: Clock | None = None,
         events: EventHub | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        tls_folder: Path | None = None,
     ) -> None:
         self.settings = settings
         self.keystore = keystore
         self.clock = clock or SystemClock()
         self.events = events or EventHub()
         self.ssl_context = ssl_context
+        self.tls_folder = tls_folder  # default: the data folder's tls/
         self.address: GatewayAddress | None = None
+        self.lan_address: GatewayAddress | None = None
+        self.tls: TlsInfo | None = None
         self.demo: SimServer | None = None  # the built-in simulator, in demo mode
         self.ctx: GatewayContext | None = None
         self._runner: web.AppRunner | None = None
@@ -117,11 +141,19 @@ class GatewayRunner:
         return (BackendConfig(url, name=DEMO_LABEL),)
 
     async def start(self) -> GatewayAddress:
+        tls: TlsInfo | None = None
+        lan_context: ssl.SSLContext | None = None
+        if self.settings.serve_lan:
+            # Key generation and file writes stay off the loop the desktop's gateway runs on.
+            tls = await asyncio.to_thread(prepare_tls, self.settings, self.tls_folder)
+            lan_context = tls.server_context()
         backends = await self._backends()
         # Health checks and backoff run on real time even when tests fake the clock for limits.
         pool = BackendPool(backends, SystemClock(), on_change=self.events.emit)
         self.ctx = GatewayContext(self.settings, self.keystore, self.clock, self.events, pool)
         app = create_app(self.ctx)
+        if tls is not None:
+            app[LAN_TLS] = tls
         runner = web.AppRunner(
             app,
             access_log_class=RedactingAccessLogger,
@@ -129,24 +161,40 @@ class GatewayRunner:
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         )
         await runner.setup()
-        host, port = self.settings.host, self.settings.port
-        site = web.TCPSite(runner, host, port, ssl_context=self.ssl_context)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            await self._stop_demo()
-            raise _bind_error(host, port, exc) from None
+        sites = [(plain_host(self.settings), self.settings.port, self.ssl_context)]
+        if lan_context is not None:
+            sites.append((self.settings.lan_host, self.settings.lan_port, lan_context))
+        bound: list[GatewayAddress] = []
+        for host, port, context in sites:
+            known = len(runner.addresses)
+            try:
+                await web.TCPSite(runner, host, port, ssl_context=context).start()
+            except OSError as exc:
+                await runner.cleanup()
+                await self._stop_demo()
+                raise _bind_error(host, port, exc) from None
+            found = runner.addresses[known:]
+            actual = int(found[0][1]) if found else port  # port 0 means "any free port"
+            bound.append(GatewayAddress(host, actual, context is not None))
         self._runner = runner
-        bound = port
-        for address in runner.addresses:
-            bound = int(address[1])
-            break
-        self.address = GatewayAddress(host, bound, self.ssl_context is not None)
+        self.address = bound[0]
+        self.lan_address = bound[1] if len(bound) > 1 else None
+        self.tls = tls
         self.keystore.add_listener(self._keys_changed)
         _log.info("The gateway listens on %s.", self.address.url)
+        if self.lan_address is not None and tls is not None:
+            _log.info(
+                "The gateway serves the network on %s (certificate fingerprint %s).",
+                self.lan_address.url,
+                tls.fingerprint_sha256,
+            )
         self.events.emit(
-            GatewayStarted(self.address.url, host, bound, self.demo.url if self.demo else None)
+            GatewayStarted(
+                self.address.url,
+                self.address.host,
+                self.address.port,
+                self.demo.url if self.demo else None,
+            )
         )
         return self.address
 
@@ -167,6 +215,8 @@ class GatewayRunner:
             self.events.emit(GatewayStopped(reason))
         await self._stop_demo()
         self.address = None
+        self.lan_address = None
+        self.tls = None
 
 
 class GatewayServer:
@@ -179,11 +229,13 @@ class GatewayServer:
         *,
         clock: Clock | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        tls_folder: Path | None = None,
     ) -> None:
         self.settings = settings
         self.keystore = keystore
         self.clock = clock
         self.ssl_context = ssl_context
+        self.tls_folder = tls_folder
         self.events = EventHub()
         self.thread = LoopThread("pplex-gateway")
         self.state = GatewayState.STOPPED
@@ -193,6 +245,16 @@ class GatewayServer:
     @property
     def address(self) -> GatewayAddress | None:
         return self._runner.address if self._runner is not None else None
+
+    @property
+    def lan_address(self) -> GatewayAddress | None:
+        """The HTTPS site for the network, when ``serve_lan`` is on."""
+        return self._runner.lan_address if self._runner is not None else None
+
+    @property
+    def tls(self) -> TlsInfo | None:
+        """The LAN certificate: its fingerprint for the user, the CA for download."""
+        return self._runner.tls if self._runner is not None else None
 
     @property
     def runner(self) -> GatewayRunner | None:
@@ -208,6 +270,7 @@ class GatewayServer:
             clock=self.clock,
             events=self.events,
             ssl_context=self.ssl_context,
+            tls_folder=self.tls_folder,
         )
         try:
             address = await runner.start()

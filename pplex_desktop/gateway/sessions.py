@@ -86,6 +86,14 @@ class SessionRegistry:
 
     def reserve(self, key: ApiKey, client: str, route: str) -> LiveSession:
         """Register a session for ``key`` if its concurrent-session limit allows one more."""
+        self.check_room(key)
+        session = LiveSession(secrets.token_hex(6), route, key.id, key.name, client, time.time())
+        self.sessions[session.id] = session
+        self.changed()
+        return session
+
+    def check_room(self, key: ApiKey) -> None:
+        """Refuse, with the sentence a client sees, a session beyond the key's limit."""
         active = sum(1 for s in self.sessions.values() if s.key_id == key.id)
         if active >= key.max_sessions:
             raise RateLimitedError(
@@ -95,10 +103,6 @@ class SessionRegistry:
                 retry_after_s=5.0,
                 code="too_many_sessions",
             )
-        session = LiveSession(secrets.token_hex(6), route, key.id, key.name, client, time.time())
-        self.sessions[session.id] = session
-        self.changed()
-        return session
 
     def remove(self, session: LiveSession) -> None:
         if self.sessions.pop(session.id, None) is not None:

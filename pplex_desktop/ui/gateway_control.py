@@ -17,6 +17,7 @@ from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.settings import Settings
 from pplex_desktop.gateway.backends import BackendStatus
 from pplex_desktop.gateway.server import GatewayAddress, GatewayServer, GatewayState
+from pplex_desktop.gateway.tls import TlsInfo
 from pplex_desktop.ui.bridge import GatewayBridge
 
 _log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class GatewayView:
     failure: str | None = None
     demo: bool = False
     serve_lan: bool = False
+    lan_address: GatewayAddress | None = None  # the HTTPS site for the network, when serving it
+    tls: TlsInfo | None = None  # its certificate: the fingerprint to show, the CA to hand out
 
     @property
     def url(self) -> str | None:
@@ -146,7 +149,16 @@ class GatewayController(QObject):
         self._set(replace(self._view, state=GatewayState.STARTING, failure=None))
 
         def started(address: GatewayAddress) -> None:
-            self._set(replace(self._view, state=GatewayState.RUNNING, address=address))
+            server = self._server
+            self._set(
+                replace(
+                    self._view,
+                    state=GatewayState.RUNNING,
+                    address=address,
+                    lan_address=server.lan_address,
+                    tls=server.tls,
+                )
+            )
             done()
 
         def failed(exc: BaseException) -> None:
@@ -156,7 +168,15 @@ class GatewayController(QObject):
             else:
                 message = f"The gateway failed to start because of an internal error: {exc!r}."
                 _log.error("The gateway failed to start.", exc_info=exc)
-            self._set(replace(self._view, state=GatewayState.FAILED, address=None, failure=message))
+            self._set(
+                replace(
+                    self._view,
+                    state=GatewayState.FAILED,
+                    address=None,
+                    lan_address=None,
+                    failure=message,
+                )
+            )
             done()
 
         self._bridge.watch(self._server.start_future(), started, failed, what="starting")
@@ -168,7 +188,15 @@ class GatewayController(QObject):
         self._set(replace(self._view, state=GatewayState.STOPPING))
 
         def stopped(_: None) -> None:
-            self._set(replace(self._view, state=GatewayState.STOPPED, address=None, failure=None))
+            self._set(
+                replace(
+                    self._view,
+                    state=GatewayState.STOPPED,
+                    address=None,
+                    lan_address=None,
+                    failure=None,
+                )
+            )
             done()
 
         def failed(exc: BaseException) -> None:
@@ -178,6 +206,7 @@ class GatewayController(QObject):
                     self._view,
                     state=GatewayState.FAILED,
                     address=None,
+                    lan_address=None,
                     failure=f"The gateway did not stop cleanly: {exc}.",
                 )
             )

@@ -3,11 +3,14 @@ the model servers behind the gateway."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -25,6 +28,7 @@ from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.counters import Counts
 from pplex_desktop.ui.gateway_control import LAN_HOST, LOCAL_HOST, GatewayView
 from pplex_desktop.ui.lan import lan_addresses
+from pplex_desktop.ui.pair_dialog import PairDialog
 from pplex_desktop.ui.qr import qr_image
 from pplex_desktop.ui.widgets import Figure, label, selectable, styled
 
@@ -43,6 +47,7 @@ class ServerPanel(QWidget):
     def __init__(self, ctx: DesktopContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._ctx = ctx
+        self.pair_dialog: PairDialog | None = None
         self.lan_urls: list[str] = []
         root = QVBoxLayout(self)
         root.setContentsMargins(18, 14, 18, 14)
@@ -169,7 +174,8 @@ class ServerPanel(QWidget):
         self.lan_switch.setObjectName("lanSwitch")
         self.lan_switch.setToolTip(
             "Off: only this computer can connect (127.0.0.1). On: phones and laptops on your "
-            "network can connect (0.0.0.0); they still need an API key."
+            "network connect over HTTPS (browsers only allow the microphone on a secure page); "
+            "they still need an API key."
         )
         self.lan_switch.toggled.connect(self._lan_toggled)
         layout.addWidget(self.lan_switch)
@@ -180,6 +186,23 @@ class ServerPanel(QWidget):
         self.qr_label.setObjectName("lanQr")
         self.qr_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.qr_label, 1)
+        self.tls_label = selectable(label(role="subtitle", wrap=True))
+        self.tls_label.setObjectName("lanCertificate")
+        layout.addWidget(self.tls_label)
+        buttons = QHBoxLayout()
+        self.pair_button = QPushButton("Pair a device…")
+        self.pair_button.setToolTip(
+            "Make a short-lived key and a QR code that opens the talk page."
+        )
+        self.pair_button.clicked.connect(self._pair)
+        self.save_ca_button = QPushButton("Save CA certificate…")
+        self.save_ca_button.setToolTip(
+            "The certificate authority a phone must trust once to open the talk page."
+        )
+        self.save_ca_button.clicked.connect(self._save_ca)
+        buttons.addWidget(self.pair_button)
+        buttons.addWidget(self.save_ca_button)
+        layout.addLayout(buttons)
         return group
 
     # -- reacting -----------------------------------------------------------------------------
@@ -196,7 +219,12 @@ class ServerPanel(QWidget):
     def _show_view(self, view: GatewayView) -> None:
         styled(self.state_label, state=view.state.value)
         self.state_label.setText(_STATE_TEXT[view.state])
-        if view.address is not None and view.address.host == LAN_HOST:
+        if view.address is not None and view.lan_address is not None:
+            self.address_label.setText(
+                f'This computer: <a href="{view.url}">{view.url}</a> · your network: HTTPS on '
+                f"port {view.lan_address.port}"
+            )
+        elif view.address is not None and view.address.host == LAN_HOST:
             self.address_label.setText(
                 f"Listening on every network interface, port {view.address.port}. "
                 f'From this computer: <a href="{view.url}">{view.url}</a>'
@@ -227,18 +255,23 @@ class ServerPanel(QWidget):
         self._show_backends(self._ctx.counters.backends)
 
     def _show_lan(self, view: GatewayView) -> None:
+        self.tls_label.setText(self._certificate_text(view))
+        self.pair_button.setEnabled(False)
+        self.save_ca_button.setEnabled(view.tls is not None and view.tls.generated)
         if not view.serve_lan:
             self.lan_urls = []
             self.lan_label.setText("Only this computer can connect.")
             self.qr_label.clear()
             return
-        if view.address is None:
+        site = view.lan_address or view.address
+        if site is None:
             self.lan_urls = []
             self.lan_label.setText("The gateway will listen on your network once it runs.")
             self.qr_label.clear()
             return
         found = lan_addresses()
-        self.lan_urls = [a.url(view.address.port, tls=view.address.tls) for a in found]
+        self.lan_urls = [a.url(site.port, tls=site.tls) for a in found]
+        self.pair_button.setEnabled(bool(self.lan_urls) and view.state is GatewayState.RUNNING)
         if not self.lan_urls:
             self.lan_label.setText(
                 "No network interface with an IPv4 address is up, so no other device can reach "
@@ -298,9 +331,47 @@ class ServerPanel(QWidget):
 
     # -- actions ------------------------------------------------------------------------------
 
+    @staticmethod
+    def _certificate_text(view: GatewayView) -> str:
+        tls = view.tls
+        if tls is None or view.lan_address is None:
+            return ""
+        if tls.generated:
+            return (
+                "Devices trust this gateway once they trust its certificate authority: save it "
+                "below, or open /ca.crt on the device, and compare its SHA-256 fingerprint "
+                f"<code>{tls.fingerprint_sha256}</code>."
+            )
+        return f"Serving your certificate (SHA-256 <code>{tls.fingerprint_sha256}</code>)."
+
+    def _pair(self) -> None:
+        if not self.lan_urls:
+            return
+        dialog = PairDialog(self._ctx.bridge, self._ctx.keystore, self.lan_urls[0], self)
+        dialog.setModal(True)
+        dialog.open()
+        self.pair_dialog = dialog
+
+    def _save_ca(self) -> None:
+        tls = self._ctx.gateway.view.tls
+        if tls is None or tls.ca_der is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the CA certificate", "pplex-ca.crt", "Certificates (*.crt *.cer)"
+        )
+        if not path:
+            return
+        try:
+            Path(path).write_bytes(tls.ca_der)
+        except OSError as exc:
+            self._ctx.errors.report("saving the CA certificate", exc)
+            return
+        self._ctx.status.post(f"The CA certificate was saved to {path}.")
+
     def _lan_toggled(self, on: bool) -> None:
         current = self._ctx.settings.current
-        wanted = current.replace(serve_lan=on, host=LAN_HOST if on else LOCAL_HOST)
+        # Plain HTTP stays on this computer; the network gets its own HTTPS listener.
+        wanted = current.replace(serve_lan=on, host=LOCAL_HOST)
         self.lan_switch.setEnabled(False)
 
         def done(_settings: object) -> None:

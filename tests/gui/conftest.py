@@ -7,6 +7,7 @@ and every app it made is quit gracefully after the test, so no thread outlives i
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,13 +30,21 @@ Launch = Callable[..., DesktopShell]
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(url: str, *, key: str | None = None, method: str = "GET") -> tuple[int, dict[str, Any]]:
+def http(
+    url: str, *, key: str | None = None, method: str = "GET", ca_file: Path | None = None
+) -> tuple[int, dict[str, Any]]:
     """A blocking request from the test (the gateway answers on its own thread)."""
     request = urllib.request.Request(url, method=method)
     if key is not None:
         request.add_header("X-API-Key", key)
+    opener = _OPENER
+    if ca_file is not None:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
     try:
-        with _OPENER.open(request, timeout=10) as response:
+        with opener.open(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")

@@ -73,47 +73,78 @@ def test_restart_keeps_serving(qtbot: QtBot, launch: Launch) -> None:
 
 
 def test_serving_the_local_network_and_back(qtbot: QtBot, launch: Launch) -> None:
-    shell = launch()
+    from pplex_desktop.core.settings import Settings
+    from pplex_desktop.gateway.tls import CA_CERT, TLS_FOLDER
+
+    shell = launch(settings=Settings(lan_port=0))
     panel = server_page(shell)
     assert not panel.lan_switch.isChecked()
     assert shell.gateway.view.address is not None
     assert shell.gateway.view.address.host == "127.0.0.1"
+    assert not panel.pair_button.isEnabled()
 
     panel.lan_switch.setChecked(True)
     qtbot.waitUntil(
-        lambda: (
-            running(shell)
-            and shell.gateway.view.address is not None
-            and shell.gateway.view.address.host == "0.0.0.0"
-        ),
-        timeout=WAIT_MS,
+        lambda: running(shell) and shell.gateway.view.lan_address is not None, timeout=WAIT_MS
     )
-    port = shell.gateway.view.address.port
+    view = shell.gateway.view
+    assert view.address is not None and view.address.host == "127.0.0.1", "HTTP stays local"
+    assert view.lan_address is not None and view.lan_address.tls
+    assert view.tls is not None and view.tls.fingerprint_sha256 in panel.tls_label.text()
+    ca_file = shell.services.data_dir / TLS_FOLDER / CA_CERT
     found = lan_addresses()
     if found:
-        expected = f"http://{found[0].ip}:{port}"
+        expected = f"https://{found[0].ip}:{view.lan_address.port}"
         assert panel.lan_urls[0] == expected
         assert expected in panel.lan_label.text()
         pixmap = panel.qr_label.pixmap()
         assert not pixmap.isNull() and pixmap.width() > 100
-        # The LAN URL really reaches the gateway.
-        assert http(expected + "/healthz")[0] == 200
+        # The LAN URL really reaches the gateway, over HTTPS trusted through our own CA.
+        assert http(expected + "/healthz", ca_file=ca_file)[0] == 200
+        assert panel.pair_button.isEnabled()
     else:
         assert "No network interface" in panel.lan_label.text()
     assert SettingsStore(shell.services.data_dir).file.serve_lan is True
 
     panel.lan_switch.setChecked(False)
     qtbot.waitUntil(
-        lambda: (
-            running(shell)
-            and shell.gateway.view.address is not None
-            and shell.gateway.view.address.host == "127.0.0.1"
-        ),
-        timeout=WAIT_MS,
+        lambda: running(shell) and shell.gateway.view.lan_address is None, timeout=WAIT_MS
     )
     assert panel.lan_urls == []
     assert panel.qr_label.pixmap().isNull()
+    assert not panel.pair_button.isEnabled()
     assert SettingsStore(shell.services.data_dir).file.serve_lan is False
+
+
+def test_pairing_a_device(qtbot: QtBot, launch: Launch) -> None:
+    from pplex_desktop.core.keystore import KIND_PAIRED
+    from pplex_desktop.core.settings import Settings
+
+    shell = launch(settings=Settings(lan_port=0, serve_lan=True))
+    panel = server_page(shell)
+    qtbot.waitUntil(lambda: shell.gateway.view.lan_address is not None, timeout=WAIT_MS)
+    if not panel.lan_urls:
+        pytest.skip("This machine has no network interface with an IPv4 address.")
+    qtbot.mouseClick(panel.pair_button, Qt.MouseButton.LeftButton)
+    dialog = panel.pair_dialog
+    assert dialog is not None
+    dialog.name_edit.setText("Sam's phone")
+    dialog.rpm_spin.setValue(30)
+    dialog.hours_spin.setValue(2)
+    qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.pairing is not None, timeout=WAIT_MS)
+    pairing = dialog.pairing
+    assert pairing is not None
+    assert pairing.url.startswith(panel.lan_urls[0] + "/#key=pplx_")
+    assert not dialog.code_label.pixmap().isNull()
+    (paired,) = [k for k in shell.services.keystore.list_keys() if k.kind == KIND_PAIRED]
+    assert (paired.name, paired.rpm) == ("Sam's phone", 30)
+    assert paired.expires_at is not None
+    assert abs(paired.expires_at - paired.created_at - 7200) < 5
+    # The key works like any other, and the code is forgotten when the dialog closes.
+    assert http(url_of(shell) + "/v1/info", key=pairing.key)[0] == 200
+    dialog.accept()
+    assert dialog.pairing is None and dialog.url_label.text() == ""
 
 
 def test_a_port_in_use_is_shown_as_a_sentence(qtbot: QtBot, launch: Launch) -> None:
