@@ -29,7 +29,7 @@ from pplex_desktop.core.jobstore import (
 from pplex_desktop.core.keystore import ApiKey
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, JobChanged, JobsExpired
-from pplex_desktop.gateway.local_engine import LocalEngine
+from pplex_desktop.gateway.local_engine import LocalEngine, package_root
 from pplex_desktop.gateway.offline_engine import StreamEngine
 from pplex_desktop.gateway.offline_params import (
     TEXT_FIELDS,
@@ -133,7 +133,10 @@ class JobService:
             params = parse_offline_params(
                 merge_fields(request.query, upload.fields), settings, self.ctx.backends.voices()
             )
-            if sync and params.engine == "stream":
+            if params.engine == "local":
+                assert settings.personaplex_repo is not None
+                package_root(settings.personaplex_repo)
+            elif sync:
                 self.ctx.scheduler.check_admission(params.voice, Priority.OFFLINE)
             decoded = await self.transcoder.decode(
                 upload.path, folder / INPUT_NAME, max_seconds=settings.max_audio_s

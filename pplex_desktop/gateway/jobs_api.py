@@ -23,6 +23,7 @@ from aiohttp import web
 from pplex_desktop.core.errors import NotFoundError, PplexError, ValidationError
 from pplex_desktop.core.jobstore import Job, JobState
 from pplex_desktop.gateway.context import API_KEY, GatewayContext
+from pplex_desktop.gateway.errors import json_error
 from pplex_desktop.gateway.jobs import JobService
 from pplex_desktop.gateway.offline_result import AUDIO_NAME, TRANSCRIPT_NAME
 
@@ -105,8 +106,11 @@ def _failure(job: Job) -> PplexError:
     )
 
 
-async def _until_finished_or_gone(request: web.Request, service: JobService, job: Job) -> Job:
-    """Wait for the job; cancel it if the caller hangs up, since nobody would get the answer."""
+async def _until_finished_or_gone(
+    request: web.Request, service: JobService, job: Job
+) -> Job | None:
+    """Wait for the job; None once the caller hung up (the job is cancelled: nobody would
+    get the answer). aiohttp does not cancel handlers on disconnect, so this looks."""
     waiting = asyncio.create_task(service.wait(job.id))
     try:
         while True:
@@ -118,7 +122,7 @@ async def _until_finished_or_gone(request: web.Request, service: JobService, job
             transport = request.transport
             if transport is None or transport.is_closing():
                 await service.cancel(job.id)
-                raise ConnectionResetError("The client went away before its answer was ready.")
+                return None
     finally:
         waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -128,8 +132,11 @@ async def _until_finished_or_gone(request: web.Request, service: JobService, job
 @routes.post("/v1/inference")
 async def inference(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    job, params = await service.submit(request, request[API_KEY], sync=True)
-    job = await _until_finished_or_gone(request, service, job)
+    submitted, params = await service.submit(request, request[API_KEY], sync=True)
+    job = await _until_finished_or_gone(request, service, submitted)
+    if job is None:
+        # Nobody reads this; 499 is what access logs conventionally show for it.
+        return json_error(499, "client_closed", "The client went away before its answer.")
     if job.state is not JobState.DONE:
         raise _failure(job)
     body = job_json(job, service, _base(request))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pplex_desktop.core.errors import ConfigError
 from pplex_desktop.core.jobstore import Job
 from pplex_desktop.core.settings import Settings
 from pplex_desktop.gateway.offline_result import (
@@ -48,9 +47,11 @@ def package_root(repo: str) -> Path:
     for candidate in (base / "moshi", base):
         if (candidate / "moshi" / "offline.py").is_file():
             return candidate
-    raise ConfigError(
-        f"PERSONAPLEX_REPO ({repo}) holds no moshi/offline.py; point it at a PersonaPlex "
-        "checkout (git clone https://github.com/NVIDIA/personaplex)."
+    raise EngineError(
+        f"The local engine is misconfigured: PERSONAPLEX_REPO ({repo}) holds no "
+        "moshi/offline.py; the operator should point it at a PersonaPlex checkout.",
+        code="engine_unavailable",
+        status=503,
     )
 
 

@@ -46,6 +46,7 @@ WINDOW_FRAMES = 20  # 1.6 s of audio ahead of what came back
 EXTRA_FRAMES = 4  # covers a dropped first frame and codec look-ahead
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
+DRAIN_S = 0.5
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.float32)
 _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
@@ -122,17 +123,32 @@ class _Conversation:
                 code="model_error",
             )
 
+    def _progress_text(self) -> str:
+        return f"{self.out_samples / SAMPLE_RATE:.1f} s of the {self.target / SAMPLE_RATE:.1f} s"
+
     def _ended_early(self, msg: aiohttp.WSMessage) -> EngineError:
         code = self.ws.close_code
         clean = msg.type is not WSMsgType.ERROR and code == 1000
         return EngineError(
-            f"The model server ended the conversation after {self.out_samples / SAMPLE_RATE:.1f} "
-            f"s of the {self.target / SAMPLE_RATE:.1f} s answer (close code {code}).",
+            f"The model server ended the conversation after {self._progress_text()} answer "
+            f"(close code {code}).",
             # Anything but a clean close means the backend cannot be trusted until checked.
             backend_failed=None if clean else f"connection lost mid-job (close code {code})",
         )
 
+    def _dropped(self, exc: BaseException) -> EngineError:
+        return EngineError(
+            f"The model server dropped the connection after {self._progress_text()} answer.",
+            backend_failed=f"connection lost mid-job ({str(exc) or type(exc).__name__})",
+        )
+
     async def run(self) -> EngineResult:
+        try:
+            return await self._converse()
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise self._dropped(exc) from None
+
+    async def _converse(self) -> EngineResult:
         await self._top_up()
         while self.out_samples < self.target:
             try:
@@ -148,8 +164,24 @@ class _Conversation:
             if msg.type is WSMsgType.BINARY and msg.data:
                 self._on_message(msg.data)
                 await self._top_up()
+        await self._drain()
         pcm = np.concatenate(self.out) if self.out else np.zeros(0, dtype=np.float32)
         return EngineResult(fit(pcm, self.target), tuple(self.pieces))
+
+    async def _drain(self) -> None:
+        """Take the answers to frames still in flight, so the server is not cut off mid-send.
+
+        A server that drops a first frame (Kyutai) owes one answer less: the short grace ends
+        the wait for it.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_S):
+                while self.out_samples < self.sent * FRAME_SAMPLES:
+                    msg = await self.ws.receive()
+                    if msg.type is not WSMsgType.BINARY:
+                        return
+                    with contextlib.suppress(EngineError):
+                        self._on_message(msg.data)
 
 
 async def _handshake(ws: aiohttp.ClientWebSocketResponse, timeout_s: float) -> None:

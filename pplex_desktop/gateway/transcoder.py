@@ -131,6 +131,11 @@ class Transcoder:
         self._slots = asyncio.Semaphore(size)
         self._closed = False
 
+    @property
+    def busy_pids(self) -> list[int]:
+        """Process ids of the workers decoding right now."""
+        return [w.proc.pid for w in self._busy]
+
     async def warm(self) -> None:
         """Start one worker ahead of the first upload."""
         if not self._idle and not self._busy:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pplex_desktop.gateway.events import JobChanged, JobsExpired
 from pplex_desktop.moshi.audiofile import read_mono
-from tests.signals import Pcm
+from tests.signals import Pcm, tone
 
 PERSONA = "You are a sarcastic robot."
 
@@ -66,3 +69,58 @@ async def error_of(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     body = await resp.json()
     error: dict[str, Any] = body["error"]
     return error
+
+
+class JobEvents:
+    """Records the gateway's job events so a test can await one instead of polling."""
+
+    def __init__(self, hub: Any) -> None:
+        self.seen: list[Any] = []
+        self._changed = asyncio.Event()
+        self._hub = hub
+        hub.subscribe(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, JobChanged | JobsExpired):
+            self.seen.append(event)
+            self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[Any], bool], limit_s: float = 20) -> Any:
+        async with asyncio.timeout(limit_s):
+            while True:
+                for event in self.seen:
+                    if predicate(event):
+                        return event
+                self._changed.clear()
+                await self._changed.wait()
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self._on_event)
+
+
+def tone_wav(seconds: float, rate: int = 24_000) -> bytes:
+    out = io.BytesIO()
+    sf.write(out, tone(440, seconds, rate), rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+async def submit(gw: Any, key: str, audio: bytes, **fields: str) -> dict[str, Any]:
+    async with gw.http.post(
+        gw.url + "/v1/jobs", headers={"X-API-Key": key}, data=form(audio, "tone.wav", **fields)
+    ) as resp:
+        body: dict[str, Any] = await resp.json()
+        assert resp.status == 202, body
+        assert resp.headers["Location"] == body["url"]
+    return body
+
+
+async def finished(gw: Any, key: str, job_id: str) -> dict[str, Any]:
+    """Long-poll the job until it is finished."""
+    while True:
+        async with gw.http.get(
+            gw.url + f"/v1/jobs/{job_id}", params={"wait": "30"}, headers={"X-API-Key": key}
+        ) as resp:
+            body: dict[str, Any] = await resp.json()
+            assert resp.status == 200, body
+        if body["state"] in ("done", "failed", "cancelled"):
+            return body

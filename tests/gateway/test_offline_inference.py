@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 import soundfile as sf
 
+from pplex_desktop.backend.sim import SimConfig
+from pplex_desktop.gateway.scheduler import Priority
+from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from tests.gateway.conftest import GatewayFactory
-from tests.gateway.offline_support import PERSONA, echo_correlation, form, speech_wav, wav_of
+from tests.gateway.offline_support import (
+    PERSONA,
+    JobEvents,
+    echo_correlation,
+    error_of,
+    finished,
+    form,
+    speech_wav,
+    submit,
+    tone_wav,
+    wav_of,
+)
 
 SENTENCE = "Hello there. This is a test of the offline inference endpoint."
 
@@ -41,3 +57,90 @@ async def test_speech_comes_back_as_24k_mono_with_the_persona_words(
         gw.url + f"/v1/jobs/{job_id}/transcript", headers={"X-API-Key": gw.new_key("other")}
     ) as resp:
         assert resp.status == 404
+
+
+async def test_json_format_and_a_non_ascii_transcript(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway()
+    key = gw.new_key()
+    persona = "Café crème: 100% sûr ✓ naïve"
+    async with gw.http.post(
+        gw.url + "/v1/inference",
+        headers={"X-API-Key": key},
+        data=form(tone_wav(2.0), text_prompt=persona, silence_s="0.5"),
+    ) as resp:
+        assert resp.status == 200
+        header = resp.headers["X-Transcript"]
+    assert header.isascii()
+    assert "Caf%C3%A9 cr%C3%A8me: 100%25 s%C3%BBr %E2%9C%93" in header
+    assert unquote(header) == persona
+    async with gw.http.post(
+        gw.url + "/v1/inference",
+        headers={"X-API-Key": key},
+        data=form(tone_wav(2.0), persona=persona, format="json"),
+    ) as resp:
+        body = await resp.json()
+    assert body["transcript"] == persona
+    assert (body["input_s"], body["duration_s"]) == (2.0, 5.0)
+    async with gw.http.get(body["audio_url"], headers={"X-API-Key": key}) as resp:
+        pcm, *_ = wav_of(await resp.read())
+    assert len(pcm) == 5 * 24_000
+
+
+async def test_a_backend_failure_is_a_502_with_a_sentence(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(sim_config=SimConfig(error_after_frames=5))
+    async with gw.http.post(
+        gw.url + "/v1/inference", headers={"X-API-Key": gw.new_key()}, data=form(tone_wav(1.0))
+    ) as resp:
+        error = await error_of(resp)
+        assert resp.status == 502
+    assert error == {
+        "code": "model_error",
+        "message": "The model server reported an error: simulated model failure",
+    }
+    assert not gw.ctx.backends.backends[0].busy
+
+
+async def test_a_client_that_hangs_up_cancels_its_job(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway(sim_config=SimConfig(frame_delay_s=0.02))
+    events = JobEvents(gw.ctx.events)
+    request = asyncio.create_task(
+        gw.http.post(
+            gw.url + "/v1/inference",
+            headers={"X-API-Key": gw.new_key()},
+            data=form(tone_wav(30.0)),
+        )
+    )
+    started = await events.wait_for(lambda e: e.state == "running" and e.progress > 0)
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    await events.wait_for(lambda e: e.job_id == started.job_id and e.state == "cancelled")
+    await gw.sims[0].wait_until(lambda s: s.sessions_finished == 1)
+    assert gw.sims[0].stats.frames_out < 30 / 0.08
+    assert not gw.ctx.backends.backends[0].busy
+    events.close()
+
+
+async def test_live_sessions_go_before_jobs(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway()
+    key = gw.new_key("batch")
+    events = JobEvents(gw.ctx.events)
+    first = await MoshiSession.connect(
+        gw.url, SessionOptions(api_key=gw.new_key("a"), handshake_timeout=10)
+    )
+    job = await submit(gw, key, tone_wav(1.0))
+    await events.wait_for(lambda e: e.job_id == job["id"] and e.state == "running")
+    second = asyncio.create_task(
+        MoshiSession.connect(gw.url, SessionOptions(api_key=gw.new_key("b"), handshake_timeout=10))
+    )
+    await gw.wait_sessions(lambda _r: len(gw.ctx.scheduler.waiting()) == 2)
+    assert [t.priority for t in gw.ctx.scheduler.waiting()] == [Priority.LIVE, Priority.OFFLINE]
+    await first.close()
+    session = await asyncio.wait_for(second, 10)
+    async with gw.http.get(job["url"], headers={"X-API-Key": key}) as resp:
+        assert (await resp.json())["stage"] == "waiting"
+    assert gw.sims[0].stats.sessions_started == 2
+    await session.close()
+    assert (await finished(gw, key, job["id"]))["state"] == "done"
+    assert gw.sims[0].stats.sessions_started == 3
+    events.close()
