@@ -94,6 +94,12 @@ def _print_secret(secret: str, headline: str) -> None:
 
 
 async def _serve(settings: Settings, store: KeyStore) -> int:
+    # Ready for SIGTERM before saying "listening": a supervisor may stop us right after.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     runner = GatewayRunner(settings, store)
     try:
         address = await runner.start()
@@ -102,11 +108,6 @@ async def _serve(settings: Settings, store: KeyStore) -> int:
         return 1
     backends = DEMO_LABEL if settings.demo else ", ".join(b.url for b in settings.backends)
     print(f"pplex-gateway is listening on {address.url} (model servers: {backends})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pplex_desktop.core.errors import PplexError, RateLimitedError
+from pplex_desktop.core.errors import PplexError, RateLimitedError, UnavailableError
 from pplex_desktop.core.jobstore import (
     PRIORITY_BATCH,
     PRIORITY_SYNC,
@@ -89,7 +89,21 @@ class JobService:
             asyncio.create_task(self._work(), name=f"job-worker-{i}") for i in range(workers)
         ]
         self._tasks.append(asyncio.create_task(self._expire_forever(), name="job-expiry"))
-        self._tasks.append(asyncio.create_task(self.transcoder.warm(), name="transcoder-warm"))
+
+    async def release_waiters(self, _app: web.Application | None = None) -> None:
+        """At shutdown, callers waiting on a job hear why instead of a dropped connection."""
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(
+                        UnavailableError(
+                            "The gateway is shutting down; the job stays queued and runs again "
+                            "when it restarts (follow it at /v1/jobs).",
+                            retry_after_s=30,
+                            code="shutting_down",
+                        )
+                    )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -121,6 +135,7 @@ class JobService:
                 retry_after_s=60,
                 code="too_many_jobs",
             )
+        self.transcoder.prewarm()  # a decoder starts while the upload arrives
         job_id = new_job_id()
         folder = self.job_folder(job_id)
         try:

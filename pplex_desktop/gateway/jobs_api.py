@@ -273,3 +273,4 @@ def install(app: web.Application, ctx: GatewayContext) -> None:
         await service.stop()
 
     app.cleanup_ctx.append(workers)
+    app.on_shutdown.append(service.release_waiters)

@@ -129,6 +129,7 @@ class Transcoder:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._slots = asyncio.Semaphore(size)
+        self._spawning: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -136,12 +137,28 @@ class Transcoder:
         """Process ids of the workers decoding right now."""
         return [w.proc.pid for w in self._busy]
 
-    async def warm(self) -> None:
-        """Start one worker ahead of the first upload."""
-        if not self._idle and not self._busy:
-            self._idle.append(await _Worker.spawn())
+    def prewarm(self) -> None:
+        """Start a worker in the background while an upload is still arriving."""
+        if self._idle or self._busy or self._spawning is not None or self._closed:
+            return
+        self._spawning = asyncio.create_task(self._spawn_idle(), name="transcoder-spawn")
+
+    async def _spawn_idle(self) -> None:
+        try:
+            worker = await _Worker.spawn()
+        except OSError as exc:
+            _log.warning("The audio decoder process cannot be started: %s", exc)
+            return
+        finally:
+            self._spawning = None
+        if self._closed:
+            await worker.kill()
+        else:
+            self._idle.append(worker)
 
     async def _take(self) -> _Worker:
+        if self._spawning is not None:
+            await asyncio.wait({self._spawning})
         while self._idle:
             worker = self._idle.pop()
             if worker.alive:
@@ -216,6 +233,8 @@ class Transcoder:
 
     async def close(self) -> None:
         self._closed = True
+        if self._spawning is not None:
+            await asyncio.wait({self._spawning})
         workers, self._idle = self._idle + list(self._busy), []
         for worker in workers:
             await worker.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -143,4 +144,47 @@ async def test_live_sessions_go_before_jobs(make_gateway: GatewayFactory) -> Non
     await session.close()
     assert (await finished(gw, key, job["id"]))["state"] == "done"
     assert gw.sims[0].stats.sessions_started == 3
+    events.close()
+
+
+async def test_a_server_that_drops_the_first_frame_still_fills_the_answer(
+    make_gateway: GatewayFactory,
+) -> None:
+    gw = await make_gateway(sim_config=SimConfig(flavor="kyutai"))
+    async with gw.http.post(
+        gw.url + "/v1/inference",
+        headers={"X-API-Key": gw.new_key()},
+        data=form(tone_wav(2.0), silence_s="1"),
+    ) as resp:
+        assert resp.status == 200
+        transcript = unquote(resp.headers["X-Transcript"])
+        pcm, *_ = wav_of(await resp.read())
+    assert len(pcm) == 3 * 24_000
+    assert transcript == "Hello, this is the simulated Moshi speaking."
+    stats = gw.sims[0].stats
+    assert stats.frames_out == stats.frames_in - 1 >= 3 / 0.08
+
+
+async def test_a_stopping_gateway_tells_waiting_callers_and_keeps_the_job(
+    make_gateway: GatewayFactory,
+) -> None:
+    gw = await make_gateway(sim_config=SimConfig(frame_delay_s=0.02))
+    events = JobEvents(gw.ctx.events)
+    request = asyncio.create_task(
+        gw.http.post(
+            gw.url + "/v1/inference",
+            headers={"X-API-Key": gw.new_key()},
+            data=form(tone_wav(30.0)),
+        )
+    )
+    started = await events.wait_for(lambda e: e.state == "running" and e.progress > 0)
+    jobs_db = gw.ctx.keystore.db.path.parent / "jobs.sqlite3"
+    await gw.runner.stop()
+    async with await request as resp:
+        error = await error_of(resp)
+        assert resp.status == 503
+    assert error["code"] == "shutting_down"
+    with sqlite3.connect(jobs_db) as conn:
+        row = conn.execute("SELECT state, attempts FROM jobs WHERE id = ?", (started.job_id,))
+        assert row.fetchone() == ("queued", 0)
     events.close()
