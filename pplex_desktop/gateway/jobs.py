@@ -223,6 +223,7 @@ class JobService:
     async def _execute(self, job: Job, report: _Reporter) -> None:
         folder = self.job_folder(job.id)
         _log.info("Job %s starts (attempt %d, engine %s).", job.id, job.attempts, job.engine)
+        failure: tuple[str, int, str] | None = None
         try:
             pcm = load_input(folder)
             if job.engine == "local":
@@ -234,36 +235,33 @@ class JobService:
             output_s = await asyncio.to_thread(write_result, folder, job.id, result)
         except PplexError as exc:
             _log.warning("Job %s failed: %s", job.id, exc.message)
-            self._final(
-                self.store.mark_failed(
-                    job.id,
-                    now=self.ctx.clock.wall(),
-                    code=exc.code,
-                    status=exc.status,
-                    message=exc.message,
-                )
-            )
-            return
+            failure = (exc.code, exc.status, exc.message)
         except Exception as exc:  # noqa: BLE001 (a bug must fail one job, never the worker)
             _log.exception("Job %s failed unexpectedly.", job.id)
-            self._final(
-                self.store.mark_failed(
-                    job.id,
-                    now=self.ctx.clock.wall(),
-                    code="internal_error",
-                    status=500,
-                    message=f"The gateway could not run this job ({type(exc).__name__}); the "
-                    "error has been logged for the operator.",
-                )
+            failure = (
+                "internal_error",
+                500,
+                f"The gateway could not run this job ({type(exc).__name__}); the error has been "
+                "logged for the operator.",
             )
-            return
-        done = self.store.mark_done(
-            job.id, now=self.ctx.clock.wall(), output_s=output_s, transcript=result.text
-        )
-        if done is not None:
-            self.ctx.keystore.record_usage(job.key_id, audio_in_s=job.input_s, audio_out_s=output_s)
-            _log.info("Job %s is done: %.1f s of answer.", job.id, output_s)
-        self._final(done)
+        now = self.ctx.clock.wall()
+        if failure is None:
+            finished = self.store.mark_done(
+                job.id, now=now, output_s=output_s, transcript=result.text
+            )
+            if finished is not None:
+                self.ctx.keystore.record_usage(
+                    job.key_id, audio_in_s=job.input_s, audio_out_s=output_s
+                )
+                _log.info("Job %s is done: %.1f s of answer.", job.id, output_s)
+        else:
+            code, status, message = failure
+            finished = self.store.mark_failed(
+                job.id, now=now, code=code, status=status, message=message
+            )
+        # The decoded input is only needed to run the job: a finished job keeps its results.
+        await asyncio.to_thread((folder / INPUT_NAME).unlink, missing_ok=True)
+        self._final(finished)
 
     def _changed(self, job: Job) -> None:
         self.ctx.events.emit(JobChanged(job.id, job.key_id, job.state.value, self.progress_of(job)))

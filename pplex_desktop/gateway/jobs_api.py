@@ -26,6 +26,7 @@ from pplex_desktop.gateway.context import API_KEY, GatewayContext
 from pplex_desktop.gateway.errors import json_error
 from pplex_desktop.gateway.jobs import JobService
 from pplex_desktop.gateway.offline_result import AUDIO_NAME, TRANSCRIPT_NAME
+from pplex_desktop.gateway.uploads import ClientGoneError
 
 JOBS = web.AppKey("pplex_jobs", JobService)
 routes = web.RouteTableDef()
@@ -129,14 +130,21 @@ async def _until_finished_or_gone(
             await waiting
 
 
+def _client_gone() -> web.Response:
+    # Nobody reads this; 499 is what access logs conventionally show for it.
+    return json_error(499, "client_closed", "The client went away before its answer.")
+
+
 @routes.post("/v1/inference")
 async def inference(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    submitted, params = await service.submit(request, request[API_KEY], sync=True)
+    try:
+        submitted, params = await service.submit(request, request[API_KEY], sync=True)
+    except ClientGoneError:
+        return _client_gone()
     job = await _until_finished_or_gone(request, service, submitted)
     if job is None:
-        # Nobody reads this; 499 is what access logs conventionally show for it.
-        return json_error(499, "client_closed", "The client went away before its answer.")
+        return _client_gone()
     if job.state is not JobState.DONE:
         raise _failure(job)
     body = job_json(job, service, _base(request))
@@ -164,9 +172,12 @@ async def inference(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/v1/jobs")
-async def submit_job(request: web.Request) -> web.Response:
+async def submit_job(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    job, _params = await service.submit(request, request[API_KEY], sync=False)
+    try:
+        job, _params = await service.submit(request, request[API_KEY], sync=False)
+    except ClientGoneError:
+        return _client_gone()
     body = job_json(job, service, _base(request))
     return web.json_response(body, status=202, headers={"Location": body["url"]})
 

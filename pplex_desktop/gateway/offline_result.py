@@ -104,6 +104,14 @@ def write_result(folder: Path, job_id: str, result: EngineResult) -> float:
 def load_input(folder: Path) -> Pcm:
     """The decoded upload, mapped rather than read: a 15-minute file is 86 MB."""
     path = folder / INPUT_NAME
-    if path.stat().st_size == 0:
-        return np.zeros(0, dtype=np.float32)
-    return np.memmap(path, dtype="<f4", mode="r")
+    try:
+        if path.stat().st_size == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.memmap(path, dtype="<f4", mode="r")
+    except OSError as exc:
+        raise EngineError(
+            f"The job's decoded input is no longer on disk ({exc.strerror}); submit the file "
+            "again.",
+            code="input_missing",
+            status=500,
+        ) from None

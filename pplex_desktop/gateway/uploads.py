@@ -29,6 +29,10 @@ FORM_OVERHEAD_BYTES = 1024 * 1024  # boundaries, part headers and the text field
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
+class ClientGoneError(Exception):
+    """The client disconnected before its upload was complete."""
+
+
 @dataclass(frozen=True, slots=True)
 class Upload:
     path: Path  # the spooled audio file
@@ -145,6 +149,8 @@ async def receive_upload(
         return await _parts(request, folder, max_bytes, text_fields)
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_bytes) from None
+    except ConnectionResetError:
+        raise ClientGoneError from None
     except (ValueError, HttpProcessingError, RuntimeError, LookupError) as exc:
         # aiohttp's multipart parser reports a malformed body with these.
         raise ValidationError(
