@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import shutil
 import statistics
 import subprocess
@@ -100,8 +101,10 @@ async def throughput(folder: Path, store: KeyStore, key: str) -> dict[str, Any]:
     source = speech(folder, SPEECH_S, 16_000)
     end_to_end: list[float] = []
     engine: list[float] = []
+    cpu: list[float] = []
     async with aiohttp.ClientSession() as http:
         for _ in range(RUNS):
+            cpu_start = time.process_time()
             start = time.perf_counter()
             async with http.post(
                 url + "/v1/inference",
@@ -112,6 +115,7 @@ async def throughput(folder: Path, store: KeyStore, key: str) -> dict[str, Any]:
                 job_id = resp.headers["X-Job-Id"]
                 await resp.read()
             end_to_end.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
             async with http.get(url + f"/v1/jobs/{job_id}", headers={"X-API-Key": key}) as resp:
                 job = await resp.json()
             engine.append(job["finished_at"] - job["started_at"])
@@ -128,6 +132,10 @@ async def throughput(folder: Path, store: KeyStore, key: str) -> dict[str, Any]:
         "realtime_x_end_to_end": SPEECH_S / e2e,
         "realtime_x_engine": SPEECH_S / eng,
         "model_audio_x_engine": answer_s / eng,
+        # CPU of the gateway's process (client included) per second of model audio: unlike
+        # wall time, it does not depend on what else the machine is doing.
+        "gateway_cpu_ms_per_audio_s": statistics.median(cpu) / answer_s * 1000,
+        "load_average_1min": os.getloadavg()[0],
     }
 
 
@@ -215,7 +223,8 @@ def main() -> None:
         f"60 s of speech through pplex-sim: x{t['realtime_x_end_to_end']:.1f} real time end to "
         f"end (p50 {t['end_to_end_s']['p50']:.2f} s), x{t['realtime_x_engine']:.1f} for the "
         f"engine alone (p50 {t['engine_s']['p50']:.2f} s for {t['input_s'] + t['silence_s']:g} s "
-        "of model audio)"
+        f"of model audio); gateway CPU {t['gateway_cpu_ms_per_audio_s']:.1f} ms per second of "
+        f"audio; load average {t['load_average_1min']:.2f} on {os.cpu_count()} cores"
     )
     print(
         f"{u['upload_mb']:.1f} MB upload vs a plain aiohttp handler writing it to disk "

@@ -211,6 +211,13 @@ class StreamEngine:
 
     async def _lease(self, job: Job, ticket: Ticket | None, max_wait_s: float | None) -> Lease:
         scheduler = self.ctx.scheduler
+        if not scheduler.capable(job.voice):
+            # The servers changed since the job was accepted: waiting would be forever.
+            raise EngineError(
+                f"No model server offers the voice {job.voice.rsplit('.', 1)[0]!r} any more.",
+                code="voice_unavailable",
+                status=503,
+            )
         if ticket is None:
             ticket = scheduler.enqueue(
                 key_id=job.key_id,
