@@ -166,7 +166,10 @@ class _Conversation:
                 await self._top_up()
         await self._drain()
         pcm = np.concatenate(self.out) if self.out else np.zeros(0, dtype=np.float32)
-        return EngineResult(fit(pcm, self.target), tuple(self.pieces))
+        # Words spoken over the extra frames are not in the trimmed answer either.
+        end_s = self.target / SAMPLE_RATE
+        pieces = tuple(p for p in self.pieces if p.start_s < end_s)
+        return EngineResult(fit(pcm, self.target), pieces)
 
     async def _drain(self) -> None:
         """Take the answers to frames still in flight, so the server is not cut off mid-send.
@@ -174,7 +177,8 @@ class _Conversation:
         A server that drops a first frame (Kyutai) owes one answer less: the short grace ends
         the wait for it.
         """
-        with contextlib.suppress(TimeoutError):
+        # The answer is complete: nothing that happens now can fail the job.
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
             async with asyncio.timeout(DRAIN_S):
                 while self.out_samples < self.sent * FRAME_SAMPLES:
                     msg = await self.ws.receive()
