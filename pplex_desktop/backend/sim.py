@@ -288,7 +288,12 @@ class _SimSession:
                 await self.ws.close(code=1007, message=b"invalid audio stream")
                 return
             for frame in self.framer.push(pcm):
-                if not await self._step(frame):
+                try:
+                    if not await self._step(frame):
+                        return
+                except ConnectionResetError:
+                    # The client closed while frames it sent were still being answered, as
+                    # clients may: the real servers end the session there too.
                     return
 
     async def _step(self, frame: Pcm) -> bool:

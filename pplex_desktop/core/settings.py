@@ -22,6 +22,7 @@ from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
 
 SETTINGS_NAME = "settings.json"
 CLOSE_ACTIONS = ("ask", "minimize", "quit")
+OFFLINE_ENGINES = ("stream", "local")
 
 
 def normalize_backend_url(url: str) -> str:
@@ -80,6 +81,10 @@ class Settings:
     default_persona: str = DEFAULT_PERSONA
     default_voice: str = "NATF2.pt"
     personaplex_repo: str | None = None
+    personaplex_python: str | None = None  # the interpreter that has PersonaPlex installed
+    offline_engine: str = "stream"  # "stream" (through a model server) or "local"
+    offline_silence_s: float = 3.0  # trailing silence so the model has time to answer
+    local_engine_timeout_s: float = 3600.0
     max_prompt_chars: int = 2000
     max_upload_mb: float = 200.0
     max_audio_s: float = 900.0
@@ -124,6 +129,14 @@ class Settings:
         check(self.ws_heartbeat_s > 0, "The WebSocket heartbeat must be above zero.")
         check(self.queue_max >= 0, "The queue length cannot be negative.")
         check(self.queue_max_wait_s > 0, "The maximum queue wait must be above zero.")
+        check(self.job_retention_h > 0, "The job retention must be above zero hours.")
+        check(0 <= self.offline_silence_s <= 30, "The trailing silence must be 0-30 seconds.")
+        check(self.local_engine_timeout_s > 0, "The local engine timeout must be above zero.")
+        check(self.offline_engine in OFFLINE_ENGINES, "offline_engine must be stream or local.")
+        check(
+            self.offline_engine != "local" or bool(self.personaplex_repo),
+            "The local offline engine needs PERSONAPLEX_REPO (the PersonaPlex checkout).",
+        )
         check(self.close_action in CLOSE_ACTIONS, f"close_action must be one of {CLOSE_ACTIONS}.")
         check(bool(self.backends) or self.demo, "Configure at least one model server.")
         check(bool(self.default_persona.strip()), "The default persona cannot be empty.")
@@ -181,6 +194,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             ) from None
     if env.get("PERSONAPLEX_REPO"):
         out["personaplex_repo"] = env["PERSONAPLEX_REPO"]
+    if env.get("PERSONAPLEX_PYTHON"):
+        out["personaplex_python"] = env["PERSONAPLEX_PYTHON"]
     return out
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, live, public, talk
+from pplex_desktop.gateway import admin, jobs_api, live, public, talk
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
@@ -122,6 +122,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_background)
+    jobs_api.install(app, ctx)  # after _background: job workers need the backend pool open
     app.on_shutdown.append(_end_sessions)
     _publish_queue(ctx)
     return app

@@ -108,6 +108,19 @@ class QueueChanged:
     queued: int
 
 
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    job_id: str
+    key_id: int
+    state: str  # queued, running, done, failed or cancelled
+    progress: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobsExpired:
+    job_ids: tuple[str, ...]
+
+
 GatewayEvent: TypeAlias = (
     GatewayStarted
     | GatewayStopped
@@ -117,5 +130,7 @@ GatewayEvent: TypeAlias = (
     | SessionStarted
     | SessionEnded
     | QueueChanged
+    | JobChanged
+    | JobsExpired
 )
 Listener: TypeAlias = Callable[[GatewayEvent], None]
