@@ -224,6 +224,7 @@ class Report:
     # Lock-step round trips of the same client, interleaved in one test: direct and via gateway.
     paired_direct_ms: list[float] = field(default_factory=list)
     paired_gateway_ms: list[float] = field(default_factory=list)
+    paired_load: float | None = None  # the 1-minute load average after that test
 
 
 class KyutaiServer:
