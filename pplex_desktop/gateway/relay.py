@@ -512,6 +512,14 @@ class Relay(ABC):
         # drain future per connection, so cancelling the writer there would also fail the close
         # frame below; it stops by itself once the socket is closed.
         writer, others = self._tasks[1], self._tasks[:1] + self._tasks[2:]
+        if self.backend_ws is not None and end.backend_failed is None:
+            # Close before cancelling the pump: aiohttp takes a cancelled receive() for an
+            # abnormal closure and then drops the socket without a close handshake, and a model
+            # server still answering frames raises on it (Kyutai: "Cannot write to closing
+            # transport", its handler never finishes). A close lets it answer and end normally.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self.backend_ws.close()
         await self._cancel(others)
         if self.backend_ws is not None:
             with contextlib.suppress(Exception):

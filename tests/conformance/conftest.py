@@ -8,11 +8,18 @@ has its own bound. Run the tier alone with ``./dev.sh test tests/conformance``.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conformance.gateway_support import (
+    GatewayFactory,
+    KyutaiGateway,
+    start_gateway,
+    stop_gateway,
+)
 from tests.conformance.kyutai_env import (
     MOSHI_PIN,
     TORCH_PIN,
@@ -110,12 +117,42 @@ def kyutai(kyutai_server: KyutaiServer, request: pytest.FixtureRequest) -> Itera
         )
 
 
-def _ms(values: list[float]) -> str:
+@pytest.fixture
+async def make_kyutai_gateway(
+    kyutai: KyutaiServer, tmp_path: Path
+) -> AsyncIterator[GatewayFactory]:
+    """Real gateways in front of the real server: ``await make_kyutai_gateway()``, or with
+    ``backend_url=`` (a tap in between) and any ``Settings`` field to change."""
+    made: list[KyutaiGateway] = []
+
+    async def factory(backend_url: str | None = None, **settings: Any) -> KyutaiGateway:
+        folder = tmp_path / f"gateway{len(made)}"
+        folder.mkdir()
+        gw = await start_gateway(kyutai, folder, backend_url, **settings)
+        made.append(gw)
+        return gw
+
+    yield factory
+    for gw in made:
+        await stop_gateway(gw)
+
+
+@pytest.fixture
+async def kyutai_gateway(make_kyutai_gateway: GatewayFactory) -> KyutaiGateway:
+    return await make_kyutai_gateway()
+
+
+def _pct(values: list[float], q: float) -> float:
+    if q == 0.5:
+        return float(statistics.median(values))
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(values: list[float]) -> str:
     return (
-        f"{len(values)} frames, median {statistics.median(values):.1f} ms, "
-        f"p90 {p90:.1f} ms, max {ordered[-1]:.1f} ms"
+        f"{len(values)} frames, median {_pct(values, 0.5):.1f} ms, "
+        f"p90 {_pct(values, 0.9):.1f} ms, max {max(values):.1f} ms"
     )
 
 
@@ -143,3 +180,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         write(f"server 'frame handled in' log: {_ms(report.frame_times_ms)} (real time: 80 ms)")
     if report.round_trips_ms:
         write(f"client round trip, one frame at a time: {_ms(report.round_trips_ms)}")
+    direct, gateway = report.paired_direct_ms, report.paired_gateway_ms
+    if direct and gateway:
+        load = f"; load average {report.paired_load:.1f}" if report.paired_load is not None else ""
+        write(
+            "gateway against the real server, lock-step round trip per frame, direct and "
+            f"through the gateway in alternating rounds{load}:"
+        )
+        write(f"  direct:          {_ms(direct)}")
+        write(f"  through gateway: {_ms(gateway)}")
+        write(
+            f"  added by the gateway: p50 {_pct(gateway, 0.5) - _pct(direct, 0.5):+.1f} ms, "
+            f"p90 {_pct(gateway, 0.9) - _pct(direct, 0.9):+.1f} ms"
+        )

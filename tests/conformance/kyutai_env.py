@@ -221,6 +221,10 @@ class Report:
     server_start_seconds: float | None = None
     frame_times_ms: list[float] = field(default_factory=list)
     round_trips_ms: list[float] = field(default_factory=list)
+    # Lock-step round trips of the same client, interleaved in one test: direct and via gateway.
+    paired_direct_ms: list[float] = field(default_factory=list)
+    paired_gateway_ms: list[float] = field(default_factory=list)
+    paired_load: float | None = None  # the 1-minute load average after that test
 
 
 class KyutaiServer:
@@ -331,4 +335,11 @@ class KyutaiServer:
         bounded by ``within`` seconds."""
         async with asyncio.timeout(within):
             while self.count(line) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+    async def wait_for_frames(self, count: int, within: float) -> None:
+        """Wait until the server has logged ``count`` handled frames in all (polling its log,
+        as :meth:`wait_for_count`). It logs a frame after sending what the frame produced."""
+        async with asyncio.timeout(within):
+            while len(self.frame_times_ms()) < count:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)

@@ -9,90 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import websockets
 
 from pplex_desktop.moshi import protocol as proto
-from pplex_desktop.moshi.client import (
-    AudioEvent,
-    ClosedEvent,
-    ErrorEvent,
-    MoshiSession,
-    SessionOptions,
-    TextEvent,
-)
-from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusDecoder, OpusEncoder, Pcm
+from pplex_desktop.moshi.client import ClosedEvent, MoshiSession, SessionOptions
+from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusDecoder, OpusEncoder
 from pplex_desktop.moshi.ogg import FLAG_BOS, OggPageReader
 from tests.conformance.kyutai_env import KyutaiServer, Report
+from tests.conformance.talk import (
+    OPTIONS,
+    STEP_TIMEOUT,
+    Conversation,
+    collect,
+    converse,
+    exchange,
+    lock_step,
+    noise_frames,
+)
 from tests.signals import tone
-
-OPTIONS = SessionOptions(handshake_timeout=20, open_timeout=10)
-STEP_TIMEOUT = 20.0
-
-
-def noise_frames(count: int, seed: int = 7) -> list[Pcm]:
-    rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(FRAME_SAMPLES)).astype(np.float32) for _ in range(count)]
-
-
-@dataclass
-class Conversation:
-    audio: list[Pcm] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    order: list[str] = field(default_factory=list)
-    closed: ClosedEvent | None = None
-
-    @property
-    def samples(self) -> int:
-        return sum(int(a.shape[0]) for a in self.audio)
-
-
-async def _collect(session: MoshiSession, into: Conversation) -> None:
-    async for event in session.events():
-        if isinstance(event, AudioEvent):
-            into.audio.append(event.pcm)
-            into.order.append("audio")
-        elif isinstance(event, TextEvent):
-            into.texts.append(event.text)
-            into.order.append("text")
-        elif isinstance(event, ErrorEvent):
-            into.errors.append(event.message)
-        elif isinstance(event, ClosedEvent):
-            into.closed = event
-
-
-async def converse(session: MoshiSession, frames: list[Pcm]) -> Conversation:
-    """Send every frame, then close: the server answers all of them before its close frame,
-    because it handles messages in order, so the count received is exact."""
-    result = Conversation()
-    receiver = asyncio.create_task(_collect(session, result))
-    async with asyncio.timeout(STEP_TIMEOUT + 0.1 * len(frames)):
-        for frame in frames:
-            await session.send_frame(frame)
-        await session.close()
-        await receiver
-    return result
-
-
-async def exchange(session: MoshiSession, frames: list[Pcm], expect: int) -> list[Pcm]:
-    """Send frames and read until ``expect`` frames came back, leaving the session open."""
-    audio: list[Pcm] = []
-    async with asyncio.timeout(STEP_TIMEOUT + 0.1 * len(frames)):
-        for frame in frames:
-            await session.send_frame(frame)
-        async for event in session.events():
-            assert not isinstance(event, ErrorEvent | ClosedEvent), event
-            if isinstance(event, AudioEvent):
-                audio.append(event.pcm)
-                if len(audio) == expect:
-                    break
-    return audio
 
 
 async def test_handshake_is_the_bare_kind_byte(kyutai: KyutaiServer) -> None:
@@ -196,7 +133,7 @@ async def test_odd_blocks_and_flush_are_framed_for_the_server(kyutai: KyutaiServ
     x = tone(440, 1.0)  # 12.5 frames: 12 whole ones plus a half frame padded by flush()
     result = Conversation()
     async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
-        receiver = asyncio.create_task(_collect(session, result))
+        receiver = asyncio.create_task(collect(session, result))
         async with asyncio.timeout(STEP_TIMEOUT):
             for start in range(0, len(x), 1000):
                 await session.send_pcm(x[start : start + 1000])
@@ -215,7 +152,7 @@ async def test_second_client_waits_silently_then_is_served(kyutai: KyutaiServer)
         await kyutai.wait_for_count("accepted connection", accepted + 2, STEP_TIMEOUT)
         # The second socket is open and parked on the server's lock; while the first talks, it
         # hears nothing at all, not even a handshake.
-        assert len(await exchange(first, noise_frames(5), expect=4)) == 4
+        assert len((await exchange(first, noise_frames(5), expect=4)).audio) == 4
         assert not second.done(), "a waiting caller gets no handshake and no message"
         await first.close()
         async with await asyncio.wait_for(second, STEP_TIMEOUT) as session:
@@ -236,7 +173,7 @@ async def test_corrupt_input_stream_drops_the_connection(kyutai: KyutaiServer) -
     drops, with no close frame; the lock is released and the next caller is served."""
     async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
         talk = Conversation()
-        receiver = asyncio.create_task(_collect(session, talk))
+        receiver = asyncio.create_task(collect(session, talk))
         frames = noise_frames(2)
         await session.send_frame(frames[0])
         await session.send_frame(frames[1])
@@ -253,20 +190,6 @@ async def test_round_trip_one_frame_at_a_time(
     kyutai: KyutaiServer, conformance_report: Report
 ) -> None:
     """Lock step: each frame after the first brings exactly one frame back."""
-    frames = noise_frames(16, seed=5)
     async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
-        events = session.events()
-        assert isinstance(events, AsyncGenerator)
-        await session.send_frame(frames[0])
-        for frame in frames[1:]:
-            sent = time.perf_counter()
-            await session.send_frame(frame)
-            async with asyncio.timeout(STEP_TIMEOUT):
-                async for event in events:
-                    assert not isinstance(event, ErrorEvent | ClosedEvent), event
-                    if isinstance(event, AudioEvent):
-                        assert event.pcm.shape[0] == FRAME_SAMPLES
-                        break
-            conformance_report.round_trips_ms.append(1000 * (time.perf_counter() - sent))
-        await events.aclose()
+        conformance_report.round_trips_ms += await lock_step(session, noise_frames(16, seed=5))
     assert len(conformance_report.round_trips_ms) >= 15

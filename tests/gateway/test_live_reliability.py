@@ -263,3 +263,22 @@ async def test_usage_of_ended_sessions_is_logged_as_events(gateway: Gateway) -> 
     await gateway.sessions_done()
     (ended,) = seen
     assert ended.key_name == "ev" and ended.reason == "client_closed" and ended.audio_in_s > 0
+
+
+async def test_hanging_up_mid_answer_closes_the_backend_socket_cleanly(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Found against the real Kyutai server (tests/conformance): the gateway dropped the
+    backend's socket without a close handshake, so a server still answering frames raised
+    ("Cannot write to closing transport"). Here the simulator would log that as an ERROR."""
+    gw = await make_gateway(sim_config=SimConfig(flavor="kyutai", frame_delay_s=0.03))
+    async with await MoshiSession.connect(gw.url, opts(gw.new_key())) as session:
+        for _ in range(8):
+            await session.send_frame(np.zeros(FRAME_SAMPLES, np.float32))
+        async with asyncio.timeout(10):
+            async for event in session.events():
+                if isinstance(event, AudioEvent):
+                    break  # hang up with six frames still being answered
+    sim = gw.sims[0]
+    await asyncio.wait_for(sim.wait_until(lambda s: s.sessions_finished == 1), 10)
+    assert sim.stats.frames_out == 7, "the backend answered what it had, then saw the close"
