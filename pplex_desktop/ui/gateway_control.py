@@ -168,18 +168,14 @@ class GatewayController(QObject):
             else:
                 message = f"The gateway failed to start because of an internal error: {exc!r}."
                 _log.error("The gateway failed to start.", exc_info=exc)
-            self._set(
-                replace(
-                    self._view,
-                    state=GatewayState.FAILED,
-                    address=None,
-                    lan_address=None,
-                    failure=message,
-                )
-            )
+            self._set_down(GatewayState.FAILED, message)
             done()
 
         self._bridge.watch(self._server.start_future(), started, failed, what="starting")
+
+    def _set_down(self, state: GatewayState, failure: str | None) -> None:
+        """Not serving: no addresses to show, and why if it failed."""
+        self._set(replace(self._view, state=state, address=None, lan_address=None, failure=failure))
 
     def _stop_step(self, done: Callable[[], None], reason: str) -> None:
         if self._view.state in (GatewayState.STOPPED, GatewayState.FAILED):
@@ -188,28 +184,12 @@ class GatewayController(QObject):
         self._set(replace(self._view, state=GatewayState.STOPPING))
 
         def stopped(_: None) -> None:
-            self._set(
-                replace(
-                    self._view,
-                    state=GatewayState.STOPPED,
-                    address=None,
-                    lan_address=None,
-                    failure=None,
-                )
-            )
+            self._set_down(GatewayState.STOPPED, None)
             done()
 
         def failed(exc: BaseException) -> None:
             _log.error("The gateway did not stop cleanly.", exc_info=exc)
-            self._set(
-                replace(
-                    self._view,
-                    state=GatewayState.FAILED,
-                    address=None,
-                    lan_address=None,
-                    failure=f"The gateway did not stop cleanly: {exc}.",
-                )
-            )
+            self._set_down(GatewayState.FAILED, f"The gateway did not stop cleanly: {exc}.")
             done()
 
         self._bridge.watch(self._server.stop_future(reason), stopped, failed, what="stopping")
