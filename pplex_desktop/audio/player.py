@@ -57,10 +57,14 @@ class RecordingPlayer:
         self.playing = True
         self._stop.clear()
         self._loop = asyncio.get_running_loop()
+        finished = False
         try:
-            return await self._play(path)
+            seconds = await self._play(path)
+            finished = not self._stop.is_set()
+            return seconds
         finally:
-            await self._close()
+            # At the natural end the sound card still holds its own buffer: let it play out.
+            await self._close(drain=finished)
             self.playing = False
 
     async def _play(self, path: Path) -> float:
@@ -150,11 +154,11 @@ class RecordingPlayer:
             with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
                 loop.call_soon_threadsafe(self._wake.set)
 
-    async def _close(self) -> None:
+    async def _close(self, *, drain: bool) -> None:
         stream, self._stream = self._stream, None
-        self._buffer = None
         if stream is not None:
-            await asyncio.to_thread(_close_stream, stream)
+            await asyncio.to_thread(_close_stream, stream, drain)
+        self._buffer = None
 
 
 def _mix(raw: Pcm) -> Pcm:
@@ -163,7 +167,11 @@ def _mix(raw: Pcm) -> Pcm:
     return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
 
 
-def _close_stream(stream: Any) -> None:
+def _close_stream(stream: Any, drain: bool) -> None:
     with contextlib.suppress(Exception):
-        stream.abort(ignore_errors=True)
+        # stop() waits until the device has played what it holds; abort() drops it.
+        if drain:
+            stream.stop(ignore_errors=True)
+        else:
+            stream.abort(ignore_errors=True)
     stream.close(ignore_errors=True)
