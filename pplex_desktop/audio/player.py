@@ -80,7 +80,10 @@ class RecordingPlayer:
             plan = devices._plan(sd, self._output_device, "output")
             # A tolerance far above what is ever queued: the player must never drop audio.
             buffer = JitterBuffer(
-                sample_rate=plan.rate, target_ms=START_MS, tolerance_ms=4_000 * AHEAD_S
+                sample_rate=plan.rate,
+                target_ms=START_MS,
+                tolerance_ms=4_000 * AHEAD_S,
+                settle=False,  # it queues ahead on purpose
             )
             self._buffer = buffer
             resampler = (
