@@ -18,12 +18,14 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QPlainTextEdit,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -83,7 +85,8 @@ class LivePanel(QWidget):
         self.scan: DeviceScan | None = None
         self.audio_problem: str | None = None
         self.scanning = False
-        self._voices_for: str | None = None  # the gateway URL whose voices are in the combo
+        self._voices_for: str | None = None  # the gateway URL whose voices were asked for
+        self.voices_from: str | None = None  # the gateway URL whose voices are in the combo
         self._held: set[str] = set()  # what holds the talk key down: "key", "button"
         self._toggled = False
         self.talking = False  # what the engine last reported (Levels.talking)
@@ -96,13 +99,25 @@ class LivePanel(QWidget):
         root.addLayout(self._build_header())
         columns = QHBoxLayout()
         columns.setSpacing(14)
-        left = QVBoxLayout()
+        settings = QWidget()
+        left = QVBoxLayout(settings)
+        left.setContentsMargins(0, 0, 4, 0)
         left.addWidget(self._build_persona())
         left.addWidget(self._build_sound())
         left.addWidget(self._build_talking())
         self.recordings = RecordingsBox(self.recordings_folder)
         left.addWidget(self.recordings, 1)
-        columns.addLayout(left, 2)
+        # Scrolls on a small screen instead of forcing the whole window to its height.
+        scroll = QScrollArea()
+        scroll.setWidget(settings)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Never narrower than its content: only the height may scroll.
+        scroll.setMinimumWidth(
+            settings.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        )
+        columns.addWidget(scroll, 2)
         columns.addWidget(self._build_conversation(), 3)
         root.addLayout(columns, 1)
 
@@ -364,7 +379,11 @@ class LivePanel(QWidget):
             self._voices_for = None
             _log.warning("Keeping the built-in voice list: %s", error)
 
-        self.session.fetch_voices(base_url, self._ctx.owner_key, self._fill_voices, failed)
+        def fetched(voices: VoiceList) -> None:
+            self.voices_from = base_url
+            self._fill_voices(voices)
+
+        self.session.fetch_voices(base_url, self._ctx.owner_key, fetched, failed)
 
     # -- devices --------------------------------------------------------------------------------
 
@@ -488,10 +507,16 @@ class LivePanel(QWidget):
         self.meter_clock.kick()
         self._update_controls()
 
-    def _gateway_changed(self, view: GatewayView) -> None:
+    def _gateway_changed(self, _view: GatewayView) -> None:
+        if self.isVisible():
+            self._fetch_voices_if_needed()
+        self._update_controls()
+
+    def _fetch_voices_if_needed(self) -> None:
+        # Only for a page on screen: the voice list costs a request in the gateway's activity.
+        view = self._ctx.gateway.view
         if view.state is GatewayState.RUNNING and view.url and view.url != self._voices_for:
             self._fetch_voices(view.url)
-        self._update_controls()
 
     # -- push-to-talk ---------------------------------------------------------------------------
 
@@ -664,9 +689,7 @@ class LivePanel(QWidget):
         if self.scan is None and not self.scanning:
             self.scan_devices()
         self.refresh_recordings()
-        view = self._ctx.gateway.view
-        if view.state is GatewayState.RUNNING and view.url and self._voices_for is None:
-            self._fetch_voices(view.url)
+        self._fetch_voices_if_needed()
 
     def page_hidden(self) -> None:
         self.space.uninstall()

@@ -73,6 +73,10 @@ def test_a_conversation_through_the_gateway(qtbot: QtBot, launch: Launch) -> Non
     ready(qtbot, panel)
     assert panel.state_label.text() == "Not connected"
     assert not panel.hangup_button.isVisible()
+    # The voices are the gateway's own list, asked for with the app's key.
+    qtbot.waitUntil(lambda: panel.voices_from == url_of(shell), timeout=WAIT_MS)
+    assert panel.voice_combo.count() == 18 and panel.voice == "NATF2.pt"
+    assert panel.voice_combo.currentText() == "NATF2 (natural female)"
     panel.preset_combo.setCurrentIndex(1)
     panel.preset_combo.activated.emit(1)
     assert panel.persona == PERSONA
