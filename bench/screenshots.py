@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 WINDOW_SIZE = (1180, 760)
@@ -104,6 +105,57 @@ def traffic(url: str, keys: list[str]) -> None:
     get("/v1/info", keys[1])
 
 
+def spoken(folder: Path) -> Any:
+    """A sentence from espeak-ng at 24 kHz, so the microphone meter moves like a voice."""
+    from pplex_desktop.moshi.audiofile import read_mono
+
+    wav = folder / "voice.wav"
+    subprocess.run(
+        ["espeak-ng", "-w", str(wav), "Hello! My bike makes a clicking noise when I brake."],
+        check=True,
+        timeout=30,
+    )
+    pcm = read_mono(wav)
+    return 0.8 * pcm / max(float(abs(pcm).max()), 1e-6)
+
+
+def talk(window: Any, audio: Any, tmp: Path) -> None:
+    """The Talk page mid-conversation on the demo backend: one recording done, one call live."""
+    from pplex_desktop.audio.events import ConversationState
+    from pplex_desktop.audio.ptt import PttMode
+
+    page = window.show_page("live")
+    wait_until(page.connect_button.isEnabled, "the Talk page to be ready")
+    audio.mic_pcm = spoken(tmp)
+    audio.mic_amplitude = 1.0
+    page.preset_combo.setCurrentIndex(3)  # the bike shop
+    page.preset_combo.activated.emit(3)
+    page.record_check.setChecked(True)
+
+    def conversation(seconds: float) -> None:
+        page.connect_button.click()
+        wait_until(lambda: page.session.state is ConversationState.LIVE, "a live conversation")
+        device = audio.device
+        frames = round(seconds / 0.08)
+        wait_until(lambda: device.received_samples >= frames * 1920, "the conversation")
+
+    conversation(3.0)
+    page.hangup_button.click()
+    wait_until(lambda: not page.session.active, "the hang-up")
+    wait_until(lambda: page.recordings.list.count() == 1, "the first recording")
+    page.mode_buttons[PttMode.HOLD].click()
+    conversation(1.0)
+    page._press("button")  # the big button, held: the microphone is open
+    wait_until(lambda: page.talking, "push-to-talk")
+    device = audio.device
+    frames = device.received_samples // 1920 + 110  # about 9 s: the transcript fills up
+    wait_until(lambda: device.received_samples >= frames * 1920, "more conversation")
+    shoot(window, "talk.png")
+    page._release("button")
+    page.hangup_button.click()
+    wait_until(lambda: not page.session.active, "the second hang-up")
+
+
 def main() -> int:
     xvfb, display = start_xvfb()
     os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
@@ -125,10 +177,13 @@ def run(tmp: Path) -> int:
     from pplex_desktop.core.settings import BackendConfig, Settings, save_settings
     from pplex_desktop.gateway.server import GatewayState
     from pplex_desktop.ui.look import apply_look, use_scheme
-    from pplex_desktop.ui.shell import DesktopShell
+    from pplex_desktop.ui.pyside_compat import protect
+    from pplex_desktop.ui.shell import DesktopShell, default_pages
     from pplex_desktop.ui.ui_state import APPLICATION, ORGANIZATION
+    from tests.paced_audio import FakeAudio
 
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
+    protect()
     app = QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
@@ -136,7 +191,10 @@ def run(tmp: Path) -> int:
     data = tmp / "data"
     # A model server that is not there: the welcome's test fails and offers the demo.
     save_settings(data, Settings(backends=(BackendConfig("ws://gpu-box.local:8998"),)))
-    shell = DesktopShell(open_services(Options(data_dir=data, port=0)))
+    services = open_services(Options(data_dir=data, port=0))
+    audio = FakeAudio()  # no sound card under Xvfb: simulated devices that run in real time
+    services.pages = default_pages(audio)
+    shell = DesktopShell(services)
     window = shell.window
     window.move(0, 0)
     window.resize(*WINDOW_SIZE)
@@ -198,6 +256,8 @@ def run(tmp: Path) -> int:
     settings.tabs.setCurrentIndex(2)
     shoot(settings, "settings-limits.png")
     settings.reject()
+
+    talk(window, audio, tmp)
 
     # Xvfb has no desktop to ask for a colour scheme: show the dark palette directly.
     use_scheme(app, dark=True)

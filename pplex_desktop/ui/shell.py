@@ -24,6 +24,8 @@ from pplex_desktop.ui.counters import LiveCounters
 from pplex_desktop.ui.errors import ErrorReporter
 from pplex_desktop.ui.gateway_control import GatewayController, GatewayView
 from pplex_desktop.ui.keys_panel import KeysPanel
+from pplex_desktop.ui.live_audio import AudioSystem
+from pplex_desktop.ui.live_panel import LivePanel
 from pplex_desktop.ui.look import app_icon
 from pplex_desktop.ui.main_window import MainWindow
 from pplex_desktop.ui.pages import PageRegistry, PageSpec, call_hook
@@ -52,10 +54,22 @@ class Services:
     pages: PageRegistry | None = None  # None: default_pages()
 
 
-def default_pages() -> PageRegistry:
-    """The pages this app ships; live talk and offline files register theirs next to these."""
+def default_pages(audio: AudioSystem | None = None) -> PageRegistry:
+    """The pages this app ships; offline files will register theirs next to these.
+
+    ``audio`` replaces the real sound devices of the Talk page (tests, screenshots).
+    """
     registry = PageRegistry()
     registry.register(PageSpec("server", "Server", ServerPanel, order=10))
+    registry.register(
+        PageSpec(
+            "live",
+            "Talk",
+            lambda ctx: LivePanel(ctx, audio),
+            order=15,
+            tooltip="Talk with the model live, through this app's gateway.",
+        )
+    )
     registry.register(PageSpec("keys", "Keys", KeysPanel, order=20))
     registry.register(PageSpec("activity", "Activity", ActivityPanel, order=90))
     return registry

@@ -21,6 +21,7 @@ from pytestqt.qtbot import QtBot
 from pplex_desktop.app import Options, open_services
 from pplex_desktop.core.settings import Settings, save_settings
 from pplex_desktop.gateway.server import GatewayState
+from pplex_desktop.ui.pages import PageRegistry
 from pplex_desktop.ui.shell import DesktopShell, Services
 
 ADMIN_SECRET = "gui-test-admin-secret-0123456789"
@@ -76,6 +77,7 @@ def launch(
         settings: Settings | None = None,
         data_dir: Path | None = None,
         wait: bool = True,
+        pages: PageRegistry | None = None,
     ) -> DesktopShell:
         folder = data_dir or _isolated_data_dir
         if first_launch:
@@ -85,6 +87,7 @@ def launch(
         if settings is not None:
             save_settings(folder, settings)
         services: Services = open_services(Options(data_dir=folder, demo=demo, port=port))
+        services.pages = pages
         shell = DesktopShell(services)
         shells.append(shell)
         shell.launch()

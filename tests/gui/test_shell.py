@@ -18,11 +18,11 @@ from pplex_desktop.ui.shell import default_pages
 from tests.gui.conftest import WAIT_MS, Launch, http, url_of
 
 
-class LivePage(QLabel):
-    """What the live-talk engineer's page gets: the context, hence key, URL and bridge."""
+class PluginPage(QLabel):
+    """What a page registered later gets: the context, hence key, URL and bridge."""
 
     def __init__(self, ctx: DesktopContext) -> None:
-        super().__init__("live")
+        super().__init__("offline")
         self.ctx = ctx
         self.shown = 0
         self.stopped = False
@@ -38,18 +38,18 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
     qtbot: QtBot, launch: Launch
 ) -> None:
     shell = launch()
-    page = shell.window.add_page(PageSpec("live", "Live talk", LivePage, order=15))
-    assert isinstance(page, LivePage)
-    titles = [shell.window.navigation.item(i).text() for i in range(4)]
-    assert titles == ["Server", "Live talk", "Keys", "Activity"]
-    shell.window.show_page("live")
+    page = shell.window.add_page(PageSpec("offline", "Offline files", PluginPage, order=25))
+    assert isinstance(page, PluginPage)
+    titles = [shell.window.navigation.item(i).text() for i in range(5)]
+    assert titles == ["Server", "Talk", "Keys", "Offline files", "Activity"]
+    shell.window.show_page("offline")
     assert page.shown == 1
     url = page.ctx.gateway_url()
     assert url == url_of(shell)
     status, body = http(url + "/v1/info", key=page.ctx.owner_key)
     assert status == 200 and body["key"]["name"] == "pplex-desktop (this app)"
     with pytest.raises(ValueError, match="already"):
-        shell.window.add_page(PageSpec("live", "Again", LivePage))
+        shell.window.add_page(PageSpec("offline", "Again", PluginPage))
     with qtbot.waitSignal(shell.finished, timeout=WAIT_MS):
         shell.quit()
     assert page.stopped
@@ -58,7 +58,7 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
 def test_the_registry_orders_and_refuses_duplicates() -> None:
     registry = default_pages()
     registry.register(PageSpec("offline", "Offline files", QWidget, order=25))
-    assert [s.key for s in registry.specs()] == ["server", "keys", "offline", "activity"]
+    assert [s.key for s in registry.specs()] == ["server", "live", "keys", "offline", "activity"]
     with pytest.raises(ValueError, match="already registered"):
         registry.register(PageSpec("keys", "Keys again", QWidget))
     assert "offline" in registry and "live" not in PageRegistry()

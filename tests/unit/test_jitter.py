@@ -128,7 +128,8 @@ def test_a_push_longer_than_the_ring_keeps_the_newest() -> None:
 
 def test_concurrent_push_and_pull_keep_order() -> None:
     """A producer thread and a consumer thread, as with the loop and the PortAudio callback."""
-    jb = JitterBuffer(target_ms=160, tolerance_ms=10_000 / 24)  # wide: keep every sample
+    # Wide and unsettled: keep every sample although the producer runs ahead.
+    jb = JitterBuffer(target_ms=160, tolerance_ms=10_000 / 24, settle=False)
     total = 100 * F
     got: list[np.ndarray] = []
 
@@ -191,3 +192,54 @@ def test_bursty_arrivals_never_grow_the_delay(
     assert stats.depth_ms <= limit / 24
     if sum(arrivals) == len(arrivals) and pull_block == F:
         assert stats.dropped_samples == 0, "a perfectly steady stream never loses audio"
+
+
+def run_steady(jb: JitterBuffer, frames: int, start: int, pulls: tuple[int, ...] = (4,)) -> int:
+    """Push a frame, then let a 20 ms sound card pull as many times as the pattern says."""
+    pushed = start
+    for i in range(frames):
+        jb.push(ramp(pushed, F))
+        pushed += F
+        for _ in range(pulls[i % len(pulls)]):
+            jb.pull(F // 4)
+    return pushed
+
+
+def trough_ms(jb: JitterBuffer, frames: int, start: int) -> float:
+    """The lowest depth just before an arrival, over ``frames`` steady frames."""
+    lowest = float("inf")
+    for i in range(frames):
+        lowest = min(lowest, jb.stats().depth_ms)
+        jb.push(ramp(start + i * F, F))
+        for _ in range(4):
+            jb.pull(F // 4)
+    return lowest
+
+
+def test_a_standing_extra_frame_is_dropped_once_after_the_settle_window() -> None:
+    """Two frames at once while starting leave a surplus below the tolerance: without care it
+    would add 80 ms to the whole conversation."""
+    jb = JitterBuffer(target_ms=160, tolerance_ms=80)
+    jb.push(ramp(0, F))
+    jb.push(ramp(F, 2 * F))  # frames 2 and 3 together: 240 ms, not above target + tolerance
+    for _ in range(4):
+        jb.pull(F // 4)
+    pushed = run_steady(jb, 10, 3 * F)
+    assert trough_ms(jb, 3, pushed) == pytest.approx(160.0, abs=20), "one frame too many"
+    assert jb.stats().dropped_samples == 0, "not within the first window"
+    pushed = run_steady(jb, 30, pushed + 3 * F)
+    stats = jb.stats()
+    assert stats.trims == 1
+    assert stats.dropped_samples == pytest.approx(F, abs=F // 4)
+    assert trough_ms(jb, 5, pushed) == pytest.approx(80.0, abs=20), "target minus one frame"
+    run_steady(jb, 100, pushed + 5 * F)
+    assert jb.stats().trims == 1, "a settled buffer is left alone"
+    assert jb.stats().underruns == 0
+
+
+def test_a_cushion_that_is_used_is_never_trimmed() -> None:
+    """Arrivals that wobble by 20 ms use the cushion down to the target; nothing stands."""
+    jb = JitterBuffer(target_ms=160, tolerance_ms=80)
+    run_steady(jb, 200, 0, pulls=(3, 5, 4, 4))
+    stats = jb.stats()
+    assert stats.trims == 0 and stats.dropped_samples == 0 and stats.underruns == 0
