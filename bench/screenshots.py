@@ -177,13 +177,11 @@ def run(tmp: Path) -> int:
     from pplex_desktop.core.settings import BackendConfig, Settings, save_settings
     from pplex_desktop.gateway.server import GatewayState
     from pplex_desktop.ui.look import apply_look, use_scheme
-    from pplex_desktop.ui.pyside_compat import protect
     from pplex_desktop.ui.shell import DesktopShell, default_pages
     from pplex_desktop.ui.ui_state import APPLICATION, ORGANIZATION
     from tests.paced_audio import FakeAudio
 
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "qs"))
-    protect()
     app = QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)

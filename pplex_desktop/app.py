@@ -131,11 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from pplex_desktop.ui.look import apply_look
-    from pplex_desktop.ui.pyside_compat import protect
     from pplex_desktop.ui.shell import DesktopShell
     from pplex_desktop.ui.ui_state import APPLICATION, ORGANIZATION
 
-    protect()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setOrganizationName(ORGANIZATION)

@@ -27,11 +27,6 @@ _collector = _ErrorCollector()
 def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger().addHandler(_collector)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    # As the app does at start: some PySide6 builds lose references to None and True on
-    # CPython 3.11, which aborts a long test session (see pplex_desktop/ui/pyside_compat.py).
-    from pplex_desktop.ui.pyside_compat import protect
-
-    protect()
 
 
 @pytest.fixture(autouse=True)
