@@ -3,7 +3,8 @@
 Three processes, as in production: N simulated model servers (raw echo: each audio message
 comes straight back, so the round trip measures the path, not a model), the gateway (or nginx
 as a plain WebSocket reverse proxy), and this script as N paced clients (one 80 ms message
-every 80 ms). For 1, 10 and 50 concurrent sessions it measures the round trip per audio message
+every 80 ms, the sessions' phases spread over one frame as independent speakers' would be).
+For 1, 10 and 50 concurrent sessions it measures the round trip per audio message
 direct to the backends, through pplex-gateway and through nginx, in the same run; the gateway's
 added latency is its round trip minus the direct one. Also the gateway's CPU time per relayed
 message and its memory per session.
@@ -69,7 +70,11 @@ def rss_bytes(pid: int) -> int:
 
 
 async def session(
-    http: aiohttp.ClientSession, url: str, payloads: list[bytes], rtts: list[float]
+    http: aiohttp.ClientSession,
+    url: str,
+    payloads: list[bytes],
+    rtts: list[float],
+    phase_s: float = 0.0,
 ) -> None:
     async with http.ws_connect(url, compress=0, max_msg_size=0) as ws:
         first = await ws.receive()
@@ -89,7 +94,7 @@ async def session(
                         return
 
         receiver = asyncio.create_task(receive())
-        start = loop.time()
+        start = loop.time() + phase_s
         for i, payload in enumerate(payloads):
             await asyncio.sleep(max(0.0, start + i * 0.08 - loop.time()))
             sent.append(loop.time())
@@ -100,7 +105,10 @@ async def session(
 async def run_mode(urls: list[str], payloads: list[bytes]) -> list[float]:
     rtts: list[float] = []
     async with aiohttp.ClientSession() as http:
-        await asyncio.gather(*(session(http, u, payloads, rtts) for u in urls))
+        # Independent speakers do not talk in lock step: spread the sessions over one frame.
+        await asyncio.gather(
+            *(session(http, u, payloads, rtts, 0.08 * i / len(urls)) for i, u in enumerate(urls))
+        )
     return [r * 1000 for r in rtts]
 
 
@@ -145,13 +153,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def main(seconds: float, counts: list[int]) -> dict[str, Any]:
+async def main(seconds: float, counts: list[int], reps: int = 3) -> dict[str, Any]:
     most = max(counts)
     payloads = frames(int(seconds / 0.08))
     tmp = Path(tempfile.mkdtemp(prefix="pplex-bench-"))
     procs: list[asyncio.subprocess.Process] = []
     try:
-        base_port = free_port()
         sims = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -162,7 +169,7 @@ async def main(seconds: float, counts: list[int]) -> dict[str, Any]:
             "--instances",
             str(most),
             "--port",
-            str(base_port),
+            "0",  # each instance on a free port of its own
             "--log-level",
             "WARNING",
             stdout=subprocess.PIPE,
@@ -219,43 +226,70 @@ async def main(seconds: float, counts: list[int]) -> dict[str, Any]:
                 except OSError:
                     await asyncio.sleep(0.05)
         idle_rss = rss_bytes(gateway.pid)
-        results: dict[str, Any] = {"seconds_per_run": seconds, "runs": []}
+        # The gateway's own background work (health checks of every backend, usage flushes)
+        # costs CPU with no traffic at all; measure it and leave it out of the per-message cost.
+        idle_cpu0 = cpu_seconds(gateway.pid)
+        await asyncio.sleep(seconds)
+        idle_cpu_per_s = (cpu_seconds(gateway.pid) - idle_cpu0) / seconds
+        results: dict[str, Any] = {
+            "seconds_per_run": seconds,
+            "load_average_1min": os.getloadavg()[0],
+            "runs": [],
+        }
+        results["gateway_idle_cpu_percent"] = round(idle_cpu_per_s * 100, 2)
         ws_gw = gw_url.replace("http", "ws", 1)
         for count in counts:
             query = "?text_prompt=Bench&voice_prompt=NATF2.pt"
-            direct = [
-                u.replace("http", "ws", 1) + "/api/chat" + query for u in backend_urls[:count]
-            ]
-            through = [f"{ws_gw}/api/chat{query}&api_key={key}" for _ in range(count)]
-            via_nginx = [f"ws://127.0.0.1:{nginx_port}/b{i}/api/chat{query}" for i in range(count)]
-            row: dict[str, Any] = {"sessions": count}
-            row["direct_ms"] = summary(await run_mode(direct, payloads))
-            cpu0 = cpu_seconds(gateway.pid)
+            urls = {
+                "direct": [
+                    u.replace("http", "ws", 1) + "/api/chat" + query for u in backend_urls[:count]
+                ],
+                "gateway": [f"{ws_gw}/api/chat{query}&api_key={key}" for _ in range(count)],
+            }
+            if nginx is not None:
+                urls["nginx"] = [
+                    f"ws://127.0.0.1:{nginx_port}/b{i}/api/chat{query}" for i in range(count)
+                ]
+            nginx_pids: list[int] = []
+            if nginx is not None:
+                children = Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text()
+                nginx_pids = [int(p) for p in children.split()]
+            pids = {"gateway": [gateway.pid], "nginx": nginx_pids}
+            samples: dict[str, list[float]] = {mode: [] for mode in urls}
+            cpu: dict[str, float] = dict.fromkeys(urls, 0.0)
             peak_rss = 0
 
             async def watch_rss() -> None:
                 nonlocal peak_rss
                 while True:
                     peak_rss = max(peak_rss, rss_bytes(gateway.pid))
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.25)
 
             watcher = asyncio.create_task(watch_rss())
-            row["gateway_ms"] = summary(await run_mode(through, payloads))
+            # Interleaved rounds, rotating the order, so drift on a shared machine hits every
+            # path alike; percentiles come from all rounds pooled.
+            modes = list(urls)
+            for rep in range(reps):
+                for mode in modes[rep % len(modes) :] + modes[: rep % len(modes)]:
+                    before = sum(cpu_seconds(p) for p in pids.get(mode, []))
+                    began = time.monotonic()
+                    samples[mode] += await run_mode(urls[mode], payloads)
+                    used = sum(cpu_seconds(p) for p in pids.get(mode, [])) - before
+                    if mode == "gateway":
+                        used -= idle_cpu_per_s * (time.monotonic() - began)
+                    cpu[mode] += used
             watcher.cancel()
-            relayed = 2 * count * len(payloads)
-            row["gateway_cpu_us_per_message"] = (cpu_seconds(gateway.pid) - cpu0) / relayed * 1e6
+            relayed = 2 * count * len(payloads) * reps
+            row: dict[str, Any] = {"sessions": count, "rounds": reps}
+            for mode in urls:
+                row[f"{mode}_ms"] = summary(samples[mode])
+            row["gateway_cpu_us_per_message"] = cpu["gateway"] / relayed * 1e6
             row["gateway_memory_kib_per_session"] = max(0, peak_rss - idle_rss) / count / 1024
-            if nginx is not None:
-                children = Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text()
-                nginx_pids = [int(p) for p in children.split()]
-                ncpu0 = sum(cpu_seconds(p) for p in nginx_pids)
-                row["nginx_ms"] = summary(await run_mode(via_nginx, payloads))
-                row["nginx_cpu_us_per_message"] = (
-                    (sum(cpu_seconds(p) for p in nginx_pids) - ncpu0) / relayed * 1e6
-                )
+            if "nginx" in urls:
+                row["nginx_cpu_us_per_message"] = cpu["nginx"] / relayed * 1e6
             for p in ("p50", "p99"):
                 row[f"gateway_added_{p}_ms"] = row["gateway_ms"][p] - row["direct_ms"][p]
-                if "nginx_ms" in row:
+                if "nginx" in urls:
                     row[f"nginx_added_{p}_ms"] = row["nginx_ms"][p] - row["direct_ms"][p]
             results["runs"].append(row)
             print(_describe(row), flush=True)
@@ -293,8 +327,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sessions", default="1,10,50")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     started = time.time()
-    data = asyncio.run(main(args.seconds, [int(n) for n in args.sessions.split(",")]))
+    data = asyncio.run(
+        main(args.seconds, [int(n) for n in args.sessions.split(",")], max(1, args.rounds))
+    )
     data["wall_s"] = round(time.time() - started, 1)
     save("proxy", data)

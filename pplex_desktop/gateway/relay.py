@@ -38,7 +38,9 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_EARLY_BYTES = 1024 * 1024  # what a client may send before the session is live
-WATCH_TICK_S = 0.1
+# Limits are checked a few times per their own length, at most twice a second: fifty live
+# sessions should not mean hundreds of wake-ups a second on the gateway thread.
+MAX_WATCH_TICK_S = 0.5
 SEND_BUFFER_BYTES = 32 * 1024
 CLOSE_GRACE_S = 2.0
 # Below asyncio's default high-water mark a write never waits for the socket to drain.
@@ -406,8 +408,10 @@ class Relay(ABC):
 
     async def _watch(self) -> None:
         s = self.ctx.settings
+        shortest = min(s.idle_timeout_s, s.max_session_s, s.backend_stall_s)
+        tick = max(0.02, min(MAX_WATCH_TICK_S, shortest / 4))
         while True:
-            await asyncio.sleep(WATCH_TICK_S)
+            await asyncio.sleep(tick)
             now = self.loop.time()
             if now - self.last_client_audio > s.idle_timeout_s:
                 raise SessionEnd(
