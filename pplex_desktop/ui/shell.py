@@ -26,6 +26,7 @@ from pplex_desktop.ui.gateway_control import GatewayController, GatewayView
 from pplex_desktop.ui.keys_panel import KeysPanel
 from pplex_desktop.ui.look import app_icon
 from pplex_desktop.ui.main_window import MainWindow
+from pplex_desktop.ui.offline_panel import OfflinePanel
 from pplex_desktop.ui.pages import PageRegistry, PageSpec, call_hook
 from pplex_desktop.ui.server_panel import ServerPanel
 from pplex_desktop.ui.settings_dialog import SettingsDialog
@@ -56,6 +57,7 @@ def default_pages() -> PageRegistry:
     """The pages this app ships; live talk and offline files register theirs next to these."""
     registry = PageRegistry()
     registry.register(PageSpec("server", "Server", ServerPanel, order=10))
+    registry.register(PageSpec("offline", "Offline", OfflinePanel, order=17))
     registry.register(PageSpec("keys", "Keys", KeysPanel, order=20))
     registry.register(PageSpec("activity", "Activity", ActivityPanel, order=90))
     return registry
