@@ -36,6 +36,7 @@ from pplex_desktop.ui.offline_queue import BatchChoice
 from pplex_desktop.ui.widgets import label
 
 LIST_HEIGHT = 104
+SPIN_WIDTH = 130
 NO_SEED = -1
 MAX_SEED = 2**31 - 1
 
@@ -97,6 +98,8 @@ class BatchForm(QGroupBox):
         self.silence.setSuffix(" s")
         self.silence.setValue(settings.offline_silence_s)
         self.silence.setToolTip("Silence added after each file, so the model has time to answer.")
+        for spin in (self.seed, self.silence):
+            spin.setMaximumWidth(SPIN_WIDTH)
         self.next_to_input = QRadioButton("Next to each file")
         self.next_to_input.setChecked(True)
         self.in_folder = QRadioButton("In a folder…")

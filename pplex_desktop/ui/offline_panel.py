@@ -139,6 +139,7 @@ class OfflinePanel(QWidget):
         self.overall.setRange(0, 1000)
         self.overall.setFormat("%p %")
         self.overall.setFixedWidth(220)
+        self.overall.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.summary_label = label("", role="subtitle")
         self.cancel_button = QPushButton("Cancel")
         self.retry_button = QPushButton("Retry")
@@ -320,6 +321,8 @@ class OfflinePanel(QWidget):
         ):
             if count:
                 parts.append(f"{count} {what}")
+        if (waiting or counts.get(ItemState.QUEUED, 0)) and self._ctx.gateway_url() is None:
+            parts.append("waiting for the gateway to run")
         self.summary_label.setText(" · ".join(parts))
 
     def selected_items(self) -> list[Item]:
@@ -426,6 +429,7 @@ class OfflinePanel(QWidget):
     # -- the gateway and the app ------------------------------------------------------------------
 
     def _gateway_changed(self, view: GatewayView) -> None:
+        self._show_overall()
         url = view.url
         if url is None or view.state is not GatewayState.RUNNING:
             return

@@ -12,6 +12,7 @@ from PySide6.QtGui import QDesktopServices
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.settings import Settings
+from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.offline_model import RESULT
 from pplex_desktop.ui.offline_record import ItemState
 from tests.gui.conftest import Launch, http, quit_gracefully, url_of
@@ -270,3 +271,47 @@ def test_an_answer_that_could_not_be_saved_is_fetched_again_on_retry_and_rows_go
     assert (blocked / f"question.{SLUG}.NATF2.wav").is_file()  # the answer stays on disk
     url, key = url_of(shell), shell.services.owner_key
     qtbot.waitUntil(lambda: http(f"{url}/v1/jobs/{job_id}", key=key)[0] == 404, timeout=15_000)
+
+
+def test_files_dropped_while_the_gateway_is_stopped_wait_and_survive_a_restart(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    shell = launch()
+    page = ready_page(qtbot, shell)
+    shell.gateway.stop()
+    qtbot.waitUntil(lambda: shell.gateway.view.state is GatewayState.STOPPED, timeout=15_000)
+    inputs = spoken_files(tmp_path / "in", ("early", "late"))
+    drop(page, inputs)
+    qtbot.waitUntil(lambda: len(rows(page)) == 2, timeout=15_000)
+    assert states(page) == [ItemState.WAITING, ItemState.WAITING]
+    assert page.summary_label.text() == "0 of 2 done · 2 to upload · waiting for the gateway to run"
+    quit_gracefully(qtbot, shell)
+
+    page = offline_page(launch())
+    qtbot.waitUntil(lambda: all_final(page, 2), timeout=JOB_WAIT_MS)
+    assert states(page) == [ItemState.DONE, ItemState.DONE]
+    assert [i.persona for i in rows(page)] == [PERSONA, PERSONA]
+    assert all((tmp_path / "in" / f"{p.stem}.{SLUG}.NATF2.wav").is_file() for p in inputs)
+
+
+def test_a_job_deleted_behind_the_pages_back_shows_as_gone_and_can_be_sent_again(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    shell = launch()
+    page = ready_page(qtbot, shell)
+    slow_backend(shell, 0.1)
+    drop(page, spoken_files(tmp_path / "in", ("first", "second")))
+    qtbot.waitUntil(lambda: states(page)[1:] == [ItemState.QUEUED], timeout=JOB_WAIT_MS)
+    second = rows(page)[1]
+    deleted = second.job_id
+    url, key = url_of(shell), shell.services.owner_key
+    for _ in range(2):  # the first DELETE cancels, the second deletes
+        assert http(f"{url}/v1/jobs/{deleted}", key=key, method="DELETE")[0] == 200
+    qtbot.waitUntil(lambda: rows(page)[1].state is ItemState.GONE, timeout=JOB_WAIT_MS)
+    assert (rows(page)[1].message or "").startswith("The gateway no longer has this job")
+    slow_backend(shell, 0.0)
+    page.select(second.id)
+    page.retry_button.click()
+    qtbot.waitUntil(lambda: all_final(page, 2), timeout=JOB_WAIT_MS)
+    assert states(page) == [ItemState.DONE, ItemState.DONE]
+    assert rows(page)[1].job_id not in (None, deleted)
