@@ -154,9 +154,3 @@ class JobClient:
         async with self._request("GET", f"{base}/v1/jobs/{job_id}/transcript") as response:
             body: dict[str, Any] = await response.json()
             return body
-
-    async def voices(self, base: str) -> tuple[list[tuple[str, str]], str]:
-        """(id, label) of every voice the model servers offer, and the default id."""
-        async with self._request("GET", f"{base}/v1/voices") as response:
-            body = await response.json()
-        return [(v["id"], v["label"]) for v in body["voices"]], str(body["default"])

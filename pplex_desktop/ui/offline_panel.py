@@ -28,12 +28,14 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from pplex_desktop.audio.file_player import FilePlayer, output_problem
+from pplex_desktop.gateway.public import voice_entry
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.gateway_control import GatewayView
@@ -74,9 +76,19 @@ class OfflinePanel(QWidget):
         self.model = OfflineTableModel(self)
         self.player = FilePlayer()
         self.sound_problem: str | None = "Looking for a speaker…"
+        self._sound_asked = False
         self.setAcceptDrops(True)
 
-        root = QVBoxLayout(self)
+        # Scrolled, so that this tall page never sets the window's minimum height.
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidgetResizable(True)
+        outer.addWidget(scroll)
+        content = QWidget()
+        scroll.setWidget(content)
+        root = QVBoxLayout(content)
         root.setContentsMargins(18, 14, 18, 14)
         root.addWidget(label("Offline files", role="title"))
         root.addWidget(
@@ -202,11 +214,6 @@ class OfflinePanel(QWidget):
         self._show_rows()
         self._selection_changed()
         self._gateway_changed(ctx.gateway.view)
-        ctx.bridge.call(
-            asyncio.to_thread(output_problem),
-            on_done=self._sound_checked,
-            what="looking for a speaker",
-        )
 
     # -- adding files -----------------------------------------------------------------------------
 
@@ -430,26 +437,36 @@ class OfflinePanel(QWidget):
 
     def _gateway_changed(self, view: GatewayView) -> None:
         self._show_overall()
-        url = view.url
-        if url is None or view.state is not GatewayState.RUNNING:
+        if view.state is not GatewayState.RUNNING:
             return
+        server = self._ctx.server
 
-        def got(answer: tuple[list[tuple[str, str]], str]) -> None:
-            voices, default = answer
-            if voices:
-                self.form.set_voices(voices, default)
+        def read() -> tuple[list[tuple[str, str]], str] | None:
+            # In-process, on the gateway thread: the voices of the servers that run now, without
+            # a request of ours showing up in everybody's activity list at every start.
+            runner = server.runner
+            if runner is None or runner.ctx is None:
+                return None
+            entries = [voice_entry(v) for v in runner.ctx.backends.voices()]
+            default = voice_entry(runner.ctx.settings.default_voice)["id"]
+            return [(e["id"], e["label"]) for e in entries], default
 
-        def failed(error: BaseException) -> None:
-            _log.info(
-                "The voice list could not be read (%s); the settings' voices are shown.", error
-            )
+        def got(answer: tuple[list[tuple[str, str]], str] | None) -> None:
+            if answer is not None and answer[0]:
+                self.form.set_voices(*answer)
 
-        self._ctx.bridge.call(
-            self.queue.client.voices(url), on_done=got, on_error=failed, what="reading the voices"
-        )
+        self._ctx.bridge.call_fn(read, on_done=got, what="reading the voices")
 
     def page_shown(self) -> None:
         self.queue.poll()
+        if not self._sound_asked:
+            # Asked once the page is seen: opening PortAudio is not free, and many never come.
+            self._sound_asked = True
+            self._ctx.bridge.call(
+                asyncio.to_thread(output_problem),
+                on_done=self._sound_checked,
+                what="looking for a speaker",
+            )
 
     def shutdown(self) -> None:
         self.queue.shutdown()

@@ -40,8 +40,8 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
     shell = launch()
     page = shell.window.add_page(PageSpec("live", "Live talk", LivePage, order=15))
     assert isinstance(page, LivePage)
-    titles = [shell.window.navigation.item(i).text() for i in range(4)]
-    assert titles == ["Server", "Live talk", "Keys", "Activity"]
+    titles = [shell.window.navigation.item(i).text() for i in range(5)]
+    assert titles == ["Server", "Live talk", "Offline", "Keys", "Activity"]
     shell.window.show_page("live")
     assert page.shown == 1
     url = page.ctx.gateway_url()
@@ -57,11 +57,11 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
 
 def test_the_registry_orders_and_refuses_duplicates() -> None:
     registry = default_pages()
-    registry.register(PageSpec("offline", "Offline files", QWidget, order=25))
-    assert [s.key for s in registry.specs()] == ["server", "keys", "offline", "activity"]
+    registry.register(PageSpec("extra", "Extra", QWidget, order=25))
+    assert [s.key for s in registry.specs()] == ["server", "offline", "keys", "extra", "activity"]
     with pytest.raises(ValueError, match="already registered"):
         registry.register(PageSpec("keys", "Keys again", QWidget))
-    assert "offline" in registry and "live" not in PageRegistry()
+    assert "extra" in registry and "live" not in PageRegistry()
 
 
 def test_each_launch_replaces_the_owner_key(qtbot: QtBot, launch: Launch) -> None:
