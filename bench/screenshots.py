@@ -9,6 +9,7 @@ and grabs each page and dialog with QWidget.grab() on Qt's xcb platform.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,7 +20,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pplex_desktop.ui.shell import DesktopShell
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 WINDOW_SIZE = (1180, 760)
@@ -156,6 +160,59 @@ def talk(window: Any, audio: Any, tmp: Path) -> None:
     wait_until(lambda: not page.session.active, "the second hang-up")
 
 
+OFFLINE_SENTENCES = (
+    ("question", "What time does the bike shop open on Saturdays?"),
+    ("complaint", "My order arrived late and the box was damaged."),
+    ("greeting", "Good morning, I would like to book a table for two."),
+)
+
+
+def recordings(folder: Path) -> list[Path]:
+    """A few espeak-ng recordings, and a text file named like one."""
+    folder.mkdir(parents=True)
+    made = []
+    for name, text in OFFLINE_SENTENCES:
+        path = folder / f"{name}.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
+        made.append(path)
+    notes = folder / "notes.wav"
+    notes.write_text("Remember to call the shop back.\n")
+    return [*made, notes]
+
+
+def shoot_offline(shell: DesktopShell, tmp: Path) -> None:
+    """A batch in progress: two voices × three recordings, one file refused."""
+    from pplex_desktop.core.personas import PRESETS
+    from pplex_desktop.ui.offline_panel import OfflinePanel
+    from pplex_desktop.ui.offline_record import ItemState
+
+    page = shell.window.show_page("offline")
+    assert isinstance(page, OfflinePanel)
+    wait_until(lambda: page.queue.ready, "the offline page")
+    runner = shell.services.server.runner
+    assert runner is not None
+    assert runner.demo is not None
+    # Slower than the real time of the recordings, so the picture catches the batch mid-way.
+    runner.demo.config = dataclasses.replace(runner.demo.config, frame_delay_s=0.1)
+    page.form.tick(page.form.personas, [PRESETS[3].text])
+    page.form.tick(page.form.voices, ["NATF2", "NATM1"])
+    page.form.silence.setValue(2.0)
+    files = recordings(tmp / "recordings")
+    page.add_paths(files)
+
+    def mid_way() -> bool:
+        items = page.model.items()
+        done = sum(1 for i in items if i.state is ItemState.DONE)
+        running = [i for i in items if i.state is ItemState.RUNNING and i.progress >= 0.4]
+        return done >= 2 and bool(running)
+
+    wait_until(mid_way, "a batch half done")
+    page.select(page.model.items()[0].id)
+    shoot(shell.window, "offline.png")
+    page.queue.cancel([i.id for i in page.model.items()])
+    runner.demo.config = dataclasses.replace(runner.demo.config, frame_delay_s=0.0)
+
+
 def main() -> int:
     xvfb, display = start_xvfb()
     os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
@@ -223,12 +280,8 @@ def run(tmp: Path) -> int:
 
     server = window.show_page("server")
     server.lan_switch.setChecked(True)  # type: ignore[attr-defined]
-    wait_until(
-        lambda: (
-            shell.gateway.view.address is not None and shell.gateway.view.address.host == "0.0.0.0"
-        ),
-        "LAN serving",
-    )
+    # Since LAN serving moved to its own HTTPS site, plain HTTP stays on loopback.
+    wait_until(lambda: shell.gateway.view.lan_address is not None, "LAN serving")
     wait_until(lambda: bool(shell.counters.backends), "the backends' status")
     shell.counters.refresh_usage()
     shoot(window, "server.png")
@@ -247,6 +300,8 @@ def run(tmp: Path) -> int:
     activity = window.show_page("activity")
     wait_until(lambda: activity.model.rowCount() >= 8, "the activity table")  # type: ignore[attr-defined]
     shoot(window, "activity.png")
+
+    shoot_offline(shell, tmp)
 
     settings = shell.open_settings()
     settings.resize(780, 580)

@@ -307,6 +307,23 @@ class JobStore:
                     requeued.append(str(job_id))
         return requeued, failed
 
+    def reassign(self, job_ids: Iterable[str], *, key_id: int, key_name: str) -> list[str]:
+        """Hand jobs to another key; return the ids that moved.
+
+        For the desktop app only: its owner key is replaced at every start, so it takes back
+        the jobs it recorded under its earlier keys. The HTTP API never calls this.
+        """
+        moved: list[str] = []
+        with self.db.transaction() as conn:
+            for job_id in job_ids:
+                cursor = conn.execute(
+                    "UPDATE jobs SET key_id = ?, key_name = ? WHERE id = ? AND key_id != ?",
+                    (key_id, key_name, job_id, key_id),
+                )
+                if cursor.rowcount == 1:
+                    moved.append(job_id)
+        return moved
+
     # -- removing -------------------------------------------------------------------------
 
     def delete(self, job_id: str) -> bool:

@@ -289,6 +289,10 @@ class StreamEngine:
                     ) from None
                 ticket = scheduler.requeue(lease.ticket)
                 continue
+            except BaseException:
+                # Cancelled while connecting (a DELETE): the model server must not stay leased.
+                scheduler.release(lease)
+                raise
             failed: str | None = None
             try:
                 report.stage("preparing")

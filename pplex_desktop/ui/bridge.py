@@ -26,6 +26,8 @@ from pplex_desktop.gateway.events import (
     GatewayEvent,
     GatewayStarted,
     GatewayStopped,
+    JobChanged,
+    JobsExpired,
     KeysChanged,
     QueueChanged,
     RequestServed,
@@ -186,6 +188,8 @@ class GatewayBridge(LoopBridge):
     keys_changed = Signal()
     backend_health = Signal(object)  # BackendHealthChanged
     queue_changed = Signal(object)  # QueueChanged: live sessions and callers waiting
+    job_changed = Signal(object)  # JobChanged: an offline job's state or progress
+    jobs_expired = Signal(object)  # JobsExpired: finished jobs the gateway deleted
     _arrived = Signal(object)
 
     def __init__(self, thread: LoopThread, hub: EventHub, parent: QObject | None = None) -> None:
@@ -214,6 +218,10 @@ class GatewayBridge(LoopBridge):
             self.gateway_stopped.emit(event)
         elif isinstance(event, QueueChanged):
             self.queue_changed.emit(event)
+        elif isinstance(event, JobChanged):
+            self.job_changed.emit(event)
+        elif isinstance(event, JobsExpired):
+            self.jobs_expired.emit(event)
 
     def close(self) -> None:
         self._hub.unsubscribe(self._on_event)

@@ -28,6 +28,7 @@ from pplex_desktop.ui.live_audio import AudioSystem
 from pplex_desktop.ui.live_panel import LivePanel
 from pplex_desktop.ui.look import app_icon
 from pplex_desktop.ui.main_window import MainWindow
+from pplex_desktop.ui.offline_panel import OfflinePanel
 from pplex_desktop.ui.pages import PageRegistry, PageSpec, call_hook
 from pplex_desktop.ui.server_panel import ServerPanel
 from pplex_desktop.ui.settings_dialog import SettingsDialog
@@ -70,6 +71,7 @@ def default_pages(audio: AudioSystem | None = None) -> PageRegistry:
             tooltip="Talk with the model live, through this app's gateway.",
         )
     )
+    registry.register(PageSpec("offline", "Offline", OfflinePanel, order=17))
     registry.register(PageSpec("keys", "Keys", KeysPanel, order=20))
     registry.register(PageSpec("activity", "Activity", ActivityPanel, order=90))
     return registry

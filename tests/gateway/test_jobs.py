@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from pplex_desktop.backend.sim import SimConfig
+from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.gateway.offline_support import (
@@ -181,3 +184,38 @@ async def test_a_failing_backend_fails_the_job_with_a_sentence(
     ), body["error"]
     assert gw.ctx.backends.backends[0].healthy is False
     assert not gw.ctx.backends.backends[0].busy
+
+
+async def test_a_job_cancelled_while_connecting_frees_its_model_server(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A DELETE that lands while the job is connecting must hand the model server back."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def upgrade_never_answered(_request: web.Request) -> web.Response:
+        entered.set()
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/", health)
+    app.router.add_get("/api/chat", upgrade_never_answered)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        gw = await make_gateway(sims=0, backends=(BackendConfig(f"ws://127.0.0.1:{port}"),))
+        key = gw.new_key("batch")
+        job = await submit(gw, key, tone_wav(0.5))
+        await asyncio.wait_for(entered.wait(), 10)
+        async with gw.http.delete(job["url"], headers={"X-API-Key": key}) as resp:
+            assert (await resp.json())["state"] == "cancelled"
+        assert [b.busy for b in gw.ctx.backends.backends] == [False]
+    finally:
+        release.set()
+        await runner.cleanup()

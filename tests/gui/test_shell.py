@@ -22,7 +22,7 @@ class PluginPage(QLabel):
     """What a page registered later gets: the context, hence key, URL and bridge."""
 
     def __init__(self, ctx: DesktopContext) -> None:
-        super().__init__("offline")
+        super().__init__("extra")
         self.ctx = ctx
         self.shown = 0
         self.stopped = False
@@ -38,18 +38,18 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
     qtbot: QtBot, launch: Launch
 ) -> None:
     shell = launch()
-    page = shell.window.add_page(PageSpec("offline", "Offline files", PluginPage, order=25))
+    page = shell.window.add_page(PageSpec("extra", "Extra", PluginPage, order=25))
     assert isinstance(page, PluginPage)
-    titles = [shell.window.navigation.item(i).text() for i in range(5)]
-    assert titles == ["Server", "Talk", "Keys", "Offline files", "Activity"]
-    shell.window.show_page("offline")
+    titles = [shell.window.navigation.item(i).text() for i in range(6)]
+    assert titles == ["Server", "Talk", "Offline", "Keys", "Extra", "Activity"]
+    shell.window.show_page("extra")
     assert page.shown == 1
     url = page.ctx.gateway_url()
     assert url == url_of(shell)
     status, body = http(url + "/v1/info", key=page.ctx.owner_key)
     assert status == 200 and body["key"]["name"] == "pplex-desktop (this app)"
     with pytest.raises(ValueError, match="already"):
-        shell.window.add_page(PageSpec("offline", "Again", PluginPage))
+        shell.window.add_page(PageSpec("extra", "Again", PluginPage))
     with qtbot.waitSignal(shell.finished, timeout=WAIT_MS):
         shell.quit()
     assert page.stopped
@@ -57,11 +57,18 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
 
 def test_the_registry_orders_and_refuses_duplicates() -> None:
     registry = default_pages()
-    registry.register(PageSpec("offline", "Offline files", QWidget, order=25))
-    assert [s.key for s in registry.specs()] == ["server", "live", "keys", "offline", "activity"]
+    registry.register(PageSpec("extra", "Extra", QWidget, order=25))
+    assert [s.key for s in registry.specs()] == [
+        "server",
+        "live",
+        "offline",
+        "keys",
+        "extra",
+        "activity",
+    ]
     with pytest.raises(ValueError, match="already registered"):
         registry.register(PageSpec("keys", "Keys again", QWidget))
-    assert "offline" in registry and "live" not in PageRegistry()
+    assert "extra" in registry and "live" not in PageRegistry()
 
 
 def test_each_launch_replaces_the_owner_key(qtbot: QtBot, launch: Launch) -> None:

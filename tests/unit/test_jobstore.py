@@ -105,3 +105,15 @@ def test_only_finished_jobs_expire(store: JobStore) -> None:
     assert queued not in store.expired(before=1e12)
     assert store.delete(done)
     assert store.ids() == {queued}
+
+
+def test_reassign_moves_only_the_named_jobs_to_the_new_key(store: JobStore) -> None:
+    mine = [_add(store, 1) for _ in range(2)]
+    other = _add(store, 2)
+    assert store.reassign([*mine, "job_" + "0" * 20], key_id=3, key_name="new owner") == mine
+    assert [store.get_for_key(j, 3).key_name for j in mine] == ["new owner", "new owner"]
+    with pytest.raises(NotFoundError):
+        store.get_for_key(mine[0], 1)
+    assert store.get_for_key(other, 2).key_id == 2
+    # Already the new key's: nothing moves again.
+    assert store.reassign(mine, key_id=3, key_name="new owner") == []
