@@ -43,6 +43,13 @@ BACKEND_COLUMNS = ("Model server", "Health", "Now", "Served", "Queue")
 BACKENDS_TABLE_HEIGHT = 150
 
 
+def _breakable(fingerprint: str) -> str:
+    """A fingerprint is one long word; let it wrap every eight bytes so it cannot widen the
+    window."""
+    parts = fingerprint.split(":")
+    return " ".join(":".join(parts[i : i + 8]) for i in range(0, len(parts), 8))
+
+
 class ServerPanel(QWidget):
     def __init__(self, ctx: DesktopContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -340,9 +347,11 @@ class ServerPanel(QWidget):
             return (
                 "Devices trust this gateway once they trust its certificate authority: save it "
                 "below, or open /ca.crt on the device, and compare its SHA-256 fingerprint "
-                f"<code>{tls.fingerprint_sha256}</code>."
+                f"<code>{_breakable(tls.fingerprint_sha256)}</code>."
             )
-        return f"Serving your certificate (SHA-256 <code>{tls.fingerprint_sha256}</code>)."
+        return (
+            f"Serving your certificate (SHA-256 <code>{_breakable(tls.fingerprint_sha256)}</code>)."
+        )
 
     def _pair(self) -> None:
         if not self.lan_urls:
