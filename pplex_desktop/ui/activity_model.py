@@ -7,16 +7,15 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QObject, Qt
 from PySide6.QtGui import QColor
 
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.events import RequestServed
+from pplex_desktop.ui.flat_table import AnyIndex, FlatTableModel
 
 COLUMNS = ("Time", "Key", "Client", "Route", "Status", "Duration")
 MAX_ROWS = 2_000
-AnyIndex = QModelIndex | QPersistentModelIndex
-_ROOT = QModelIndex()  # the invalid index: "no parent" in a flat table
 
 
 def _duration(ms: float) -> str:
@@ -28,7 +27,9 @@ def _duration(ms: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
 
-class ActivityModel(QAbstractTableModel):
+class ActivityModel(FlatTableModel):
+    columns = COLUMNS
+
     def __init__(self, parent: QObject | None = None, max_rows: int = MAX_ROWS) -> None:
         super().__init__(parent)
         self._rows: deque[RequestServed] = deque()
@@ -52,19 +53,6 @@ class ActivityModel(QAbstractTableModel):
 
     def request_at(self, row: int) -> RequestServed:
         return self._rows[row]
-
-    def rowCount(self, parent: AnyIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: AnyIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):

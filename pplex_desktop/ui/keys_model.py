@@ -7,16 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
     QObject,
-    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
 from PySide6.QtGui import QColor
 
 from pplex_desktop.core.keystore import KIND_OWNER, KIND_PAIRED, ApiKey, KeyState
+from pplex_desktop.ui.flat_table import AnyIndex, FlatTableModel
 
 COLUMNS = (
     "Name",
@@ -32,8 +30,6 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # the ApiKey record of a row
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 OWNER_NAME_SUFFIX = " — this app"
 INACTIVE_COLOR = QColor("#8d9199")  # readable on the light and the dark palette
-AnyIndex = QModelIndex | QPersistentModelIndex
-_ROOT = QModelIndex()  # the invalid index: "no parent" in a flat table
 
 
 def _when(stamp: float | None) -> str:
@@ -48,7 +44,9 @@ def _usage(record: ApiKey) -> str:
     return f"{requests}, {minutes:.1f} audio min" if minutes else requests
 
 
-class KeysTableModel(QAbstractTableModel):
+class KeysTableModel(FlatTableModel):
+    columns = COLUMNS
+
     def __init__(self, now: Callable[[], float] = time.time, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[ApiKey] = []
@@ -61,19 +59,6 @@ class KeysTableModel(QAbstractTableModel):
 
     def record(self, row: int) -> ApiKey:
         return self._rows[row]
-
-    def rowCount(self, parent: AnyIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: AnyIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QApplication,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
+from pplex_desktop.ui.flat_table import ROOT, AnyIndex, FlatTableModel
 from pplex_desktop.ui.offline_files import persona_title
 from pplex_desktop.ui.offline_record import Item, ItemState
 
@@ -25,8 +26,6 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2  # 0..1, or None where a bar means 
 ERROR_COLOR = QColor("#d64545")
 DONE_COLOR = QColor("#2e9d57")
 MUTED_COLOR = QColor("#8d9199")  # readable on the light and the dark palette
-AnyIndex = QModelIndex | QPersistentModelIndex
-_ROOT = QModelIndex()
 _PERSONA_CHARS = 40
 MINUTE_S = 60
 
@@ -64,7 +63,9 @@ def short_persona(persona: str) -> str:
     return title if len(title) <= _PERSONA_CHARS else title[: _PERSONA_CHARS - 1] + "…"
 
 
-class OfflineTableModel(QAbstractTableModel):
+class OfflineTableModel(FlatTableModel):
+    columns = COLUMNS
+
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[Item] = []
@@ -80,14 +81,14 @@ class OfflineTableModel(QAbstractTableModel):
         if not new:
             return
         first = len(self._rows)
-        self.beginInsertRows(_ROOT, first, first + len(new) - 1)
+        self.beginInsertRows(ROOT, first, first + len(new) - 1)
         self._rows.extend(new)
         self._reindex()
         self.endInsertRows()
 
     def remove(self, item_ids: Iterable[int]) -> None:
         for row in sorted((self._row_of[i] for i in item_ids if i in self._row_of), reverse=True):
-            self.beginRemoveRows(_ROOT, row, row)
+            self.beginRemoveRows(ROOT, row, row)
             del self._rows[row]
             self.endRemoveRows()
         self._reindex()
@@ -108,19 +109,6 @@ class OfflineTableModel(QAbstractTableModel):
 
     def row_of(self, item_id: int) -> int | None:
         return self._row_of.get(item_id)
-
-    def rowCount(self, parent: AnyIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: AnyIndex = _ROOT) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
