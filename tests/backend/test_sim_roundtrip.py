@@ -8,46 +8,16 @@ import numpy as np
 import pytest
 
 from pplex_desktop.moshi.client import (
-    AudioEvent,
-    ClosedEvent,
     MoshiSession,
     SessionOptions,
-    TextEvent,
 )
 from pplex_desktop.moshi.codec import FRAME_SAMPLES
 from tests.backend.conftest import SimFactory
 from tests.signals import dominant_frequency, tone
+from tests.talk import converse
 
 PROMPT = "You are a sarcastic robot who loves tea."
 OPTIONS = SessionOptions(text_prompt=PROMPT, voice_prompt="NATF2.pt", handshake_timeout=5)
-
-
-async def _converse(
-    session: MoshiSession, pcm: np.ndarray, *, realtime: bool, expected_frames: int
-) -> tuple[np.ndarray, list[str]]:
-    audio: list[np.ndarray] = []
-    texts: list[str] = []
-
-    async def receive() -> None:
-        async for event in session.events():
-            if isinstance(event, AudioEvent):
-                audio.append(event.pcm)
-                if sum(len(a) for a in audio) >= expected_frames * FRAME_SAMPLES:
-                    return
-            elif isinstance(event, TextEvent):
-                texts.append(event.text)
-            elif isinstance(event, ClosedEvent):
-                return
-
-    receiver = asyncio.create_task(receive())
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for i in range(0, len(pcm), FRAME_SAMPLES):
-        if realtime:
-            await asyncio.sleep(max(0.0, start + i / 24_000 - loop.time()))
-        await session.send_pcm(pcm[i : i + FRAME_SAMPLES])
-    await asyncio.wait_for(receiver, 10)
-    return (np.concatenate(audio) if audio else np.zeros(0, np.float32)), texts
 
 
 @pytest.mark.parametrize("flavor", ["personaplex", "kyutai"])
@@ -59,7 +29,7 @@ async def test_tone_comes_back_intact(make_sim: SimFactory, flavor: str, realtim
     # Kyutai drops the first input frame (125 in, 124 out); PersonaPlex answers every frame.
     expected = sent - 1 if flavor == "kyutai" else sent
     async with await MoshiSession.connect(sim.url or "", OPTIONS) as session:
-        y, texts = await _converse(session, x, realtime=realtime, expected_frames=expected)
+        y, texts = await converse(session, x, paced=realtime, expected_frames=expected)
     await sim.wait_until(lambda s: s.sessions_finished == 1)
     assert len(y) == expected * FRAME_SAMPLES
     assert sim.stats.frames_out == expected
@@ -77,7 +47,7 @@ async def test_echo_lines_up_with_the_input(make_sim: SimFactory) -> None:
     rng = np.random.default_rng(7)
     x = (0.3 * rng.standard_normal(FRAME_SAMPLES * 20)).astype(np.float32)
     async with await MoshiSession.connect(sim.url or "", OPTIONS) as session:
-        y, _ = await _converse(session, x, realtime=False, expected_frames=20)
+        y, _ = await converse(session, x, paced=False, expected_frames=20)
     lag = int(np.argmax(np.correlate(y, x[:4000], mode="valid")))
     # Three frames, plus Opus's look-ahead once per encode/decode pass (two passes, ~6.5 ms each).
     assert 0 <= lag - 3 * FRAME_SAMPLES < 400
@@ -91,7 +61,7 @@ async def test_second_caller_waits_silently_then_gets_its_turn(make_sim: SimFact
     assert not second.done(), "upstream gives a waiting caller no handshake and no message"
     await first.close()
     async with await asyncio.wait_for(second, 5) as session:
-        y, texts = await _converse(session, tone(440, 0.8), realtime=False, expected_frames=10)
+        y, texts = await converse(session, tone(440, 0.8), paced=False, expected_frames=10)
     assert len(y) == 10 * FRAME_SAMPLES and texts
     assert sim.stats.sessions_started == 2
 

@@ -9,14 +9,12 @@ import pytest
 
 from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.moshi.client import (
-    AudioEvent,
-    ClosedEvent,
     ConnectError,
     MoshiSession,
     SessionOptions,
-    TextEvent,
 )
 from pplex_desktop.moshi.codec import FRAME_SAMPLES
+from tests import talk
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.signals import dominant_frequency, tone
 
@@ -37,29 +35,9 @@ def options(key: str, **kwargs: object) -> SessionOptions:
 async def converse(
     session: MoshiSession, pcm: np.ndarray, frames_out: int
 ) -> tuple[np.ndarray, str]:
-    audio: list[np.ndarray] = []
-    text: list[str] = []
-
-    async def receive() -> None:
-        async for event in session.events():
-            if isinstance(event, AudioEvent):
-                audio.append(event.pcm)
-                if sum(len(a) for a in audio) >= frames_out * FRAME_SAMPLES:
-                    return
-            elif isinstance(event, TextEvent):
-                text.append(event.text)
-            elif isinstance(event, ClosedEvent):
-                return
-
-    receiver = asyncio.create_task(receive())
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for i in range(0, len(pcm), FRAME_SAMPLES):
-        # Paced like a microphone: the gateway refuses audio faster than real time.
-        await asyncio.sleep(max(0.0, start + i / 24_000 - 0.5 - loop.time()))
-        await session.send_pcm(pcm[i : i + FRAME_SAMPLES])
-    await asyncio.wait_for(receiver, 15)
-    return (np.concatenate(audio) if audio else np.zeros(0, np.float32)), "".join(text)
+    # Paced like a microphone: the gateway refuses audio faster than real time.
+    audio, texts = await talk.converse(session, pcm, expected_frames=frames_out, lead_s=0.5)
+    return audio, "".join(texts)
 
 
 @pytest.mark.parametrize("flavor", ["personaplex", "kyutai"])
