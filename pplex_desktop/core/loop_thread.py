@@ -2,6 +2,10 @@
 
 The gateway and the live conversation each run on one of these, so a busy Qt main thread
 (a modal dialog, a heavy repaint) never starves the network or the audio.
+
+The loop is made explicitly, never through the process-wide event-loop policy: ``qasync.run()``
+replaces that policy, and a thread asking it for a loop gets a Qt loop that cannot run off the
+main thread (the Talk page froze for good at real launch when it did).
 """
 
 from __future__ import annotations
@@ -9,20 +13,46 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from pplex_desktop.core.errors import PplexError
+
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+START_TIMEOUT_S = 10.0
+
+
+class LoopThreadError(PplexError, RuntimeError):
+    """A loop thread whose loop did not come up; the message is a sentence for the user."""
+
+    code = "loop_thread_failed"
+
+
+def new_plain_loop() -> asyncio.AbstractEventLoop:
+    """A standard asyncio loop, whatever policy another library installed for the process."""
+    if sys.platform == "win32":
+        return asyncio.ProactorEventLoop()
+    return asyncio.SelectorEventLoop()
 
 
 class LoopThread:
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = new_plain_loop,
+        debug: bool | None = None,
+    ) -> None:
         self.name = name
+        self._loop_factory = loop_factory
+        self._debug = debug
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._failure: BaseException | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -34,29 +64,60 @@ class LoopThread:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> None:
-        if self.running:
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Start the thread and wait until its loop runs; raise a sentence if it does not."""
+        if self.running and self._loop is not None:
             return
         self._ready.clear()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-        self._ready.wait()
+        self._failure = None
+        thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = thread
+        thread.start()
+        if self._ready.wait(timeout) and self._loop is not None:
+            return
+        failure = self._failure
+        if not thread.is_alive():
+            self._thread = None
+        detail = f" ({type(failure).__name__}: {failure})" if failure is not None else ""
+        raise LoopThreadError(
+            f"The {self.name} thread could not start its event loop within {timeout:g} s"
+            f"{detail}. Please restart the app; if it happens again, report it with the log."
+        )
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        loop.call_soon(self._ready.set)
+        try:
+            loop = self._loop_factory()
+            if self._debug is not None:
+                loop.set_debug(self._debug)
+            asyncio.set_event_loop(loop)
+        except Exception as exc:  # noqa: BLE001 (handed to start(), which raises a sentence)
+            self._failure = exc
+            _log.exception("The %s thread could not create its event loop.", self.name)
+            self._ready.set()
+            return
+
+        def ready() -> None:
+            # Published only once the loop really runs, so start() never returns on a dead one.
+            self._loop = loop
+            self._ready.set()
+
+        loop.call_soon(ready)
         try:
             loop.run_forever()
+        except Exception as exc:  # noqa: BLE001 (handed to start(), which raises a sentence)
+            self._failure = exc
+            _log.exception("The %s loop stopped with an error.", self.name)
+            self._ready.set()
+            self._loop = None
+            loop.close()
+            return
+        self._loop = None
+        try:
+            self._cancel_leftovers(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
-            try:
-                self._cancel_leftovers(loop)
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
-                self._loop = None
+            loop.close()
 
     @staticmethod
     def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

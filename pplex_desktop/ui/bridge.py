@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from pplex_desktop.core.loop_thread import LoopThread
+from pplex_desktop.core.loop_thread import LoopThread, LoopThreadError
 from pplex_desktop.gateway.events import (
     BackendHealthChanged,
     EventHub,
@@ -101,8 +101,15 @@ class LoopBridge(QObject):
             future: concurrent.futures.Future[T] = concurrent.futures.Future()
             future.set_exception(BridgeClosedError("The application is quitting."))
             return future
-        self._thread.start()
-        future = self._thread.submit(coro)
+        try:
+            self._thread.start()
+        except LoopThreadError as exc:
+            # Reported like any failed call, so the page shows the sentence instead of hanging.
+            coro.close()
+            future = concurrent.futures.Future()
+            future.set_exception(exc)
+        else:
+            future = self._thread.submit(coro)
         return self.watch(future, on_done, on_error, what=what or _describe(coro))
 
     def call_fn(

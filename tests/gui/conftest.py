@@ -6,6 +6,7 @@ and every app it made is quit gracefully after the test, so no thread outlives i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import urllib.error
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import qasync
 from PySide6.QtCore import QSettings
 from pytestqt.qtbot import QtBot
 
@@ -49,6 +51,23 @@ def http(
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(autouse=True)
+def qasync_loop_policy() -> Iterator[None]:
+    """The event-loop set-up of ``main()``: on Python < 3.12 ``qasync.run()`` installs its policy
+    for the whole process, so any thread that asks the policy for a loop gets a Qt loop. Every
+    GUI test runs under it, so a loop thread that forgets to make its own loop fails here."""
+    policy_class = getattr(qasync, "DefaultQEventLoopPolicy", None)
+    if policy_class is None:  # Python 3.12+: qasync.run() passes a loop factory instead.
+        yield
+        return
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(policy_class())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop_policy(previous)
 
 
 @pytest.fixture(autouse=True)

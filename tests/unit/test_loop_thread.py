@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from pplex_desktop.core.loop_thread import LoopThread
+from pplex_desktop.core.loop_thread import LoopThread, LoopThreadError
 
 
 def test_runs_coroutines_on_its_own_thread() -> None:
@@ -57,3 +57,50 @@ def test_run_from_its_own_loop_is_refused() -> None:
             lt.run(nested(), timeout=5)
     finally:
         lt.stop()
+
+
+class _ForeignPolicy(asyncio.DefaultEventLoopPolicy):
+    """Stands in for qasync's policy: its loops cannot run on a worker thread."""
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        raise AssertionError("a foreign policy's loop was asked for")
+
+
+def test_ignores_a_process_wide_policy_installed_by_another_library() -> None:
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_ForeignPolicy())
+    lt = LoopThread("policy-proof")
+    try:
+        lt.start(timeout=5)
+
+        async def kind() -> str:
+            return type(asyncio.get_running_loop()).__name__
+
+        assert lt.run(kind(), timeout=5) in {"_UnixSelectorEventLoop", "ProactorEventLoop"}
+    finally:
+        lt.stop()
+        asyncio.set_event_loop_policy(previous)
+
+
+@pytest.mark.expect_error_logs
+def test_a_loop_that_cannot_be_made_fails_start_with_a_sentence_naming_the_thread() -> None:
+    def broken() -> asyncio.AbstractEventLoop:
+        raise AssertionError("no loop for you")
+
+    lt = LoopThread("pplex-conversation", loop_factory=broken)
+    with pytest.raises(LoopThreadError, match=r"The pplex-conversation thread could not start"):
+        lt.start(timeout=5)
+    assert not lt.running
+
+
+@pytest.mark.expect_error_logs
+def test_a_loop_that_dies_before_running_fails_start_instead_of_hanging() -> None:
+    class Dying(asyncio.SelectorEventLoop):
+        def run_forever(self) -> None:
+            raise AssertionError("QApplication::exec: Must be called from the main thread")
+
+    lt = LoopThread("dying", loop_factory=Dying)
+    with pytest.raises(LoopThreadError, match="AssertionError"):
+        lt.start(timeout=5)
+    lt.stop(timeout=5)
+    assert not lt.running
