@@ -96,7 +96,7 @@ class ActivityPanel(QWidget):
         self.level_combo = QComboBox()
         self.level_combo.addItems(list(LEVELS))
         # The level chosen last time, else INFO: the view is for people, not only for faults.
-        saved = str(ui_state().value(LEVEL_KEY, DEFAULT_LEVEL))
+        saved = str(ui_state(self._ctx.data_dir).value(LEVEL_KEY, DEFAULT_LEVEL))
         set_app_level(saved if saved in LEVELS else DEFAULT_LEVEL)
         self.level_combo.setCurrentText(app_level())
         self.level_combo.currentTextChanged.connect(self._level_changed)
@@ -137,5 +137,5 @@ class ActivityPanel(QWidget):
 
     def _level_changed(self, name: str) -> None:
         set_app_level(name)
-        ui_state().setValue(LEVEL_KEY, name)
+        ui_state(self._ctx.data_dir).set_value(LEVEL_KEY, name)
         self._ctx.status.post(f"The log now shows {name} messages and above.")

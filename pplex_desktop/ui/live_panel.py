@@ -67,7 +67,7 @@ SYSTEM_DEFAULT = "System default"
 DUCK_GAIN = 0.25
 JITTER_MIN_MS, JITTER_STEP_MS = 40, 20
 MODE_LABELS = {PttMode.OPEN: "Open mic", PttMode.HOLD: "Hold to talk", PttMode.TOGGLE: "Toggle"}
-STATE_KEY = "talk/"  # QSettings prefix for what the page remembers between runs
+STATE_KEY = "talk/"  # UI-state prefix for what the page remembers between runs
 
 
 class LivePanel(QWidget):
@@ -305,11 +305,11 @@ class LivePanel(QWidget):
 
     # -- what the page remembers ----------------------------------------------------------------
 
-    def _remember(self, name: str, value: object) -> None:
-        ui_state().setValue(STATE_KEY + name, value)
+    def _remember(self, name: str, value: str | int | bool) -> None:
+        ui_state(self._ctx.data_dir).set_value(STATE_KEY + name, value)
 
     def _recall(self, name: str, default: Any) -> Any:
-        value = ui_state().value(STATE_KEY + name, default)
+        value = ui_state(self._ctx.data_dir).value(STATE_KEY + name, default)
         if isinstance(default, bool):
             return value in (True, "true", "1", 1)
         if isinstance(default, int):

@@ -177,19 +177,22 @@ class MainWindow(QMainWindow):
     # -- state kept between runs ------------------------------------------------------------------
 
     def _restore(self) -> None:
-        state = ui_state()
+        state = ui_state(self._ctx.data_dir)
         geometry = state.value(GEOMETRY_KEY)
-        if not (isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)):
+        if not (
+            isinstance(geometry, str)
+            and self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+        ):
             self.resize(DEFAULT_SIZE)
         page = state.value(PAGE_KEY)
         if isinstance(page, str) and page in self.pages:
             self.show_page(page)
 
     def save_state(self) -> None:
-        state = ui_state()
-        state.setValue(GEOMETRY_KEY, self.saveGeometry())
+        state = ui_state(self._ctx.data_dir)
+        state.set_value(GEOMETRY_KEY, bytes(self.saveGeometry().toBase64().data()).decode("ascii"))
         if self.current_key is not None:
-            state.setValue(PAGE_KEY, self.current_key)
+            state.set_value(PAGE_KEY, self.current_key)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.close_policy():

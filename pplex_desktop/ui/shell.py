@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QMessageBox
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.gateway.server import GatewayServer, GatewayState
-from pplex_desktop.ui import log_handler
+from pplex_desktop.ui import log_handler, ui_state
 from pplex_desktop.ui.activity_panel import ActivityPanel
 from pplex_desktop.ui.bridge import GatewayBridge
 from pplex_desktop.ui.context import DesktopContext
@@ -312,5 +312,6 @@ class DesktopShell(QObject):
         self.errors.uninstall()
         self.window.close()
         self.window.deleteLater()
+        ui_state.forget(self.services.data_dir)
         _log.info("pplex-desktop has stopped.")
         self.finished.emit()
