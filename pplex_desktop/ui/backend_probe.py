@@ -4,6 +4,7 @@ real conversation handshake with the default persona and voice (takes the model 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -52,11 +53,7 @@ async def probe_backend(
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         return ProbeResult(
-            normalized,
-            False,
-            None,
-            f"Nothing answers at {shown} ({_reason(exc)}). Start the model server there or "
-            "check the address and port.",
+            normalized, False, None, unreachable_sentence(shown, exc, reach_timeout_s)
         )
     if not handshake:
         return ProbeResult(normalized, True, None, f"A server answers at {shown} (HTTP {status}).")
@@ -88,10 +85,16 @@ async def probe_backend(
     )
 
 
-def _reason(exc: BaseException) -> str:
-    """The operating system's words (\"Connection refused\") rather than aiohttp's wrapping."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error)
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    return str(exc) or type(exc).__name__
+def unreachable_sentence(shown: str, exc: BaseException, timeout_s: float) -> str:
+    """Why nothing answered, in the user's words: never aiohttp's or the socket's wording."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        host = urlsplit(shown).hostname or shown
+        return f"The name {host} is not known on this network. Check the server's address."
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return (
+            f"{shown} did not answer within {timeout_s:g} s. Check the address, and that the "
+            "model server runs and a firewall lets it through."
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
+        return f"Nothing answers at {shown}. Is the model server running?"
+    return f"{shown} cannot be reached. Check the address and that the model server runs."

@@ -157,7 +157,7 @@ class DesktopShell(QObject):
         dialog.finished.connect(lambda _r: dialog.deleteLater())
         self.welcome = dialog
         dialog.open()
-        dialog.test()
+        dialog.check_on_open()
 
     def _welcome_chosen(self, choice: WelcomeChoice) -> None:
         self.welcome = None

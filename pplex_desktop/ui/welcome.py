@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QGroupBox,
     QHBoxLayout,
+    QLayout,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -20,6 +21,8 @@ from pplex_desktop.gateway.server import DEMO_LABEL
 from pplex_desktop.ui.backend_probe import ProbeResult, probe_backend
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.widgets import copy_text, label, selectable, styled
+
+RESULT_LINES = 4  # the longest result, a failure and the way on, at the dialog's width
 
 
 def _text_width(edit: QLineEdit, text: str) -> int:
@@ -52,6 +55,8 @@ class WelcomeDialog(QDialog):
         self.setModal(True)
         self.setMinimumWidth(620)
         layout = QVBoxLayout(self)
+        # Never smaller than the wrapped sentences need; the user may still make it larger.
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.addWidget(label("Welcome to pplex-desktop", role="title"))
         layout.addWidget(
             label(
@@ -129,6 +134,12 @@ class WelcomeDialog(QDialog):
         layout.addWidget(self.handshake_check)
         self.result_label = selectable(label(wrap=True))
         self.result_label.setObjectName("probeResult")
+        # Room for the longest result from the start: the dialog must not jump, shrink or
+        # clip a sentence when one result replaces another.
+        self.result_label.setMinimumHeight(
+            RESULT_LINES * self.result_label.fontMetrics().lineSpacing()
+        )
+        self.result_label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.result_label)
         return group
 
@@ -136,6 +147,18 @@ class WelcomeDialog(QDialog):
         if self.secret_edit is not None:
             copy_text(self.secret_edit.text())
             self.copy_button.setText("Copied")
+
+    def check_on_open(self) -> None:
+        """Test the suggested server, unless this run uses the demo backend anyway."""
+        if not self._ctx.settings.current.demo:
+            self.test()
+            return
+        self.result_label.setText(
+            f"This run uses the demo backend ({DEMO_LABEL}), so no model server is tested. "
+            "To use your own, enter its address and press Test, or add it later in Settings."
+        )
+        styled(self.result_label, role="subtitle")
+        self.demo_button.setDefault(True)
 
     def test(self) -> None:
         url = self.url_edit.text().strip()
@@ -173,7 +196,6 @@ class WelcomeDialog(QDialog):
             )
             self.demo_button.setDefault(True)
         styled(self.result_label, role="ok" if result.ok else "error")
-        self.adjustSize()  # a wrapped sentence needs more height than the empty label had
 
     def _use_server(self) -> None:
         self._accept(WelcomeChoice(demo=False, backend_url=self.url_edit.text().strip()))

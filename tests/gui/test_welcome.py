@@ -8,12 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.backend.sim import SimServer
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig, Settings
+from pplex_desktop.gateway.server import DEMO_LABEL
 from pplex_desktop.ui.settings_store import SettingsStore
 from pplex_desktop.ui.welcome import WelcomeDialog
 from tests.gui.conftest import WAIT_MS, Launch, http, quit_gracefully, running, url_of
@@ -117,3 +119,56 @@ def test_the_admin_secret_from_the_environment_skips_the_welcome(launch: Launch)
     assert shell.welcome is None
     store: KeyStore = shell.services.keystore
     assert store.check_admin_secret("gui-test-admin-secret-0123456789")
+
+
+def clipped_labels(dialog: WelcomeDialog) -> list[str]:
+    """Visible wrapped labels shorter than their text needs at their width."""
+    return [
+        item.text()
+        for item in dialog.findChildren(QLabel)
+        if item.isVisible()
+        and item.wordWrap()
+        and item.text()
+        and item.height() < item.heightForWidth(item.width())
+    ]
+
+
+def test_with_demo_the_welcome_says_so_and_tests_nothing(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch(demo=True, first_launch=True, wait=False)
+    dialog = welcome_of(qtbot, shell)
+    text = dialog.result_label.text()
+    assert "demo backend" in text and DEMO_LABEL in text
+    assert "Nothing answers" not in text and dialog.result_label.property("role") != "error"
+    assert dialog.last_probe is None and dialog.test_button.isEnabled()
+    assert dialog.demo_button.isDefault()
+    qtbot.mouseClick(dialog.demo_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: running(shell), timeout=WAIT_MS)
+    assert shell.gateway.view.demo
+
+
+def test_a_failed_test_is_a_sentence_in_a_layout_that_holds(
+    qtbot: QtBot, launch: Launch, dead_port: int
+) -> None:
+    unreachable = Settings(backends=(BackendConfig(f"ws://127.0.0.1:{dead_port}"),))
+    shell = launch(demo=False, first_launch=True, settings=unreachable, wait=False)
+    dialog = welcome_of(qtbot, shell)
+    qtbot.waitUntil(lambda: dialog.last_probe is not None, timeout=WAIT_MS)
+    text = dialog.result_label.text()
+    assert text.startswith(
+        f"Nothing answers at ws://127.0.0.1:{dead_port}. Is the model server running?"
+    )
+    assert "Connect call failed" not in text and "(" + "'" not in text
+    assert clipped_labels(dialog) == []
+    # Widened by the user, then other results, short then long again: it neither shrinks
+    # back nor clips.
+    dialog.resize(dialog.width() + 200, dialog.height() + 80)
+    qtbot.waitUntil(lambda: dialog.width() > 700, timeout=WAIT_MS)
+    size = dialog.size()
+    for url in ("", f"ws://127.0.0.1:{dead_port}"):
+        dialog.last_probe = None
+        dialog.url_edit.setText(url)
+        qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: dialog.last_probe is not None, timeout=WAIT_MS)
+        qtbot.wait(50)  # one round of layout
+        assert clipped_labels(dialog) == []
+        assert dialog.height() >= size.height() and dialog.width() >= size.width()
