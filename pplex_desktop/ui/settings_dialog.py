@@ -38,6 +38,7 @@ from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
 from pplex_desktop.gateway.server import DEMO_LABEL
+from pplex_desktop.ui.admin_secret import AdminSecretReset
 from pplex_desktop.ui.backend_probe import ProbeResult, probe_backend
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.widgets import label, selectable
@@ -293,6 +294,18 @@ class SettingsDialog(QDialog):
             max(0, [v for v, _ in CLOSE_CHOICES].index(self._base.close_action))
         )
         form.addRow("Closing the window", self.close_combo)
+        self.secret_reset = AdminSecretReset(self._ctx, self)
+        self.reset_secret_button = QPushButton("Reset admin secret…")
+        self.reset_secret_button.setObjectName("resetAdminSecret")
+        self.reset_secret_button.setToolTip(
+            "Make a new admin secret (the X-Admin-Secret header) and show it once; the old "
+            "one stops working at once."
+        )
+        self.reset_secret_button.clicked.connect(self.secret_reset.ask)
+        secret_row = QHBoxLayout()
+        secret_row.addWidget(self.reset_secret_button)
+        secret_row.addStretch(1)
+        form.addRow("Admin secret", secret_row)
         return page
 
     def _open_folder(self) -> None:
