@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import psutil
 
+WILDCARDS = ("0.0.0.0", "::", "")  # listening addresses that mean every interface
+
 
 @dataclass(frozen=True, slots=True)
 class LanAddress:
@@ -15,7 +17,8 @@ class LanAddress:
     ip: str
 
     def url(self, port: int, *, tls: bool = False) -> str:
-        return f"{'https' if tls else 'http'}://{self.ip}:{port}"
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def lan_addresses() -> list[LanAddress]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QByteArray, QSize, Qt, Signal
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
@@ -23,8 +22,11 @@ from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.gateway_control import GatewayView
 from pplex_desktop.ui.look import app_icon
 from pplex_desktop.ui.pages import PageSpec, call_hook
+from pplex_desktop.ui.status_bar import StatusBar
 from pplex_desktop.ui.ui_state import ui_state
 
+SETTINGS_KEY = "settings"  # the sidebar's last entry, which opens the dialog
+SETTINGS_TITLE = "Settings"
 GEOMETRY_KEY = "window/geometry"
 PAGE_KEY = "window/page"
 DEFAULT_SIZE = QSize(1080, 700)
@@ -63,12 +65,18 @@ class MainWindow(QMainWindow):
         self.navigation.currentRowChanged.connect(self._page_changed)
         for spec in specs:
             self.add_page(spec)
+        # Not a page but a way into the settings dialog, always last in the list.
+        self.settings_item = QListWidgetItem(SETTINGS_TITLE)
+        self.settings_item.setToolTip("Open the settings (also under File).")
+        self.settings_item.setData(Qt.ItemDataRole.UserRole, SETTINGS_KEY)
+        self.navigation.addItem(self.settings_item)
 
         self._build_menus()
-        self.gateway_label = QLabel()
-        self.gateway_label.setObjectName("statusGateway")
-        self.statusBar().addPermanentWidget(self.gateway_label)
-        ctx.status.posted.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        self.status_bar = StatusBar()
+        self.setStatusBar(self.status_bar)
+        self.message_label = self.status_bar.message_label
+        self.gateway_label = self.status_bar.gateway_label
+        ctx.status.posted.connect(self.status_bar.post)
         ctx.gateway.changed.connect(self._show_view)
         self._show_view(ctx.gateway.view)
         self._restore()
@@ -77,6 +85,8 @@ class MainWindow(QMainWindow):
 
     def add_page(self, spec: PageSpec) -> QWidget:
         """Build a page from its spec and put it in the list (order kept by spec.order)."""
+        if spec.key == SETTINGS_KEY:
+            raise ValueError(f"The page key {SETTINGS_KEY!r} is the settings entry's.")
         if spec.key in self.pages:
             raise ValueError(f"The page {spec.key!r} is already in the window.")
         widget = spec.factory(self._ctx)
@@ -104,6 +114,12 @@ class MainWindow(QMainWindow):
         return self._keys[row] if 0 <= row < len(self._keys) else None
 
     def _page_changed(self, row: int) -> None:
+        if row >= len(self._keys):  # the settings entry: open the dialog, stay on the page
+            self.navigation.blockSignals(True)
+            self.navigation.setCurrentRow(self.stack.currentIndex())
+            self.navigation.blockSignals(False)
+            QTimer.singleShot(0, self.settings_requested.emit)
+            return
         self.stack.setCurrentIndex(row)
         current = self.stack.currentWidget()
         if current is self._shown:
@@ -168,8 +184,9 @@ class MainWindow(QMainWindow):
         }[view.state]
         if view.demo and view.state is GatewayState.RUNNING:
             text += f" · {DEMO_LABEL}"
-        self.gateway_label.setText(text)
-        self.gateway_label.setToolTip(view.failure or text)
+        self.gateway_label.show_text(text)
+        if view.failure:
+            self.gateway_label.setToolTip(view.failure)
         self.start_action.setEnabled(view.state in (GatewayState.STOPPED, GatewayState.FAILED))
         self.stop_action.setEnabled(view.state is GatewayState.RUNNING)
         self.restart_action.setEnabled(view.state in (GatewayState.RUNNING, GatewayState.FAILED))

@@ -11,9 +11,9 @@ import time
 
 from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -30,7 +30,20 @@ from pplex_desktop.ui.bridge import LoopBridge
 from pplex_desktop.ui.qr import qr_image
 from pplex_desktop.ui.widgets import label, selectable
 
-DEFAULT_HOURS = 12.0
+MINUTE, HOUR, DAY = 60, 3600, 86_400
+# How long a paired key lives, in words a person uses; 12 hours covers an evening or a day.
+DURATIONS = (30 * MINUTE, HOUR, 2 * HOUR, 12 * HOUR, DAY, 7 * DAY, 30 * DAY)
+DEFAULT_DURATION_S = 12 * HOUR
+
+
+def duration_text(seconds: float) -> str:
+    """ "30 minutes", "1 hour", "12 hours", "7 days": whole units, never "12.00 h"."""
+    for unit, name in ((DAY, "day"), (HOUR, "hour"), (MINUTE, "minute")):
+        if seconds >= unit and seconds % unit == 0:
+            count = int(seconds // unit)
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    count = max(1, round(seconds / MINUTE))
+    return f"{count} minute{'' if count == 1 else 's'}"
 
 
 class PairDialog(QDialog):
@@ -72,14 +85,15 @@ class PairDialog(QDialog):
         self.sessions_spin = QSpinBox()
         self.sessions_spin.setRange(1, 100)
         self.sessions_spin.setValue(1)
-        self.hours_spin = QDoubleSpinBox()
-        self.hours_spin.setRange(0.1, 24 * 30)
-        self.hours_spin.setValue(DEFAULT_HOURS)
-        self.hours_spin.setSuffix(" h")
+        self.duration_combo = QComboBox()
+        self.duration_combo.setObjectName("pairDuration")
+        for seconds in DURATIONS:
+            self.duration_combo.addItem(duration_text(seconds), seconds)
+        self.duration_combo.setCurrentIndex(DURATIONS.index(DEFAULT_DURATION_S))
         form.addRow("Name", self.name_edit)
         form.addRow("Requests per minute", self.rpm_spin)
         form.addRow("Conversations at once", self.sessions_spin)
-        form.addRow("Valid for", self.hours_spin)
+        form.addRow("Valid for", self.duration_combo)
         self.form_error = label(role="error", wrap=True)
         form.addRow(self.form_error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
@@ -111,7 +125,7 @@ class PairDialog(QDialog):
     def _create(self) -> None:
         name = self.name_edit.text()
         rpm, sessions = self.rpm_spin.value(), self.sessions_spin.value()
-        ttl_s = self.hours_spin.value() * 3600
+        ttl_s = float(self.duration_combo.currentData())
         store, base = self._keystore, self._base_url
         self.create_button.setEnabled(False)
         self.form_error.clear()
@@ -132,9 +146,10 @@ class PairDialog(QDialog):
         self.code_label.setPixmap(QPixmap.fromImage(qr_image(pairing.url, module_px=5)))
         self.url_label.setText(pairing.url)
         until = time.strftime("%Y-%m-%d %H:%M", time.localtime(pairing.expires_at))
+        valid = duration_text(float(self.duration_combo.currentData()))
         self.expiry_label.setText(
-            f"The key works until {until}; revoke it on the Keys page at any time. This code "
-            "is shown only now."
+            f"The key works for {valid}, until {until}; revoke it on the Keys page at any "
+            "time. This code is shown only now."
         )
         self.pages.setCurrentIndex(1)
 

@@ -27,7 +27,7 @@ from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.counters import Counts
 from pplex_desktop.ui.gateway_control import LAN_HOST, LOCAL_HOST, GatewayView
-from pplex_desktop.ui.lan import lan_addresses
+from pplex_desktop.ui.lan import WILDCARDS, LanAddress, lan_addresses
 from pplex_desktop.ui.pair_dialog import PairDialog
 from pplex_desktop.ui.qr import qr_image
 from pplex_desktop.ui.widgets import Figure, label, selectable, styled
@@ -276,7 +276,11 @@ class ServerPanel(QWidget):
             self.lan_label.setText("The gateway will listen on your network once it runs.")
             self.qr_label.clear()
             return
-        found = lan_addresses()
+        if site.host in WILDCARDS:
+            found = lan_addresses()
+        else:
+            # Bound to one address: that is the only one a device can reach it on.
+            found = [LanAddress("the address in Settings", site.host)]
         self.lan_urls = [a.url(site.port, tls=site.tls) for a in found]
         self.pair_button.setEnabled(bool(self.lan_urls) and view.state is GatewayState.RUNNING)
         if not self.lan_urls:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 
@@ -51,3 +51,36 @@ class Figure(QFrame):
     def set_value(self, text: str, tooltip: str = "") -> None:
         self.value.setText(text)
         self.setToolTip(tooltip)
+
+
+class ElidedLabel(QLabel):
+    """One line that ends in "…" when it does not fit, with the whole text as its tooltip."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.full_text = ""
+        self.setMinimumWidth(40)  # never the reason a window cannot shrink
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self._clear = QTimer(self)
+        self._clear.setSingleShot(True)
+        self._clear.timeout.connect(lambda: self.show_text(""))
+
+    def show_text(self, text: str, ms: int = 0) -> None:
+        """Show ``text``; after ``ms`` milliseconds clear it (0: keep it until replaced)."""
+        self.full_text = text
+        self.setToolTip(text)
+        self._elide()
+        if ms > 0:
+            self._clear.start(ms)
+        else:
+            self._clear.stop()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(
+            self.full_text, Qt.TextElideMode.ElideRight, max(0, self.contentsRect().width())
+        )
+        super().setText(shown)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()

@@ -122,17 +122,21 @@ def test_pairing_a_device(qtbot: QtBot, launch: Launch) -> None:
     from pplex_desktop.core.keystore import KIND_PAIRED
     from pplex_desktop.core.settings import Settings
 
-    shell = launch(settings=Settings(lan_port=0, serve_lan=True))
+    # The network site on loopback: the page offers that very address, nothing else.
+    shell = launch(settings=Settings(lan_port=0, lan_host="127.0.0.1", serve_lan=True))
     panel = server_page(shell)
     qtbot.waitUntil(lambda: shell.gateway.view.lan_address is not None, timeout=WAIT_MS)
-    if not panel.lan_urls:
-        pytest.skip("This machine has no network interface with an IPv4 address.")
+    lan = shell.gateway.view.lan_address
+    assert lan is not None and panel.lan_urls == [f"https://127.0.0.1:{lan.port}"]
     qtbot.mouseClick(panel.pair_button, Qt.MouseButton.LeftButton)
     dialog = panel.pair_dialog
     assert dialog is not None
+    durations = [dialog.duration_combo.itemText(i) for i in range(dialog.duration_combo.count())]
+    assert durations[0] == "30 minutes" and "2 hours" in durations and "7 days" in durations
+    assert dialog.duration_combo.currentText() == "12 hours"
     dialog.name_edit.setText("Sam's phone")
     dialog.rpm_spin.setValue(30)
-    dialog.hours_spin.setValue(2)
+    dialog.duration_combo.setCurrentText("2 hours")
     qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.pairing is not None, timeout=WAIT_MS)
     pairing = dialog.pairing
@@ -143,6 +147,7 @@ def test_pairing_a_device(qtbot: QtBot, launch: Launch) -> None:
     assert (paired.name, paired.rpm) == ("Sam's phone", 30)
     assert paired.expires_at is not None
     assert abs(paired.expires_at - paired.created_at - 7200) < 5
+    assert "The key works for 2 hours, until " in dialog.expiry_label.text()
     # The key works like any other, and the code is forgotten when the dialog closes.
     assert http(url_of(shell) + "/v1/info", key=pairing.key)[0] == 200
     dialog.accept()

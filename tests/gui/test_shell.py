@@ -40,8 +40,8 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
     shell = launch()
     page = shell.window.add_page(PageSpec("extra", "Extra", PluginPage, order=25))
     assert isinstance(page, PluginPage)
-    titles = [shell.window.navigation.item(i).text() for i in range(6)]
-    assert titles == ["Server", "Talk", "Offline", "Keys", "Extra", "Activity"]
+    titles = [shell.window.navigation.item(i).text() for i in range(7)]
+    assert titles == ["Server", "Talk", "Offline", "Keys", "Extra", "Activity", "Settings"]
     shell.window.show_page("extra")
     assert page.shown == 1
     url = page.ctx.gateway_url()
@@ -207,3 +207,49 @@ def test_quitting_tells_live_clients_1001(qtbot: QtBot, launch: Launch) -> None:
         assert closing.result(timeout=20) == ClosedEvent(1001, "The gateway is shutting down.")
     finally:
         client.stop()
+
+
+def test_settings_is_last_in_the_sidebar_and_opens_the_dialog(qtbot: QtBot, launch: Launch) -> None:
+    from pplex_desktop.ui.settings_dialog import SettingsDialog
+
+    shell = launch()
+    navigation = shell.window.navigation
+    titles = [navigation.item(i).text() for i in range(navigation.count())]
+    assert titles == ["Server", "Talk", "Offline", "Keys", "Activity", "Settings"]
+    shell.window.show_page("keys")
+    item = shell.window.settings_item
+    rect = navigation.visualItemRect(item)
+    qtbot.mouseClick(navigation.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: shell.settings_dialog is not None, timeout=WAIT_MS)
+    dialog = shell.settings_dialog
+    assert isinstance(dialog, SettingsDialog) and dialog.isVisible()
+    # The page underneath stays what it was: Settings is a door, not a page.
+    assert shell.window.current_key == "keys"
+    assert shell.window.stack.currentWidget() is shell.window.pages["keys"]
+    dialog.reject()
+    qtbot.waitUntil(lambda: shell.settings_dialog is None, timeout=WAIT_MS)
+    qtbot.mouseClick(navigation.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: shell.settings_dialog is not None, timeout=WAIT_MS)
+    with pytest.raises(ValueError, match="settings entry"):
+        shell.window.add_page(PageSpec("settings", "Mine", QWidget))
+
+
+def test_a_long_status_message_is_elided_beside_the_gateway_state(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    window = shell.window
+    message = "The settings were saved, " + "and this sentence goes on and on " * 8 + "to here."
+    shell.status.post(message, 200)
+    bar = window.status_bar
+    assert bar.currentMessage() == message
+    shown = bar.message_label.text()
+    assert shown.endswith("…") and len(shown) < len(message)
+    assert bar.message_label.toolTip() == message
+    gateway = bar.gateway_label
+    assert gateway.full_text.startswith("Gateway running on http://127.0.0.1:")
+    assert gateway.isVisible() and bar.message_label.isVisible()
+    # Side by side, never on top of each other.
+    assert bar.message_label.geometry().right() < gateway.geometry().left()
+    qtbot.waitUntil(lambda: bar.currentMessage() == "", timeout=WAIT_MS)
+    assert gateway.full_text.startswith("Gateway running")
