@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import logging
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +30,7 @@ from pplex_desktop.gateway.app import create_app
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
-from pplex_desktop.gateway.tls import LAN_TLS, TlsInfo, prepare_tls
+from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
 
 if TYPE_CHECKING:
     from pplex_desktop.backend.sim import SimServer
@@ -96,6 +97,18 @@ def plain_host(settings: Settings) -> str:
         return host if ipaddress.ip_address(host).is_loopback else "127.0.0.1"
     except ValueError:
         return "127.0.0.1"
+
+
+def network_urls(address: GatewayAddress, ips: Iterable[IPAddress] | None = None) -> list[str]:
+    """The URLs other devices use: every interface's address for a wildcard listener (its
+    loopback URL is no use to a phone), else the one address it is bound to."""
+    if address.host in ("0.0.0.0", "::", ""):
+        found = lan_urls(address.port, tls=address.tls, ips=ips)
+        if address.host == "0.0.0.0":
+            found = [url for url in found if "[" not in url]  # IPv4 only on 0.0.0.0
+        if found:
+            return found
+    return [address.url]
 
 
 class GatewayRunner:
@@ -185,7 +198,7 @@ class GatewayRunner:
         if self.lan_address is not None and tls is not None:
             _log.info(
                 "The gateway serves the network on %s (certificate fingerprint %s).",
-                self.lan_address.url,
+                ", ".join(network_urls(self.lan_address)),
                 tls.fingerprint_sha256,
             )
         self.events.emit(
@@ -241,6 +254,9 @@ class GatewayServer:
         self.state = GatewayState.STOPPED
         self.failure: str | None = None
         self._runner: GatewayRunner | None = None
+        # Conversations served per model server (by its label), kept across restarts: turning
+        # on the LAN or changing a setting restarts the gateway, not the day's figures.
+        self._served: dict[str, int] = {}
 
     @property
     def address(self) -> GatewayAddress | None:
@@ -279,6 +295,9 @@ class GatewayServer:
             self.failure = exc.message
             raise
         self._runner = runner
+        if runner.ctx is not None:
+            for backend in runner.ctx.backends.backends:
+                backend.sessions_served += self._served.get(backend.config.label, 0)
         self.state = GatewayState.RUNNING
         self.failure = None
         return address
@@ -288,6 +307,9 @@ class GatewayServer:
         if runner is None:
             return
         self.state = GatewayState.STOPPING
+        if runner.ctx is not None:
+            for backend in runner.ctx.backends.backends:
+                self._served[backend.config.label] = backend.sessions_served
         try:
             await runner.stop(reason)
         finally:

@@ -80,6 +80,11 @@ class TlsInfo:
     def generated(self) -> bool:
         return self.ca_der is not None
 
+    @property
+    def ca_path(self) -> Path | None:
+        """The local CA's certificate file, for ``curl --cacert``; None for a supplied one."""
+        return self.cert_path.parent / CA_CERT if self.generated else None
+
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2

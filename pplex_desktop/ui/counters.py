@@ -62,7 +62,7 @@ class LiveCounters(QObject):
         bridge.request_served.connect(self._on_request)
         bridge.backend_health.connect(lambda _event: self.refresh_backends())
         bridge.gateway_started.connect(lambda _event: self.refresh_backends())
-        bridge.gateway_stopped.connect(lambda _event: self.refresh_backends())
+        bridge.gateway_stopped.connect(self._on_stopped)
         bridge.queue_changed.connect(self._on_queue)
         self._tick = QTimer(self)
         self._tick.setInterval(1_000)
@@ -94,6 +94,11 @@ class LiveCounters(QObject):
         """
         self._sessions_reported = count
         self._publish()
+
+    def _on_stopped(self, _event: object) -> None:
+        # A stopped gateway has no conversations; the last count must not stand as if live.
+        self._sessions_reported = None
+        self.refresh_backends()
 
     def _on_queue(self, event: QueueChanged) -> None:
         self.set_active_sessions(event.live)

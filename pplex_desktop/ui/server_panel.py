@@ -3,6 +3,9 @@ the model servers behind the gateway."""
 
 from __future__ import annotations
 
+import html
+import ipaddress
+import shlex
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt
@@ -15,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -22,8 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pplex_desktop.core.settings import Settings
 from pplex_desktop.gateway.backends import BackendStatus
-from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
+from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState, plain_host
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.counters import Counts
 from pplex_desktop.ui.gateway_control import LAN_HOST, LOCAL_HOST, GatewayView
@@ -50,11 +55,45 @@ def _breakable(fingerprint: str) -> str:
     return " ".join(":".join(parts[i : i + 8]) for i in range(0, len(parts), 8))
 
 
+def _port_text(port: int) -> str:
+    return "a free port" if port == 0 else f"port {port}"
+
+
+def will_listen_text(settings: Settings) -> str:
+    """Where a stopped gateway will listen, as it really will: plain HTTP stays on loopback
+    whenever the network is served over HTTPS."""
+    port = _port_text(settings.port)
+    if settings.serve_lan:
+        local = plain_host(settings)
+        network = (
+            "on every network interface"
+            if settings.lan_host in WILDCARDS
+            else f"on {settings.lan_host}"
+        )
+        return (
+            f"Will listen on {local}, {port}, for this computer, and over HTTPS "
+            f"{network}, {_port_text(settings.lan_port)}, for your network"
+        )
+    if settings.host in WILDCARDS:
+        return f"Will listen on every network interface, {port}, over plain HTTP"
+    if settings.host == "localhost" or _loopback(settings.host):
+        return f"Will listen on {settings.host}, {port}, for this computer only"
+    return f"Will listen on {settings.host}, {port}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ServerPanel(QWidget):
     def __init__(self, ctx: DesktopContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._ctx = ctx
         self.pair_dialog: PairDialog | None = None
+        self.lan_confirm: QMessageBox | None = None
         self.lan_urls: list[str] = []
         root = QVBoxLayout(self)
         root.setContentsMargins(18, 14, 18, 14)
@@ -125,14 +164,24 @@ class ServerPanel(QWidget):
         layout.addWidget(self.use_demo_button)
         return box
 
-    def _build_figures(self) -> QHBoxLayout:
+    def _build_figures(self) -> QVBoxLayout:
+        column = QVBoxLayout()
         row = QHBoxLayout()
         self.rpm_figure = Figure("requests in the last minute")
         self.sessions_figure = Figure("active conversations")
         self.audio_figure = Figure("audio minutes today")
         for figure in (self.rpm_figure, self.sessions_figure, self.audio_figure):
             row.addWidget(figure)
-        return row
+        column.addLayout(row)
+        self.figures_note = label(
+            "Paused while the gateway is not running: nothing is served, past requests age out "
+            "of the last minute, and today's audio minutes stay as they were.",
+            role="subtitle",
+            wrap=True,
+        )
+        self.figures_note.setObjectName("figuresPaused")
+        column.addWidget(self.figures_note)
+        return column
 
     def _build_backends(self) -> QGroupBox:
         group = QGroupBox("Model servers")
@@ -162,16 +211,28 @@ class ServerPanel(QWidget):
         return group
 
     def _show_clients(self, view: GatewayView) -> None:
-        if view.address is None:
+        if view.address is None or view.url is None:
             self.clients_label.setText("Clients can connect once the gateway runs.")
             return
-        base = self.lan_urls[0] if self.lan_urls else view.url
+        commands = [f'curl -H "X-API-Key: YOUR_KEY" {view.url}/v1/info']
+        network = self.lan_urls[0] if self.lan_urls and view.lan_address is not None else None
+        tls = view.tls
+        if network is not None and tls is not None:
+            # curl trusts only the system's authorities: name ours, or it refuses the site.
+            ca = f"--cacert {shlex.quote(str(tls.ca_path))} " if tls.ca_path is not None else ""
+            commands.append(f'curl {ca}-H "X-API-Key: YOUR_KEY" {network}/v1/info')
+        where = (
+            "From this computer, then over your network (another device needs the CA "
+            "certificate saved below and its own path after <code>--cacert</code>):"
+            if len(commands) > 1
+            else "Check a key from any terminal:"
+        )
         self.clients_label.setText(
             "Each client needs an API key from the <b>Keys</b> page, sent as the "
             "<code>X-API-Key</code> header (or <code>?api_key=…</code> where headers are not "
-            "possible). Check a key from any terminal:"
-            f'<pre>curl -H "X-API-Key: YOUR_KEY" {base}/v1/info</pre>'
-            f"Is the gateway up? <code>{base}/healthz</code> needs no key."
+            f"possible). {where}"
+            f"<pre>{html.escape(chr(10).join(commands))}</pre>"
+            f"Is the gateway up? <code>{html.escape(view.url)}/healthz</code> needs no key."
         )
 
     def _build_lan(self) -> QGroupBox:
@@ -241,13 +302,11 @@ class ServerPanel(QWidget):
                 f'Listening on <a href="{view.url}">{view.url}</a>, for this computer only'
             )
         else:
-            self.address_label.setText(
-                f"Will listen on port {self._ctx.gateway.settings.port}"
-                + (" on every network interface" if view.serve_lan else " on this computer only")
-            )
+            self.address_label.setText(will_listen_text(self._ctx.gateway.settings))
         self.failure_label.setText(view.failure or "")
         self.failure_label.setVisible(bool(view.failure))
         running = view.state is GatewayState.RUNNING
+        self.figures_note.setVisible(not running)
         self.start_button.setEnabled(view.state in (GatewayState.STOPPED, GatewayState.FAILED))
         self.stop_button.setEnabled(running)
         self.restart_button.setEnabled(running or view.state is GatewayState.FAILED)
@@ -347,15 +406,13 @@ class ServerPanel(QWidget):
         tls = view.tls
         if tls is None or view.lan_address is None:
             return ""
+        code = f"<br><code>{_breakable(tls.fingerprint_sha256)}</code>"
         if tls.generated:
             return (
                 "Devices trust this gateway once they trust its certificate authority: save it "
-                "below, or open /ca.crt on the device, and compare its SHA-256 fingerprint "
-                f"<code>{_breakable(tls.fingerprint_sha256)}</code>."
+                "below, or open /ca.crt on the device, and compare its SHA-256 fingerprint:" + code
             )
-        return (
-            f"Serving your certificate (SHA-256 <code>{_breakable(tls.fingerprint_sha256)}</code>)."
-        )
+        return "Serving your own certificate, SHA-256 fingerprint:" + code
 
     def _pair(self) -> None:
         if not self.lan_urls:
@@ -382,6 +439,40 @@ class ServerPanel(QWidget):
         self._ctx.status.post(f"The CA certificate was saved to {path}.")
 
     def _lan_toggled(self, on: bool) -> None:
+        live = self._ctx.counters.counts.active_sessions or 0
+        if live and self._ctx.gateway.view.state is GatewayState.RUNNING:
+            self._confirm_lan(on, live)
+            return
+        self._apply_lan(on)
+
+    def _confirm_lan(self, on: bool, live: int) -> None:
+        calls = "1 live conversation" if live == 1 else f"{live} live conversations"
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Restart the gateway?",
+            f"{'Serving your local network' if on else 'Serving this computer only'} restarts "
+            f"the gateway, which ends {calls}. Restart now?",
+            parent=self,
+        )
+        self.lan_restart_button = box.addButton(
+            f"Restart and end {calls}", QMessageBox.ButtonRole.DestructiveRole
+        )
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(_result: int) -> None:
+            self.lan_confirm = None
+            if box.clickedButton() is self.lan_restart_button:
+                self._apply_lan(on)
+            else:
+                self._show_view(self._ctx.gateway.view)  # the switch goes back
+
+        box.finished.connect(finished)
+        self.lan_confirm = box
+        box.open()
+
+    def _apply_lan(self, on: bool) -> None:
         current = self._ctx.settings.current
         # Plain HTTP stays on this computer; the network gets its own HTTPS listener.
         wanted = current.replace(serve_lan=on, host=LOCAL_HOST)
