@@ -369,16 +369,73 @@ def ensure_local_certificates(
     )
 
 
-def supplied_certificate(cert_file: str, key_file: str) -> TlsInfo:
-    """The user's own certificate: checked now so a bad file is a sentence, not a traceback."""
+def _invalid(message: str) -> ConfigError:
+    return ConfigError(message, code="invalid_tls")
+
+
+def _spki(public_key: object) -> bytes:
+    if not hasattr(public_key, "public_bytes"):
+        return b""
+    data: bytes = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data
+
+
+def check_certificate_pair(
+    cert_file: str, key_file: str, *, now: dt.datetime | None = None
+) -> x509.Certificate:
+    """The user's certificate and key, checked one fault at a time, each told as a sentence:
+    a file that is missing, not PEM, a key behind a password, a key of another certificate,
+    or a certificate out of its validity."""
     cert_path, key_path = Path(cert_file).expanduser(), Path(key_file).expanduser()
+    for path, what in ((cert_path, "certificate"), (key_path, "key")):
+        if not path.is_file():
+            raise _invalid(f"The TLS {what} file {path} does not exist.")
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"The TLS certificate {cert_path} cannot be read as a PEM certificate ({exc}).",
-            code="invalid_tls",
+    except (OSError, ValueError):
+        raise _invalid(
+            f"The TLS certificate {cert_path} cannot be read as a PEM certificate; give the "
+            "file that starts with -----BEGIN CERTIFICATE-----."
         ) from None
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except TypeError:
+        raise _invalid(
+            f"The TLS key {key_path} is protected by a password; the gateway needs the key "
+            "without one (keep the file readable only by you)."
+        ) from None
+    except (OSError, ValueError):
+        raise _invalid(
+            f"The TLS key {key_path} cannot be read as a PEM private key; give the file that "
+            "starts with -----BEGIN PRIVATE KEY----- (or EC/RSA PRIVATE KEY)."
+        ) from None
+    if _spki(cert.public_key()) != _spki(key.public_key()):
+        raise _invalid(
+            f"The TLS key {key_path} does not belong to the certificate {cert_path}; give "
+            "the key the certificate was made for."
+        )
+    now = now or dt.datetime.now(dt.UTC)
+    if cert.not_valid_after_utc <= now:
+        raise _invalid(
+            f"The TLS certificate {cert_path} expired on "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}; browsers refuse it. Renew it, or clear "
+            "both files to use the generated certificate."
+        )
+    if cert.not_valid_before_utc > now + BACKDATE:
+        raise _invalid(
+            f"The TLS certificate {cert_path} is only valid from "
+            f"{cert.not_valid_before_utc:%Y-%m-%d}; check this computer's clock."
+        )
+    return cert
+
+
+def supplied_certificate(cert_file: str, key_file: str) -> TlsInfo:
+    """The user's own certificate, replacing the generated one: checked now, so a bad file
+    is a sentence at start-up, not a traceback at the first handshake."""
+    cert = check_certificate_pair(cert_file, key_file)
+    cert_path, key_path = Path(cert_file).expanduser(), Path(key_file).expanduser()
     dns, ips = _sans(cert)
     info = TlsInfo(
         cert_path=cert_path,
@@ -388,7 +445,7 @@ def supplied_certificate(cert_file: str, key_file: str) -> TlsInfo:
         names=LocalNames(tuple(sorted(dns)), tuple(sorted(ips, key=lambda ip: (ip.version, ip)))),
         not_after=cert.not_valid_after_utc,
     )
-    info.server_context()  # fails now, with the file names, if the key does not match
+    info.server_context()  # what the checks cannot see (an unsupported key type) fails here
     return info
 
 

@@ -6,7 +6,9 @@ field at a time, so a refusal is shown as its sentence next to the field that ca
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QUrl
@@ -18,10 +20,12 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -38,6 +42,7 @@ from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
 from pplex_desktop.gateway.server import DEMO_LABEL
+from pplex_desktop.gateway.tls import check_certificate_pair
 from pplex_desktop.ui.admin_secret import AdminSecretReset
 from pplex_desktop.ui.backend_probe import ProbeResult, probe_backend
 from pplex_desktop.ui.context import DesktopContext
@@ -74,6 +79,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._build_servers(), "Model servers")
         self.tabs.addTab(self._build_conversation(), "Conversation")
         self.tabs.addTab(self._build_limits(), "Limits")
+        self.tabs.addTab(self._build_network(), "Network")
         self.tabs.addTab(self._build_app(), "Application")
         self.general_error = label(role="error", wrap=True)
         self.general_error.hide()
@@ -264,6 +270,89 @@ class SettingsDialog(QDialog):
         self._number(form, "queue_max_wait_s", "Longest wait in the queue", 1, 86_400, suffix=" s")
         return page
 
+    def _build_network(self) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        form.addRow(
+            label(
+                'Used when the server page\'s "Serve on local network" is on: devices on your '
+                "network connect over HTTPS here, while plain HTTP stays on this computer.",
+                role="subtitle",
+                wrap=True,
+            )
+        )
+        self.lan_host_edit = QLineEdit(self._base.lan_host)
+        self.lan_host_edit.setObjectName("edit_lan_host")
+        self.lan_host_edit.setToolTip(
+            "0.0.0.0 listens on every network interface; one of this computer's addresses "
+            "(192.168.1.20, say) listens on that network only."
+        )
+        form.addRow("Network address", self.lan_host_edit)
+        form.addRow("", self._error_label("lan_host"))
+        self._number(form, "lan_port", "Network HTTPS port", 0, 65535, special="any free port")
+        form.addRow(
+            label(
+                "Your own certificate (optional): a PEM certificate and its key without a "
+                "password. It replaces the generated one, so devices need not trust this app's "
+                "certificate authority. Leave both empty to use the generated one.",
+                role="subtitle",
+                wrap=True,
+            )
+        )
+        self.tls_cert_edit = self._file_row(
+            form, "tls_cert", "Certificate file", self._base.tls_cert
+        )
+        self.tls_key_edit = self._file_row(form, "tls_key", "Key file", self._base.tls_key)
+        form.addRow("", self._error_label("tls_cert"))
+        return page
+
+    def _file_row(
+        self, form: QFormLayout, field: str, caption: str, value: str | None
+    ) -> QLineEdit:
+        edit = QLineEdit(value or "")
+        edit.setObjectName(f"edit_{field}")
+        edit.setPlaceholderText("empty: the generated certificate")
+        browse = QPushButton("Choose…")
+
+        def choose() -> None:
+            path, _ = QFileDialog.getOpenFileName(
+                self,
+                caption,
+                edit.text() or str(Path.home()),
+                "PEM files (*.pem *.crt *.key);;All files (*)",
+            )
+            if path:
+                edit.setText(path)
+
+        browse.clicked.connect(choose)
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(browse)
+        form.addRow(caption, row)
+        return edit
+
+    def _network_errors(self, values: dict[str, Any], errors: dict[str, str]) -> None:
+        """The network fields' own rules, beyond the settings file's."""
+        host = values["lan_host"]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            errors["lan_host"] = (
+                f"'{host}' is not an IP address; use 0.0.0.0 for every network interface or "
+                "one of this computer's addresses, such as 192.168.1.20."
+            )
+        cert, key = values["tls_cert"], values["tls_key"]
+        if (cert is None) != (key is None):
+            errors["tls_cert"] = (
+                "A certificate and its key go together: choose both files, or clear both to "
+                "use the generated certificate."
+            )
+        elif cert is not None and key is not None:
+            try:
+                check_certificate_pair(cert, key)
+            except PplexError as exc:
+                errors["tls_cert"] = exc.message
+
     def _build_app(self) -> QWidget:
         page = QWidget()
         form = QFormLayout(page)
@@ -352,10 +441,21 @@ class SettingsDialog(QDialog):
         values["default_voice"] = self.voice_combo.currentText().strip()
         for field, spin in self._numbers.items():
             values[field] = spin.value()
+        values["lan_host"] = self.lan_host_edit.text().strip()
+        values["tls_cert"] = self.tls_cert_edit.text().strip() or None
+        values["tls_key"] = self.tls_key_edit.text().strip() or None
+        self._network_errors(values, errors)
         values["start_minimized"] = self.minimized_check.isChecked()
         values["close_action"] = self.close_combo.currentData()
         for field, value in values.items():
-            if field in errors or field == "demo":
+            # The key file is checked with its certificate, as one pair.
+            if field in errors or field in ("demo", "tls_key"):
+                continue
+            if field == "tls_cert":
+                try:
+                    self._base.replace(tls_cert=value, tls_key=values["tls_key"])
+                except PplexError as exc:
+                    errors["tls_cert"] = exc.message
                 continue
             # The servers and the demo switch are one rule ("at least one server, or the
             # demo"), so they are checked together; every other field alone.

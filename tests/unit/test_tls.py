@@ -137,7 +137,7 @@ def test_a_supplied_certificate_that_does_not_load_is_a_sentence(tmp_path: Path)
     with pytest.raises(ConfigError, match="cannot be read as a PEM certificate"):
         tls.supplied_certificate(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
     made = tls.ensure_local_certificates(tmp_path / "made", _names(LAN_V4), now=NOW)
-    with pytest.raises(ConfigError, match="cannot be loaded"):
+    with pytest.raises(ConfigError, match="does not belong to the certificate"):
         # The CA's own certificate with the leaf's key: a mismatched pair.
         tls.supplied_certificate(str(tmp_path / "made" / tls.CA_CERT), str(made.key_path))
 
