@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pplex_desktop.core.admin_secret import use_env_admin_secret
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.keystore import KIND_OWNER, KeyStore
 from pplex_desktop.core.paths import data_dir
@@ -83,12 +84,7 @@ def open_services(options: Options) -> Services:
         default_rpm=effective.default_rpm,
         default_max_sessions=effective.default_max_sessions,
     )
-    explicit = os.environ.get(ADMIN_SECRET_ENV)
-    if explicit:
-        keystore.set_admin_secret(explicit)
-        admin_secret = None
-    else:
-        admin_secret = keystore.ensure_admin_secret()
+    admin_secret = None if use_env_admin_secret(keystore) else keystore.ensure_admin_secret()
     # Last run's owner key goes: a key that only lived in that process's memory is dead weight.
     keystore.delete_kind(KIND_OWNER)
     owner = keystore.create(

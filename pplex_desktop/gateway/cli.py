@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pplex_desktop.core.admin_secret import use_env_admin_secret
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.paths import data_dir
@@ -93,9 +93,7 @@ def _settings(args: argparse.Namespace, folder: Path) -> Settings:
 
 
 def _admin_secret(store: KeyStore) -> None:
-    explicit = os.environ.get(ADMIN_SECRET_ENV)
-    if explicit:
-        store.set_admin_secret(explicit)
+    if use_env_admin_secret(store):
         return
     secret = store.ensure_admin_secret()
     if secret is not None:

@@ -20,10 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pplex_desktop.core.admin_secret import ADMIN_SECRET_ENV
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.widgets import copy_text, label
-
-ADMIN_SECRET_ENV = "PPLEX_ADMIN_SECRET"  # noqa: S105 (a variable name, not a secret)
 
 
 class NewSecretDialog(QDialog):

@@ -137,3 +137,21 @@ async def test_legacy_keys_import(tmp_path: Path) -> None:
         assert resp.status == 200
         assert (await resp.json())["key"]["name"] == "old app"
     assert await _stop(proc) == 0
+
+
+def test_a_short_admin_secret_in_the_environment_is_refused_by_name(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pplex_desktop.gateway", "--data-dir", str(tmp_path), "--demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PPLEX_ADMIN_SECRET": "too-short-123"},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "pplex-gateway: PPLEX_ADMIN_SECRET is 13 characters long, but an admin secret needs at "
+        "least 16. Set a longer one, or unset it to have a secret made and shown once."
+    )
+    assert "too-short-123" not in done.stderr + done.stdout  # the value is never echoed
+    assert "Traceback" not in done.stderr
