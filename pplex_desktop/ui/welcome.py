@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
@@ -50,6 +51,7 @@ class WelcomeDialog(QDialog):
         self._ctx = ctx
         self._done = False
         self.last_probe: ProbeResult | None = None
+        self.probe_future: concurrent.futures.Future[ProbeResult] | None = None
         self.setWindowTitle("Welcome to pplex-desktop")
         self.setObjectName("welcomeDialog")
         self.setModal(True)
@@ -168,10 +170,11 @@ class WelcomeDialog(QDialog):
         styled(self.result_label, role="subtitle")
 
         def failed(error: BaseException) -> None:
-            self.test_button.setEnabled(True)
+            if not self._done:
+                self.test_button.setEnabled(True)
             self._ctx.errors.report("testing the model server", error)
 
-        self._ctx.bridge.call(
+        self.probe_future = self._ctx.bridge.call(
             probe_backend(
                 url,
                 handshake=self.handshake_check.isChecked(),
@@ -184,6 +187,8 @@ class WelcomeDialog(QDialog):
         )
 
     def _probed(self, result: ProbeResult) -> None:
+        if self._done:
+            return  # closed while the test ran: its widgets may already be gone
         self.last_probe = result
         self.test_button.setEnabled(True)
         if result.ok:

@@ -172,3 +172,22 @@ def test_a_failed_test_is_a_sentence_in_a_layout_that_holds(
         qtbot.wait(50)  # one round of layout
         assert clipped_labels(dialog) == []
         assert dialog.height() >= size.height() and dialog.width() >= size.width()
+
+
+def test_closing_the_welcome_while_it_tests_is_quiet(qtbot: QtBot, launch: Launch) -> None:
+    """The test's answer arrives after the dialog is gone: it must touch none of its widgets."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections wait in the backlog, never answered
+        port = silent.getsockname()[1]
+        settings = Settings(backends=(BackendConfig(f"ws://127.0.0.1:{port}"),))
+        shell = launch(demo=False, first_launch=True, settings=settings, wait=False)
+        dialog = welcome_of(qtbot, shell)
+        future = dialog.probe_future
+        assert future is not None and not future.done()
+        dialog.reject()
+    # The listener closed: the waiting test ends at once, with the dialog already gone.
+    qtbot.waitUntil(future.done, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: running(shell), timeout=WAIT_MS)
+    qtbot.wait(100)  # the answer's callback is queued on the Qt thread; let it run
+    assert dialog.last_probe is None
