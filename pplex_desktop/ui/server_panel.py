@@ -221,12 +221,15 @@ class ServerPanel(QWidget):
             # curl trusts only the system's authorities: name ours, or it refuses the site.
             ca = f"--cacert {shlex.quote(str(tls.ca_path))} " if tls.ca_path is not None else ""
             commands.append(f'curl {ca}-H "X-API-Key: YOUR_KEY" {network}/v1/info')
-        where = (
-            "From this computer, then over your network (another device needs the CA "
-            "certificate saved below and its own path after <code>--cacert</code>):"
-            if len(commands) > 1
-            else "Check a key from any terminal:"
-        )
+        if len(commands) == 1:
+            where = "Check a key from any terminal:"
+        elif tls is not None and tls.generated:
+            where = (
+                "From this computer, then over your network (another device needs the CA "
+                "certificate saved below and its own path after <code>--cacert</code>):"
+            )
+        else:
+            where = "From this computer, then over your network:"
         self.clients_label.setText(
             "Each client needs an API key from the <b>Keys</b> page, sent as the "
             "<code>X-API-Key</code> header (or <code>?api_key=…</code> where headers are not "

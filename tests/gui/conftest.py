@@ -72,7 +72,8 @@ def qasync_loop_policy() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def ui_state_dir(tmp_path: Path) -> Path:
-    """QSettings (geometry, last page, log level) in a temporary folder, never the real one."""
+    """QSettings in a temporary folder, never the real one (the window's own state lives in
+    the data folder, ui-state.json, so nothing should land here)."""
     path = tmp_path / "qsettings"
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(path))
     return path
