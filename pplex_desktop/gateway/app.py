@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, jobs_api, live, public, talk
+from pplex_desktop.gateway import admin, jobs_api, live, public, realtime, talk
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
@@ -118,6 +118,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
     app.add_routes(live.routes)
+    app.add_routes(realtime.routes)
     app.add_routes(talk.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)

@@ -1,8 +1,9 @@
 """Authentication: API keys for clients, the admin secret for /admin.
 
-Keys are accepted in the four forms clients can send: the X-API-Key header, a Bearer token,
-HTTP Basic with the key as password (URLs like http://x:KEY@host), and the api_key query
-parameter, because browsers cannot set headers on a WebSocket.
+Keys are accepted in the forms clients can send: the X-API-Key header, a Bearer token,
+HTTP Basic with the key as password (URLs like http://x:KEY@host), the api_key query
+parameter, because browsers cannot set headers on a WebSocket, and the WebSocket subprotocol
+``openai-insecure-api-key.KEY`` that browser clients of the OpenAI Realtime API offer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pplex_desktop.gateway.access import Access, access_of
 from pplex_desktop.gateway.context import ADMIN_FAILURES_PER_MINUTE, API_KEY, CTX
 
 ADMIN_HEADER = "X-Admin-Secret"
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
 
 
 def extract_key(request: web.Request) -> str | None:
@@ -38,6 +40,10 @@ def extract_key(request: web.Request) -> str | None:
             ) from None
         user, _, password = decoded.partition(":")
         return password or user or None
+    for offered in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        protocol = offered.strip()
+        if protocol.startswith(KEY_SUBPROTOCOL) and len(protocol) > len(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
     query = request.query.get("api_key")
     return query.strip() if query else None
 

@@ -74,7 +74,9 @@ def close_reason(message: str) -> bytes:
     return data[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
 
 
-def make_client_socket(request: web.Request, ctx: GatewayContext) -> web.WebSocketResponse:
+def make_client_socket(
+    request: web.Request, ctx: GatewayContext, *, protocols: tuple[str, ...] = ()
+) -> web.WebSocketResponse:
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is not None:
@@ -86,6 +88,7 @@ def make_client_socket(request: web.Request, ctx: GatewayContext) -> web.WebSock
         max_msg_size=MAX_MESSAGE_BYTES,
         timeout=2.0,
         writer_limit=8 * 1024,
+        protocols=protocols,
     )
 
 
