@@ -77,6 +77,9 @@ SUBPROTOCOL = "realtime"
 # fall this far behind before silence is filled in (network jitter).
 AHEAD_FRAMES = 3
 SLACK_FRAMES = 2
+# Silence is only filled while the model keeps up: a model server slower than real time would
+# otherwise pile up frames it must still answer when the call ends.
+MAX_BACKLOG_FRAMES = 3
 SPEECH_RMS = 0.004  # about -48 dBFS: above it the model is speaking
 MAX_PENDING_TEXT = 2_000
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.float32)
@@ -146,6 +149,7 @@ class RealtimeRelay(Relay):
         self._framer = Framer()
         self._frames: deque[Pcm] = deque()
         self._frames_sent = 0
+        self._frames_answered = 0  # audio messages the model sent back
         self.silence_frames = 0
         self._input_ready = self.loop.create_future()
         self._encoder = OpusEncoder()
@@ -379,7 +383,10 @@ class RealtimeRelay(Relay):
             frame: Pcm | None = None
             if self._frames and self._frames_sent < due + AHEAD_FRAMES:
                 frame = self._frames.popleft()
-            elif self._frames_sent < due - SLACK_FRAMES:
+            elif (
+                self._frames_sent < due - SLACK_FRAMES
+                and self._frames_sent - self._frames_answered < MAX_BACKLOG_FRAMES
+            ):
                 frame = _SILENCE
                 self.silence_frames += 1
             if frame is None:
@@ -391,6 +398,8 @@ class RealtimeRelay(Relay):
                     else self._frames_sent + SLACK_FRAMES
                 )
                 delay = max(0.0, self.live_since + wake * FRAME_SECONDS - self.loop.time())
+                if not delay:  # silence is due but the model lags: its next answer wakes us
+                    delay = FRAME_SECONDS
                 waiter = self._input_ready = self.loop.create_future()
                 handle = self.loop.call_later(delay + 0.001, self._wake, waiter)
                 try:
@@ -484,6 +493,8 @@ class RealtimeRelay(Relay):
             except proto.ProtocolError:
                 continue
             if isinstance(message, proto.Audio):
+                self._frames_answered += 1
+                self._wake(self._input_ready)
                 try:
                     pcm = decoder.decode(message.data)
                 except CodecError as exc:
