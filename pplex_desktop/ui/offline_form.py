@@ -78,6 +78,7 @@ class BatchForm(QGroupBox):
         if not any(p.text == settings.default_persona for p in PRESETS):
             self.add_persona(settings.default_persona)
         self.custom_persona = QLineEdit()
+        self.custom_persona.setAcceptDrops(False)  # files dropped here belong to the page
         self.custom_persona.setPlaceholderText("Your own persona, e.g. You are a patient tutor…")
         self.custom_persona.returnPressed.connect(self._add_custom)
         add_persona = QPushButton("Add")

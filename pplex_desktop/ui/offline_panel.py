@@ -230,6 +230,7 @@ class OfflinePanel(QWidget):
         self.transcript_view = QPlainTextEdit()
         self.transcript_view.setObjectName("offlineTranscript")
         self.transcript_view.setReadOnly(True)
+        self.transcript_view.setAcceptDrops(False)  # files dropped here belong to the page
         self.transcript_view.setPlaceholderText("Select a row to see its transcript or error.")
         self.transcript_view.setMinimumHeight(TRANSCRIPT_MIN_HEIGHT)
         self.transcript_view.setMaximumHeight(TRANSCRIPT_HEIGHT)
@@ -243,12 +244,12 @@ class OfflinePanel(QWidget):
         root.addLayout(detail)
 
         # Over the whole page while files are dragged over it, wherever the rows have got to.
+        # It takes no drops itself, so a drag over it is the page's, whatever lies beneath.
         self.drop_overlay = label(DROP_TEXT, role="title")
         self.drop_overlay.setParent(self)
         self.drop_overlay.setObjectName("offlineDropOverlay")
         self.drop_overlay.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.drop_overlay.setStyleSheet(OVERLAY_STYLE)
-        self.drop_overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.drop_overlay.hide()
         self.file_dialog: QFileDialog | None = None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent
-from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea
+from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.personas import PRESETS
@@ -329,3 +329,27 @@ def test_ticks_and_the_last_folder_come_back_after_a_restart_on_the_same_data_fo
     assert page.last_folder() is None
     personas, voices = form_ticks(page)
     assert PERSONA not in personas and voices == ["NATF2"]
+
+
+def drop_target(page: OfflinePanel, x: int, y: int) -> QWidget | None:
+    """The widget a drag at (x, y) goes to, found as Qt finds it: the widget under the point,
+    then up through its parents to the first that takes drops."""
+    widget: QWidget | None = page.childAt(x, y) or page
+    while widget is not None and not widget.acceptDrops():
+        widget = widget.parentWidget()
+    return widget
+
+
+def test_files_dragged_anywhere_on_the_page_are_the_pages_to_take(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    shell = launch()
+    page = ready_page(qtbot, shell)
+    drop(page, text_files(tmp_path / "in", 2))  # with rows, the table and transcript show
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=WAIT_MS)
+    step = 12
+    points = [(x, y) for x in range(2, page.width(), step) for y in range(2, page.height(), step)]
+    assert {drop_target(page, x, y) for x, y in points} == {page}
+    assert enter(page, drag_files(text_files(tmp_path / "more", 1))).isAccepted()
+    assert {drop_target(page, x, y) for x, y in points} == {page}  # the highlight takes none
+    QApplication.sendEvent(page, QDragLeaveEvent())
