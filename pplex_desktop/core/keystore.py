@@ -131,6 +131,18 @@ class DailyUsage:
     audio_out_s: float
 
 
+class RefusedKeyError(AuthError):
+    """A key this gateway knows that no longer works (revoked or expired).
+
+    It carries the key's record (never the key) so that the refused request is still booked
+    under the key's name in the activity list and the log.
+    """
+
+    def __init__(self, message: str, *, code: str, record: ApiKey) -> None:
+        super().__init__(message, code=code)
+        self.record = record
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     imported: int
@@ -395,11 +407,15 @@ class KeyStore:
                 self._cache[wanted] = record
         state = record.state(self.clock.wall())
         if state is KeyState.REVOKED:
-            raise AuthError(
-                f"The API key '{record.name}' has been revoked.", code="revoked_api_key"
+            raise RefusedKeyError(
+                f"The API key '{record.name}' has been revoked.",
+                code="revoked_api_key",
+                record=record,
             )
         if state is KeyState.EXPIRED:
-            raise AuthError(f"The API key '{record.name}' has expired.", code="expired_api_key")
+            raise RefusedKeyError(
+                f"The API key '{record.name}' has expired.", code="expired_api_key", record=record
+            )
         return record
 
     def is_active(self, key_id: int) -> bool:

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from pplex_desktop.core.redact import redact_url
-from pplex_desktop.gateway.context import API_KEY, CTX
+from pplex_desktop.gateway.context import API_KEY, CTX, REFUSED_KEY
 from pplex_desktop.gateway.events import RequestServed
 
 _log = logging.getLogger("pplex_desktop.gateway.access")
@@ -29,7 +29,8 @@ class RedactingAccessLogger(AbstractAccessLogger):
         path = redact_url(str(request.rel_url))
         if not isinstance(request, web.Request):
             return
-        record = request.get(API_KEY)
+        # A refused key is booked under its name too: "—" would hide who was turned away.
+        record = request.get(API_KEY) or request.get(REFUSED_KEY)
         websocket = isinstance(response, web.WebSocketResponse)
         client = request.remote or "unknown"
         if _log.isEnabledFor(logging.INFO):

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from pplex_desktop.core.errors import NotFoundError, ValidationError
+from pplex_desktop.core.expiry import expiry_time
 from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
 from pplex_desktop.gateway.access import admin_only
 from pplex_desktop.gateway.context import CTX
@@ -14,7 +15,6 @@ from pplex_desktop.gateway.fields import optional_float, optional_int, path_id, 
 from pplex_desktop.gateway.sessions import CLOSE_POLICY
 
 routes = web.RouteTableDef()
-DAY_S = 86_400.0
 
 
 def _public(request: web.Request, record: ApiKey) -> dict[str, Any]:
@@ -22,13 +22,11 @@ def _public(request: web.Request, record: ApiKey) -> dict[str, Any]:
 
 
 def _expiry(request: web.Request, fields: dict[str, Any]) -> float | None:
-    now = request.app[CTX].clock.wall()
-    days = optional_float(fields, "expires_in_days")
-    if days is not None:
-        if days <= 0:
-            raise ValidationError("expires_in_days must be above zero.", code="invalid_expiry")
-        return now + days * DAY_S
-    return optional_float(fields, "expires_at")
+    return expiry_time(
+        request.app[CTX].clock.wall(),
+        in_days=optional_float(fields, "expires_in_days"),
+        at=optional_float(fields, "expires_at"),
+    )
 
 
 @routes.post("/admin/keys/generate")

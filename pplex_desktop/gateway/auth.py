@@ -15,8 +15,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from pplex_desktop.core.errors import AuthError, RateLimitedError
+from pplex_desktop.core.keystore import RefusedKeyError
 from pplex_desktop.gateway.access import Access, access_of
-from pplex_desktop.gateway.context import ADMIN_FAILURES_PER_MINUTE, API_KEY, CTX
+from pplex_desktop.gateway.context import ADMIN_FAILURES_PER_MINUTE, API_KEY, CTX, REFUSED_KEY
 
 ADMIN_HEADER = "X-Admin-Secret"
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
@@ -78,6 +79,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         _check_admin(request)
     elif access is Access.KEY:
         ctx = request.app[CTX]
-        record = ctx.keystore.authenticate(extract_key(request))
+        try:
+            record = ctx.keystore.authenticate(extract_key(request))
+        except RefusedKeyError as exc:
+            request[REFUSED_KEY] = exc.record
+            raise
         request[API_KEY] = record
     return await handler(request)

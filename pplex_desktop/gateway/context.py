@@ -41,4 +41,6 @@ class GatewayContext:
 
 CTX = web.AppKey("pplex_context", GatewayContext)
 API_KEY = web.RequestKey("pplex_api_key", ApiKey)
+# A known key that was refused (revoked, expired): the request is booked under its name.
+REFUSED_KEY = web.RequestKey("pplex_refused_key", ApiKey)
 RATE_DECISION = web.RequestKey("pplex_rate_decision", Decision)

@@ -1,11 +1,14 @@
-"""Dialogs of the keys page: a new key's name and limits, the key shown once, editing limits."""
+"""Dialogs of the keys page: a key's name, limits and expiry; a new key shown once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QDateTime, Qt, QTime, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
+    QDateTimeEdit,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -21,6 +24,21 @@ from pplex_desktop.core.keystore import MAX_RPM, MAX_SESSIONS, ApiKey
 from pplex_desktop.ui.widgets import copy_text, label
 
 MAX_EXPIRY_DAYS = 3650
+DEFAULT_EXPIRY_DAYS = 30
+DATE_FORMAT = "yyyy-MM-dd HH:mm"  # the keys table's own format, so both read alike
+
+
+def _to_minute(when: QDateTime) -> QDateTime:
+    """The box shows minutes: seconds kept out of sight would make "unchanged" look changed."""
+    return QDateTime(when.date(), QTime(when.time().hour(), when.time().minute()))
+
+
+class Expiry(IntEnum):
+    """The choices of the expiry box, in its order."""
+
+    NEVER = 0
+    IN_DAYS = 1
+    ON_DATE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +46,13 @@ class KeyRequest:
     name: str
     rpm: int
     max_sessions: int
-    expires_in_days: int | None
+    expires_in_days: int | None = None  # "in N days", counted when the store saves it
+    expires_at: float | None = None  # "on a date"; both None: never
+    change_expiry: bool = True  # False: the key keeps the expiry it has
 
 
 class KeyLimitsDialog(QDialog):
-    """Name and limits, for a new key or an existing one.
+    """Name, limits and expiry, for a new key or an existing one.
 
     OK emits ``requested`` and keeps the dialog open: the page runs the store operation on the
     gateway thread and then closes it or shows the store's sentence in it.
@@ -48,7 +68,7 @@ class KeyLimitsDialog(QDialog):
         rpm: int,
         max_sessions: int,
         name: str = "",
-        with_expiry: bool = True,
+        expires_at: float | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
@@ -63,15 +83,36 @@ class KeyLimitsDialog(QDialog):
         self.sessions_spin = QSpinBox()
         self.sessions_spin.setRange(1, MAX_SESSIONS)
         self.sessions_spin.setValue(max_sessions)
+
+        self.expiry_combo = QComboBox()
+        self.expiry_combo.setObjectName("keyExpiry")
+        self.expiry_combo.addItems(["never", "in a number of days", "on a date"])
         self.expiry_spin = QSpinBox()
-        self.expiry_spin.setRange(0, MAX_EXPIRY_DAYS)
-        self.expiry_spin.setSpecialValueText("never")
+        self.expiry_spin.setRange(1, MAX_EXPIRY_DAYS)
+        self.expiry_spin.setValue(DEFAULT_EXPIRY_DAYS)
         self.expiry_spin.setSuffix(" days")
+        self.expiry_date = QDateTimeEdit()
+        self.expiry_date.setCalendarPopup(True)
+        self.expiry_date.setDisplayFormat(DATE_FORMAT)
+        soon = QDateTime.currentDateTime().addDays(DEFAULT_EXPIRY_DAYS)
+        self.expiry_date.setDateTime(_to_minute(soon))
+        self._initial_expiry = expires_at
+        if expires_at is not None:
+            self.expiry_date.setDateTime(_to_minute(QDateTime.fromSecsSinceEpoch(int(expires_at))))
+            self.expiry_combo.setCurrentIndex(Expiry.ON_DATE)
+        expiry = QHBoxLayout()
+        expiry.setContentsMargins(0, 0, 0, 0)
+        expiry.addWidget(self.expiry_combo)
+        expiry.addWidget(self.expiry_spin)
+        expiry.addWidget(self.expiry_date)
+        expiry.addStretch(1)
+        self.expiry_combo.currentIndexChanged.connect(lambda _index: self._show_expiry())
+        self._show_expiry()
+
         form.addRow("Name", self.name_edit)
         form.addRow("Requests", self.rpm_spin)
         form.addRow("Conversations at once", self.sessions_spin)
-        if with_expiry:
-            form.addRow("Expires after", self.expiry_spin)
+        form.addRow("Expires", expiry)
         self.error_label = label(role="error", wrap=True)
         self.error_label.setObjectName("keyError")
         self.error_label.hide()
@@ -85,11 +126,43 @@ class KeyLimitsDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
+    def _show_expiry(self) -> None:
+        mode = self.expiry_combo.currentIndex()
+        self.expiry_spin.setVisible(mode == Expiry.IN_DAYS)
+        self.expiry_date.setVisible(mode == Expiry.ON_DATE)
+
+    def set_expiry(self, mode: Expiry, *, days: int | None = None, at: float | None = None) -> None:
+        """Choose an expiry as a user would in the box (tests and scripted use)."""
+        self.expiry_combo.setCurrentIndex(mode)
+        if days is not None:
+            self.expiry_spin.setValue(days)
+        if at is not None:
+            self.expiry_date.setDateTime(QDateTime.fromSecsSinceEpoch(int(at)))
+
     def request(self) -> KeyRequest:
-        days = self.expiry_spin.value()
-        return KeyRequest(
-            self.name_edit.text(), self.rpm_spin.value(), self.sessions_spin.value(), days or None
+        mode = self.expiry_combo.currentIndex()
+        days = self.expiry_spin.value() if mode == Expiry.IN_DAYS else None
+        at = (
+            float(self.expiry_date.dateTime().toSecsSinceEpoch())
+            if mode == Expiry.ON_DATE
+            else None
         )
+        # An untouched date is the key's own expiry: sent again, a past one would be refused.
+        unchanged = days is None and at == self._initial_expiry_shown()
+        return KeyRequest(
+            self.name_edit.text(),
+            self.rpm_spin.value(),
+            self.sessions_spin.value(),
+            expires_in_days=days,
+            expires_at=at,
+            change_expiry=not unchanged,
+        )
+
+    def _initial_expiry_shown(self) -> float | None:
+        if self._initial_expiry is None:
+            return None
+        shown = _to_minute(QDateTime.fromSecsSinceEpoch(int(self._initial_expiry)))
+        return float(shown.toSecsSinceEpoch())
 
     def _submit(self) -> None:
         if not self.name_edit.text().strip():

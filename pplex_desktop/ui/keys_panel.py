@@ -25,17 +25,21 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop.core.errors import PplexError
-from pplex_desktop.core.keystore import KIND_OWNER, ApiKey, KeyState, NewKey
+from pplex_desktop.core.expiry import expiry_time
+from pplex_desktop.core.keystore import KIND_OWNER, UNSET, ApiKey, KeyState, KeyStore, NewKey
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.key_dialogs import KeyLimitsDialog, KeyRequest, NewKeyDialog
-from pplex_desktop.ui.keys_model import KEY_ROLE, KeysFilter, KeysTableModel
+from pplex_desktop.ui.keys_model import CREATED, KEY_ROLE, NAME, KeysFilter, KeysTableModel
 from pplex_desktop.ui.widgets import label
 
 REFRESH_DEBOUNCE_MS = 100
 # Usage is booked without a KeysChanged event (that would be one per request): while the page
 # is on screen, its usage and "last used" columns are re-read this often.
 USAGE_REFRESH_MS = 5_000
-DAY_S = 86_400.0
+
+
+def _expiry(store: KeyStore, request: KeyRequest) -> float | None:
+    return expiry_time(store.clock.wall(), in_days=request.expires_in_days, at=request.expires_at)
 
 
 class KeysPanel(QWidget):
@@ -82,15 +86,20 @@ class KeysPanel(QWidget):
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)
+        self.table.sortByColumn(CREATED, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         header = self.table.horizontalHeader()
+        # Every column as wide as its text; the name takes what is left and elides a long one
+        # (the whole of every cell is in its tooltip).
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
         self.table.doubleClicked.connect(lambda _index: self.edit_selected())
         root.addWidget(self.table, 1)
         self.empty_label = label(
@@ -156,10 +165,21 @@ class KeysPanel(QWidget):
     def _update_buttons(self) -> None:
         record = self.selected()
         mine = record is not None and record.kind != KIND_OWNER
-        self.edit_button.setEnabled(mine)
+        revoked = record is not None and record.revoked_at is not None
+        # An expired key stays editable: a later expiry brings it back; a revoked one never.
+        self.edit_button.setEnabled(mine and not revoked)
         self.delete_button.setEnabled(mine)
         active = record is not None and record.state(time.time()) is KeyState.ACTIVE
         self.revoke_button.setEnabled(mine and active)
+        if record is None:
+            tip = "Select a key to change its name, limits and expiry."
+        elif not mine:
+            tip = "This app's own key is made anew at every start; its limits are the defaults."
+        elif revoked:
+            tip = "A revoked key cannot be changed or brought back; make a new key instead."
+        else:
+            tip = "Change the name, limits and expiry of the selected key."
+        self.edit_button.setToolTip(tip)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -191,16 +211,11 @@ class KeysPanel(QWidget):
         store = self._ctx.keystore
 
         def make(request: KeyRequest) -> NewKey:
-            expires = (
-                store.clock.wall() + request.expires_in_days * DAY_S
-                if request.expires_in_days
-                else None
-            )
             return store.create(
                 request.name,
                 rpm=request.rpm,
                 max_sessions=request.max_sessions,
-                expires_at=expires,
+                expires_at=_expiry(store, request),
             )
 
         def made(new: NewKey) -> None:
@@ -234,7 +249,7 @@ class KeysPanel(QWidget):
 
     def edit_selected(self) -> None:
         record = self.selected()
-        if record is None or record.kind == KIND_OWNER:
+        if record is None or record.kind == KIND_OWNER or record.revoked_at is not None:
             return
         dialog = KeyLimitsDialog(
             self,
@@ -242,14 +257,19 @@ class KeysPanel(QWidget):
             rpm=record.rpm,
             max_sessions=record.max_sessions,
             name=record.name,
-            with_expiry=False,
+            expires_at=record.expires_at,
         )
         dialog.setObjectName("editKeyDialog")
         store = self._ctx.keystore
 
         def change(request: KeyRequest) -> ApiKey:
+            # The store call of PATCH /admin/keys/{id}, with the expiry worked out alike.
             return store.update(
-                record.id, name=request.name, rpm=request.rpm, max_sessions=request.max_sessions
+                record.id,
+                name=request.name,
+                rpm=request.rpm,
+                max_sessions=request.max_sessions,
+                expires_at=_expiry(store, request) if request.change_expiry else UNSET,
             )
 
         def changed(updated: ApiKey) -> None:

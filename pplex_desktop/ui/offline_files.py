@@ -27,9 +27,11 @@ from typing import Any
 
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.personas import PRESETS
-from pplex_desktop.moshi.audiofile import probe
+from pplex_desktop.moshi.audiofile import NotAudioError, probe
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
+EMPTY_FILE = "The file is empty."
+NOT_AUDIO = "is not an audio file this app can read; send WAV, FLAC or OGG."
 SLUG_MAX = 32
 # The transcript JSON names its input: that is how a folder walk knows an answer from an input.
 INPUT_FIELD = "input_file"
@@ -115,8 +117,14 @@ def check_file(path: Path, *, max_bytes: int, max_seconds: float) -> FileCheck:
             f"'{name}' is {size_text(size)}; the gateway accepts files up to "
             f"{size_text(max_bytes)}. Split it or save it as FLAC or OGG.",
         )
+    if size == 0:
+        return FileCheck(path, None, EMPTY_FILE)
     try:
         info = probe(path)
+    except NotAudioError:
+        # Our own sentence: the reader's text names the file's whole path, which a row shows
+        # to anyone looking at the screen, and adds nothing a user can act on.
+        return FileCheck(path, None, f"'{name}' {NOT_AUDIO}")
     except PplexError as exc:
         return FileCheck(path, None, exc.message)
     seconds = info.declared_seconds

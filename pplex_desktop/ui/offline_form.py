@@ -36,6 +36,7 @@ from pplex_desktop.ui.offline_queue import BatchChoice
 from pplex_desktop.ui.widgets import label
 
 LIST_HEIGHT = 104
+LIST_MIN_HEIGHT = 56  # three rows: the page does not scroll, so its parts may shrink
 SPIN_WIDTH = 130
 NO_SEED = -1
 MAX_SEED = 2**31 - 1
@@ -64,16 +65,20 @@ class BatchForm(QGroupBox):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__("Send new files with", parent)
         self.out_dir: Path | None = None
+        # Voices ticked last time that the gateway has not listed yet (it lists them once it runs).
+        self._wanted_voices: set[str] = set()
 
         self.personas = QListWidget()
         self.personas.setObjectName("offlinePersonas")
-        self.personas.setFixedHeight(LIST_HEIGHT)
+        self.personas.setMinimumHeight(LIST_MIN_HEIGHT)
+        self.personas.setMaximumHeight(LIST_HEIGHT)
         for preset in PRESETS:
             default = preset.text == settings.default_persona
             self.personas.addItem(_checkable(preset.title, preset.text, preset.text, default))
         if not any(p.text == settings.default_persona for p in PRESETS):
             self.add_persona(settings.default_persona)
         self.custom_persona = QLineEdit()
+        self.custom_persona.setAcceptDrops(False)  # files dropped here belong to the page
         self.custom_persona.setPlaceholderText("Your own persona, e.g. You are a patient tutor…")
         self.custom_persona.returnPressed.connect(self._add_custom)
         add_persona = QPushButton("Add")
@@ -81,7 +86,8 @@ class BatchForm(QGroupBox):
 
         self.voices = QListWidget()
         self.voices.setObjectName("offlineVoices")
-        self.voices.setFixedHeight(LIST_HEIGHT)
+        self.voices.setMinimumHeight(LIST_MIN_HEIGHT)
+        self.voices.setMaximumHeight(LIST_HEIGHT)
         self._default_voice = voice_id(settings.default_voice)
         known = settings.backends[0].voices if settings.backends else (settings.default_voice,)
         self.set_voices([(voice_id(v), voice_id(v)) for v in known], self._default_voice)
@@ -146,9 +152,13 @@ class BatchForm(QGroupBox):
         grid.setColumnStretch(2, 4)
 
         self.personas.itemChanged.connect(lambda _item: self.changed.emit())
-        self.voices.itemChanged.connect(lambda _item: self.changed.emit())
+        self.voices.itemChanged.connect(lambda _item: self._voices_ticked())
 
     # -- choices ----------------------------------------------------------------------------------
+
+    def _voices_ticked(self) -> None:
+        self._wanted_voices = set()  # the user chose since: last time's ticks are history
+        self.changed.emit()
 
     def add_persona(self, text: str, *, checked: bool = True) -> None:
         text = text.strip()
@@ -169,7 +179,11 @@ class BatchForm(QGroupBox):
     def set_voices(self, voices: list[tuple[str, str]], default: str) -> None:
         """(id, label) pairs from the gateway; ticks survive where the voice still exists."""
         ticked = set(_ticked(self.voices)) if self.voices.count() else {default}
-        ticked &= {v for v, _ in voices}
+        available = {v for v, _ in voices}
+        if self._wanted_voices & available:
+            ticked = set(self._wanted_voices)
+            self._wanted_voices = set()
+        ticked &= available
         if not ticked:
             ticked = {default}
         self.voices.blockSignals(True)
@@ -178,6 +192,32 @@ class BatchForm(QGroupBox):
             self.voices.addItem(_checkable(text, ident, ident, ident in ticked))
         self.voices.blockSignals(False)
         self.changed.emit()
+
+    def ticked(self) -> tuple[list[str], list[str]]:
+        """The ticked personas (their whole text) and voices."""
+        return _ticked(self.personas), _ticked(self.voices)
+
+    def restore(self, personas: list[str], voices: list[str]) -> None:
+        """Tick what was ticked last time; personas of one's own come back into the list."""
+        known = {
+            str(self.personas.item(r).data(Qt.ItemDataRole.UserRole))
+            for r in range(self.personas.count())
+        }
+        wanted = [p.strip() for p in personas if isinstance(p, str) and p.strip()]
+        if wanted:
+            for text in wanted:
+                if text not in known:
+                    self.add_persona(text)
+            self.tick(self.personas, wanted)
+        chosen = {v for v in voices if isinstance(v, str)}
+        listed = {
+            str(self.voices.item(r).data(Qt.ItemDataRole.UserRole))
+            for r in range(self.voices.count())
+        }
+        if chosen & listed:
+            self.tick(self.voices, sorted(chosen))
+        # Some are not listed yet: the gateway's own list, once it runs, ticks them all.
+        self._wanted_voices = chosen if chosen - listed else set()
 
     def tick(self, widget: QListWidget, values: list[str]) -> None:
         """Tick exactly ``values`` in one of the lists (tests and scripted batches)."""

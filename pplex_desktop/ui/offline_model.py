@@ -58,6 +58,14 @@ def progress_of(item: Item) -> float | None:
     return None
 
 
+def clean_message(message: str | None) -> str:
+    """A sentence as shown: a reason that ends in "..", as raw library text can, ends in one."""
+    text = (message or "").strip()
+    while text.endswith(".."):
+        text = text[:-1]
+    return text
+
+
 def short_persona(persona: str) -> str:
     title = persona_title(persona)
     return title if len(title) <= _PERSONA_CHARS else title[: _PERSONA_CHARS - 1] + "…"
@@ -156,7 +164,7 @@ class OfflineTableModel(FlatTableModel):
             return seconds_text(max(0.0, item.finished_at - item.started_at))
         if item.state is ItemState.DONE and item.audio_path is not None:
             return item.audio_path.name
-        return item.message or ""
+        return clean_message(item.message)
 
     def _tooltip(self, item: Item, column: int) -> str | None:
         if column == FILE:
@@ -169,8 +177,8 @@ class OfflineTableModel(FlatTableModel):
             if item.state is ItemState.DONE and item.audio_path is not None:
                 return str(item.audio_path)
             if item.state is ItemState.REFUSED:
-                return f"{item.message} Fix the file and drop it again."
-            return item.message
+                return f"{clean_message(item.message)} Fix the file and drop it again."
+            return clean_message(item.message) or None
         return None
 
 

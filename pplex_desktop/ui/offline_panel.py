@@ -10,25 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, Qt, QUrl
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt, QUrl
 from PySide6.QtGui import (
     QDesktopServices,
     QDragEnterEvent,
     QDragLeaveEvent,
     QDropEvent,
+    QResizeEvent,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -42,6 +44,7 @@ from pplex_desktop.ui.gateway_control import GatewayView
 from pplex_desktop.ui.offline_form import BatchForm
 from pplex_desktop.ui.offline_model import (
     FILE,
+    PERSONA,
     PROGRESS,
     RESULT,
     OfflineTableModel,
@@ -53,6 +56,19 @@ from pplex_desktop.ui.widgets import label
 
 _log = logging.getLogger(__name__)
 PROGRESS_WIDTH = 130
+PERSONA_WIDTH = 150
+ROW_PADDING = 8  # room around the two lines of a row
+TRANSCRIPT_HEIGHT = 84  # four lines; the rows above get the rest
+TRANSCRIPT_MIN_HEIGHT = 56
+DROP_ZONE_MIN_HEIGHT = 64
+DROP_TEXT = "Drop recordings here"
+OVERLAY_STYLE = (
+    "QLabel#offlineDropOverlay { border: 3px dashed palette(highlight); border-radius: 12px;"
+    " background: palette(base); color: palette(highlight); }"
+)
+# Names of what the page keeps in its record (offline.sqlite3), with the data folder.
+TICKED = "ticked"
+LAST_FOLDER = "last_folder"
 DROP_STYLE = (
     "QFrame#offlineDrop { border: 2px dashed palette(mid); border-radius: 10px; }"
     'QFrame#offlineDrop[dragging="true"] { border-color: palette(highlight);'
@@ -68,6 +84,26 @@ def _local_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
     return [Path(url.toLocalFile()) for url in data.urls() if url.isLocalFile()]
 
 
+class JobsTable(QTableView):
+    """The rows, able to bring a row into sight once rows just added are laid out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._follow: QPersistentModelIndex | None = None
+
+    def follow(self, index: QModelIndex) -> None:
+        # Scrolling now stops at the old end: the scroll range grows only with the layout.
+        self._follow = QPersistentModelIndex(index)
+        self.scrollTo(index)
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        if self._follow is not None:
+            target, self._follow = self._follow, None
+            if target.isValid():
+                self.scrollTo(self.model().index(target.row(), target.column()))
+
+
 class OfflinePanel(QWidget):
     def __init__(self, ctx: DesktopContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -79,16 +115,9 @@ class OfflinePanel(QWidget):
         self._sound_asked = False
         self.setAcceptDrops(True)
 
-        # Scrolled, so that this tall page never sets the window's minimum height.
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidgetResizable(True)
-        outer.addWidget(scroll)
-        content = QWidget()
-        scroll.setWidget(content)
-        root = QVBoxLayout(content)
+        # Not scrolled as a whole: the table scrolls, the rest stays in place (a second scroll
+        # bar around the table's own made the page slide away under the pointer).
+        root = QVBoxLayout(self)
         root.setContentsMargins(18, 14, 18, 14)
         root.addWidget(label("Offline files", role="title"))
         root.addWidget(
@@ -107,7 +136,7 @@ class OfflinePanel(QWidget):
         bar = QHBoxLayout()
         self.add_files_button = QPushButton("Add files…")
         self.add_folder_button = QPushButton("Add folder…")
-        self.matrix_label = label("", role="subtitle")
+        self.matrix_label = label("", role="subtitle", wrap=True)
         bar.addWidget(self.add_files_button)
         bar.addWidget(self.add_folder_button)
         bar.addSpacing(8)
@@ -117,7 +146,7 @@ class OfflinePanel(QWidget):
         self.drop_zone = QFrame()
         self.drop_zone.setObjectName("offlineDrop")
         self.drop_zone.setStyleSheet(DROP_STYLE)
-        self.drop_zone.setMinimumHeight(120)
+        self.drop_zone.setMinimumHeight(DROP_ZONE_MIN_HEIGHT)
         zone = QVBoxLayout(self.drop_zone)
         hint = label("Drop audio files or folders here", role="state")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -127,7 +156,7 @@ class OfflinePanel(QWidget):
         zone.addWidget(sub)
         root.addWidget(self.drop_zone, 1)
 
-        self.table = QTableView()
+        self.table = JobsTable()
         self.table.setObjectName("offlineJobs")
         self.table.setModel(self.model)
         self.table.setItemDelegateForColumn(PROGRESS, ProgressDelegate(self.table))
@@ -136,12 +165,23 @@ class OfflinePanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
+        # Names and reasons wrap onto a second line and are cut with an ellipsis after it; the
+        # whole text is in the tooltip. Long ones share the width, so no row pushes the table
+        # wider than the page.
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        rows = self.table.verticalHeader()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(2 * self.table.fontMetrics().lineSpacing() + ROW_PADDING)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        for column in (FILE, RESULT):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(PERSONA, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(PERSONA, PERSONA_WIDTH)
         header.setSectionResizeMode(PROGRESS, QHeaderView.ResizeMode.Fixed)
         header.resizeSection(PROGRESS, PROGRESS_WIDTH)
-        header.setSectionResizeMode(RESULT, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
         self.table.doubleClicked.connect(lambda _index: self.play_answer())
         root.addWidget(self.table, 3)
 
@@ -152,11 +192,14 @@ class OfflinePanel(QWidget):
         self.overall.setFormat("%p %")
         self.overall.setFixedWidth(220)
         self.overall.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.summary_label = label("", role="subtitle")
+        self.summary_label = label("", role="subtitle", wrap=True)
         self.cancel_button = QPushButton("Cancel")
         self.retry_button = QPushButton("Retry")
         self.remove_button = QPushButton("Remove")
         self.clear_button = QPushButton("Clear finished")
+        self.clear_button.setToolTip(
+            "Remove the rows that are done, failed, cancelled or refused; answers stay on disk."
+        )
         overall.addWidget(self.overall)
         overall.addWidget(self.summary_label, 1)
         for button in (self.cancel_button, self.retry_button, self.remove_button):
@@ -166,24 +209,31 @@ class OfflinePanel(QWidget):
         root.addLayout(overall)
 
         detail = QHBoxLayout()
-        buttons = QVBoxLayout()
+        # Two by two, and a transcript box that may shrink: the page, which no longer scrolls,
+        # must not raise the window's minimum height.
+        buttons = QGridLayout()
         buttons.setSpacing(4)
         self.play_input_button = QPushButton("▶ Play input")
         self.play_answer_button = QPushButton("▶ Play answer")
         self.stop_button = QPushButton("■ Stop")
         self.open_folder_button = QPushButton("Open folder")
-        for button in (
-            self.play_input_button,
-            self.play_answer_button,
-            self.stop_button,
-            self.open_folder_button,
+        for n, button in enumerate(
+            (
+                self.play_input_button,
+                self.play_answer_button,
+                self.stop_button,
+                self.open_folder_button,
+            )
         ):
-            buttons.addWidget(button)
+            buttons.addWidget(button, n // 2, n % 2)
+        buttons.setRowStretch(2, 1)
         self.transcript_view = QPlainTextEdit()
         self.transcript_view.setObjectName("offlineTranscript")
         self.transcript_view.setReadOnly(True)
+        self.transcript_view.setAcceptDrops(False)  # files dropped here belong to the page
         self.transcript_view.setPlaceholderText("Select a row to see its transcript or error.")
-        self.transcript_view.setFixedHeight(112)
+        self.transcript_view.setMinimumHeight(TRANSCRIPT_MIN_HEIGHT)
+        self.transcript_view.setMaximumHeight(TRANSCRIPT_HEIGHT)
         right = QVBoxLayout()
         right.setSpacing(4)
         right.addWidget(self.transcript_view)
@@ -192,6 +242,16 @@ class OfflinePanel(QWidget):
         detail.addLayout(buttons)
         detail.addLayout(right, 1)
         root.addLayout(detail)
+
+        # Over the whole page while files are dragged over it, wherever the rows have got to.
+        # It takes no drops itself, so a drag over it is the page's, whatever lies beneath.
+        self.drop_overlay = label(DROP_TEXT, role="title")
+        self.drop_overlay.setParent(self)
+        self.drop_overlay.setObjectName("offlineDropOverlay")
+        self.drop_overlay.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.drop_overlay.setStyleSheet(OVERLAY_STYLE)
+        self.drop_overlay.hide()
+        self.file_dialog: QFileDialog | None = None
 
         self.add_files_button.clicked.connect(self.choose_files)
         self.add_folder_button.clicked.connect(self.choose_folder)
@@ -205,6 +265,8 @@ class OfflinePanel(QWidget):
         self.open_folder_button.clicked.connect(self.open_folder)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         self.form.changed.connect(self._show_matrix)
+        self.form.changed.connect(self._keep_choice)
+        self.queue.loaded.connect(self._restore)
         self.queue.added.connect(self._added)
         self.queue.removed.connect(self._removed)
         self.queue.changed.connect(self._changed)
@@ -228,14 +290,75 @@ class OfflinePanel(QWidget):
         self.queue.add(paths, choice)
         return True
 
+    def last_folder(self) -> Path | None:
+        """Where files were last added from (kept with the data folder), if it is still there."""
+        kept = self.queue.page_state.get(LAST_FOLDER)
+        folder = Path(kept) if isinstance(kept, str) and kept else None
+        return folder if folder is not None and folder.is_dir() else None
+
+    def _open_dialog(self, dialog: QFileDialog, chosen: Callable[[list[Path]], None]) -> None:
+        """Open a file dialog in the last folder, without blocking the window's event loop."""
+        start = self.last_folder()
+        if start is not None:
+            dialog.setDirectory(str(start))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def accepted() -> None:
+            picked = [Path(name) for name in dialog.selectedFiles()]
+            if picked:
+                chosen(picked)
+
+        def closed(_result: int) -> None:
+            if self.file_dialog is dialog:
+                self.file_dialog = None
+
+        dialog.accepted.connect(accepted)
+        dialog.finished.connect(closed)
+        self.file_dialog = dialog
+        dialog.open()
+
     def choose_files(self) -> None:
-        names, _filter = QFileDialog.getOpenFileNames(self, "Add audio files", "", FILE_FILTER)
-        self.add_paths([Path(n) for n in names])
+        dialog = QFileDialog(self, "Add audio files", "", FILE_FILTER)
+        dialog.setObjectName("offlineFilesDialog")
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+
+        def chosen(paths: list[Path]) -> None:
+            self._keep_folder(paths[0].parent)
+            self.add_paths(paths)
+
+        self._open_dialog(dialog, chosen)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add every audio file in a folder")
-        if folder:
-            self.add_paths([Path(folder)])
+        dialog = QFileDialog(self, "Add every audio file in a folder")
+        dialog.setObjectName("offlineFolderDialog")
+        dialog.setFileMode(QFileDialog.FileMode.Directory)
+        dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
+
+        def chosen(paths: list[Path]) -> None:
+            self._keep_folder(paths[0])
+            self.add_paths(paths[:1])
+
+        self._open_dialog(dialog, chosen)
+
+    def _keep_folder(self, folder: Path) -> None:
+        self.queue.save_page_state(LAST_FOLDER, str(folder))
+
+    def _keep_choice(self) -> None:
+        personas, voices = self.form.ticked()
+        self.queue.save_page_state(TICKED, {"personas": personas, "voices": voices})
+
+    def _restore(self) -> None:
+        ticked = self.queue.page_state.get(TICKED)
+        if isinstance(ticked, dict):
+            personas, voices = ticked.get("personas"), ticked.get("voices")
+            self.form.restore(
+                personas if isinstance(personas, list) else [],
+                voices if isinstance(voices, list) else [],
+            )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.drop_overlay.setGeometry(self.rect().adjusted(8, 8, -8, -8))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         paths = _local_paths(event)
@@ -258,6 +381,10 @@ class OfflinePanel(QWidget):
             event.ignore()
 
     def _set_dragging(self, on: bool) -> None:
+        self.drop_overlay.setGeometry(self.rect().adjusted(8, 8, -8, -8))
+        self.drop_overlay.setVisible(on)
+        if on:
+            self.drop_overlay.raise_()
         self.drop_zone.setProperty("dragging", "true" if on else "false")
         self.drop_zone.style().unpolish(self.drop_zone)
         self.drop_zone.style().polish(self.drop_zone)
@@ -283,6 +410,9 @@ class OfflinePanel(QWidget):
     def _added(self, items: list[Item]) -> None:
         self.model.add(items)
         self._show_rows()
+        row = self.model.row_of(items[-1].id) if items else None
+        if row is not None:
+            self.table.follow(self.model.index(row, FILE))  # new rows go at the end: show them
 
     def _removed(self, item_ids: list[int]) -> None:
         self.model.remove(item_ids)
@@ -291,8 +421,16 @@ class OfflinePanel(QWidget):
     def _changed(self, item: Item) -> None:
         self.model.changed(item)
         self._show_overall()
+        self._show_clear()
         if item.id in self.selected_ids():
             self._selection_changed()
+
+    def finished_items(self) -> list[Item]:
+        """Rows that will not change by themselves any more: done, failed, cancelled, refused."""
+        return [i for i in self.model.items() if i.state.final]
+
+    def _show_clear(self) -> None:
+        self.clear_button.setEnabled(bool(self.finished_items()))
 
     def _show_rows(self) -> None:
         has_rows = self.model.rowCount() > 0
@@ -349,7 +487,7 @@ class OfflinePanel(QWidget):
             )
 
     def clear_finished(self) -> None:
-        self.queue.remove([i.id for i in self.model.items() if i.state is ItemState.DONE])
+        self.queue.remove([i.id for i in self.finished_items()])
 
     def _selection_changed(self) -> None:
         items = self.selected_items()
@@ -362,10 +500,17 @@ class OfflinePanel(QWidget):
         )
         self.retry_button.setEnabled(any(s.retryable for s in states))
         self.remove_button.setEnabled(bool(items))
-        self.clear_button.setEnabled(any(i.state is ItemState.DONE for i in self.model.items()))
+        self._show_clear()
         one = items[0] if len(items) == 1 else None
         playable = self.sound_problem is None
-        self.play_input_button.setEnabled(one is not None and playable)
+        refused = one is not None and one.state is ItemState.REFUSED
+        self.play_input_button.setEnabled(one is not None and playable and not refused)
+        if self.sound_problem is not None:
+            self.play_input_button.setToolTip(self.sound_problem)
+        elif refused:
+            self.play_input_button.setToolTip("A refused file is not played: see its reason.")
+        else:
+            self.play_input_button.setToolTip("Play the selected file as it is on disk.")
         self.play_answer_button.setEnabled(
             one is not None and playable and one.audio_path is not None
         )
@@ -385,9 +530,7 @@ class OfflinePanel(QWidget):
         self.sound_problem = problem
         self.sound_label.setText(problem or "")
         self.sound_label.setVisible(problem is not None)
-        tip = problem or ""
-        self.play_input_button.setToolTip(tip)
-        self.play_answer_button.setToolTip(tip)
+        self.play_answer_button.setToolTip(problem or "")
         self._selection_changed()
 
     def _play(self, path: Path | None) -> None:
@@ -408,7 +551,7 @@ class OfflinePanel(QWidget):
 
     def play_input(self) -> None:
         items = self.selected_items()
-        if len(items) == 1:
+        if len(items) == 1 and items[0].state is not ItemState.REFUSED:
             self._play(items[0].path)
 
     def play_answer(self) -> None:

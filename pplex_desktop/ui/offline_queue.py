@@ -176,13 +176,16 @@ class OfflineQueue(QObject):
         ctx.bridge.jobs_expired.connect(self._jobs_expired)
         ctx.gateway.changed.connect(self._gateway_changed)
 
+        self.page_state: dict[str, Any] = {}  # what the page was left with, once loaded
         folder = ctx.data_dir
 
-        def load() -> list[Item]:
+        def load() -> tuple[list[Item], dict[str, Any]]:
             self._record = BatchRecord(folder)
-            return self._record.load()
+            return self._record.load(), self._record.page_state()
 
-        self._bridge.call_fn(load, on_done=self._loaded, what="reading the offline batches")
+        self._bridge.call_fn(
+            load, on_done=lambda got: self._loaded(*got), what="reading the offline batches"
+        )
 
     # -- the record -------------------------------------------------------------------------------
 
@@ -201,7 +204,17 @@ class OfflineQueue(QObject):
                 lambda: self._rec().update(item.id, kept), what="saving the offline batch"
             )
 
-    def _loaded(self, items: list[Item]) -> None:
+    def save_page_state(self, name: str, value: object) -> None:
+        """Keep one thing the page was left with (JSON), for the next start on this folder."""
+        if self._closed or not self.is_loaded:
+            return  # before the load, the defaults on screen must not replace what was kept
+        self.page_state[name] = value
+        self._bridge.call_fn(
+            lambda: self._rec().set_page_state(name, value), what="saving the offline page"
+        )
+
+    def _loaded(self, items: list[Item], page_state: dict[str, Any]) -> None:
+        self.page_state = page_state
         for item in items:
             if item.state is ItemState.UPLOADING:
                 item.state = ItemState.WAITING  # the app closed during the upload

@@ -4,17 +4,20 @@ The gateway keeps jobs, but a job only knows the name of its upload, not the fil
 computer nor where its answer should go; and the app's owner key changes at every start. This
 small SQLite file in the data folder (``offline.sqlite3``) is what lets a batch outlive the
 app: at the next start the page lists every row again, takes back its jobs and carries on.
+It also keeps what the page was left with (ticked personas and voices, the last folder).
 
 No Qt; the page calls it on the gateway thread, never on the Qt thread.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pplex_desktop.core.db import Database
 
@@ -44,6 +47,14 @@ _MIGRATIONS = (
         created_at REAL NOT NULL
     );
     CREATE INDEX items_by_job ON items (job_id)
+    """,
+    # What the page was left with (ticked personas and voices, the last folder), as JSON per name:
+    # kept with the data folder, so another folder starts with its own.
+    """
+    CREATE TABLE page_state (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )
     """,
 )
 
@@ -198,6 +209,24 @@ class BatchRecord:
             .fetchall()
         )
         return [_from_row(r) for r in rows]
+
+    def page_state(self) -> dict[str, Any]:
+        rows = self.db.connection().execute("SELECT name, value FROM page_state").fetchall()
+        state: dict[str, Any] = {}
+        for row in rows:
+            try:
+                state[row["name"]] = json.loads(row["value"])
+            except ValueError:
+                continue  # a damaged entry is forgotten, never a reason not to open the page
+        return state
+
+    def set_page_state(self, name: str, value: object) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO page_state (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, json.dumps(value)),
+            )
 
     def next_batch(self) -> int:
         row = self.db.connection().execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM items")

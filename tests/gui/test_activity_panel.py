@@ -92,3 +92,25 @@ def test_a_burst_of_log_lines_arrives_as_one_batch(qtbot: QtBot) -> None:
         log.removeHandler(handler)
         handler.close()
     assert batches == [200], "one wake-up for the whole burst"
+
+
+def test_a_request_with_a_revoked_key_is_listed_under_its_name(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    store = shell.services.keystore
+    revoked = store.create("old laptop")
+    store.revoke(revoked.record.id)
+    panel = activity_page(shell)
+    qtbot.waitUntil(lambda: panel.history_loaded, timeout=WAIT_MS)
+    status, body = http(url_of(shell) + "/v1/info", key=revoked.key)
+    assert (status, body["error"]["code"]) == (401, "revoked_api_key")
+    qtbot.waitUntil(lambda: len(cells(panel)) == 1, timeout=WAIT_MS)
+    (row,) = cells(panel)
+    assert (row[1], row[4]) == ("old laptop", "401")
+    served = panel.model.request_at(0)
+    assert (served.key_id, served.key_name) == (revoked.record.id, "old laptop")
+    # The record carries the name: a key deleted since is still named in the list.
+    store.delete(revoked.record.id)
+    assert cells(panel)[0][1] == "old laptop"
+    assert all(revoked.key not in cell for cell in row)

@@ -4,13 +4,14 @@ and once revoked in the panel it is refused."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QPushButton
+from PySide6.QtWidgets import QMessageBox, QPushButton, QStyle
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.keystore import KIND_OWNER, ApiKey
-from pplex_desktop.ui.key_dialogs import KeyLimitsDialog, NewKeyDialog
-from pplex_desktop.ui.keys_model import KEY_ROLE
+from pplex_desktop.ui.key_dialogs import Expiry, KeyLimitsDialog, NewKeyDialog
+from pplex_desktop.ui.keys_model import COLUMNS, KEY_ROLE, LAST_USED, LIMITS, NAME, STATE
 from pplex_desktop.ui.keys_panel import KeysPanel
+from pplex_desktop.ui.main_window import DEFAULT_SIZE
 from tests.gui.conftest import WAIT_MS, Launch, http, url_of
 
 
@@ -83,7 +84,9 @@ def test_a_key_made_in_the_panel_works_until_revoked_there(qtbot: QtBot, launch:
     assert status == 401
     assert body["error"]["code"] == "revoked_api_key"
     qtbot.waitUntil(
-        lambda: panel.proxy.index(0, 7).data() == "revoked" and not panel.revoke_button.isEnabled(),
+        lambda: (
+            panel.proxy.index(0, STATE).data() == "revoked" and not panel.revoke_button.isEnabled()
+        ),
         timeout=WAIT_MS,
     )
 
@@ -117,7 +120,9 @@ def test_edit_limits_and_delete(qtbot: QtBot, launch: Launch) -> None:
     status, body = http(url_of(shell) + "/v1/info", key=key)
     assert status == 200
     assert (body["key"]["rpm"], body["key"]["max_sessions"]) == (7, 3)
-    qtbot.waitUntil(lambda: panel.proxy.index(0, 2).data() == "7", timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: panel.proxy.index(0, LIMITS).data() == "7/min, 3 at once", timeout=WAIT_MS
+    )
 
     select(qtbot, panel, "script")
     qtbot.mouseClick(panel.delete_button, Qt.MouseButton.LeftButton)
@@ -158,7 +163,7 @@ def test_filter_and_the_apps_own_key(qtbot: QtBot, launch: Launch) -> None:
     assert len(owner) == 1  # the app's key, replaced at every start
     panel.owner_check.setChecked(True)
     names = shown_names(panel)
-    assert any(n.endswith("this app") for n in names)
+    assert "pplex-desktop (this app)" in names  # its own name says whose it is, once
     select(qtbot, panel, owner[0].name)
     assert not panel.revoke_button.isEnabled()
     assert not panel.delete_button.isEnabled()
@@ -174,3 +179,144 @@ def test_keys_can_be_managed_while_the_gateway_is_stopped(qtbot: QtBot, launch: 
     create_key(qtbot, panel, "offline made")
     names = [k.name for k in shell.services.keystore.list_keys()]
     assert "offline made" in names
+
+
+def open_edit(qtbot: QtBot, panel: KeysPanel, name: str) -> KeyLimitsDialog:
+    select(qtbot, panel, name)
+    qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
+    dialog = panel.limits_dialog
+    assert isinstance(dialog, KeyLimitsDialog) and dialog.objectName() == "editKeyDialog"
+    return dialog
+
+
+def press_ok(qtbot: QtBot, dialog: KeyLimitsDialog) -> None:
+    qtbot.mouseClick(
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok), Qt.MouseButton.LeftButton
+    )
+
+
+def test_a_revoked_key_cannot_be_edited_and_the_button_says_why(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    panel = keys_page(shell)
+    create_key(qtbot, panel, "old phone")
+    record = select(qtbot, panel, "old phone")
+    assert panel.edit_button.isEnabled()
+    assert "expiry" in panel.edit_button.toolTip()
+    shell.services.keystore.revoke(record.id)
+    qtbot.waitUntil(
+        lambda: panel.proxy.index(0, STATE).data() == "revoked", timeout=WAIT_MS
+    )  # the page follows the store's change by itself
+    select(qtbot, panel, "old phone")
+    assert not panel.edit_button.isEnabled()
+    assert panel.edit_button.toolTip() == (
+        "A revoked key cannot be changed or brought back; make a new key instead."
+    )
+    panel.edit_selected()  # a double click takes this way: nothing opens either
+    assert panel.limits_dialog is None
+    assert panel.delete_button.isEnabled()  # deleting it is still possible
+
+
+def test_the_expiry_is_changed_in_the_dialog_as_the_admin_api_changes_it(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    panel = keys_page(shell)
+    store = shell.services.keystore
+    key = create_key(qtbot, panel, "tablet")
+
+    def expiry() -> float | None:
+        status, body = http(url_of(shell) + "/v1/info", key=key)
+        assert status == 200
+        value = body["key"]["expires_at"]
+        return None if value is None else float(value)
+
+    assert expiry() is None
+    dialog = open_edit(qtbot, panel, "tablet")
+    assert dialog.expiry_combo.currentIndex() == Expiry.NEVER
+    dialog.set_expiry(Expiry.IN_DAYS, days=2)
+    before = store.clock.wall()
+    press_ok(qtbot, dialog)
+    qtbot.waitUntil(lambda: panel.limits_dialog is None, timeout=WAIT_MS)
+    in_two_days = expiry()
+    assert in_two_days is not None
+    assert before + 2 * 86_400 <= in_two_days <= store.clock.wall() + 2 * 86_400
+    qtbot.waitUntil(
+        lambda: str(panel.proxy.index(0, STATE).data()).startswith("active until "),
+        timeout=WAIT_MS,
+    )
+
+    # Reopened, the dialog shows that date; OK without touching it keeps it to the second.
+    dialog = open_edit(qtbot, panel, "tablet")
+    assert dialog.expiry_combo.currentIndex() == Expiry.ON_DATE
+    assert abs(dialog.expiry_date.dateTime().toSecsSinceEpoch() - in_two_days) < 60
+    dialog.sessions_spin.setValue(2)
+    press_ok(qtbot, dialog)
+    qtbot.waitUntil(lambda: panel.limits_dialog is None, timeout=WAIT_MS)
+    assert expiry() == in_two_days
+
+    # A date in the past is the store's sentence, in the dialog, which stays open.
+    dialog = open_edit(qtbot, panel, "tablet")
+    dialog.set_expiry(Expiry.ON_DATE, at=store.clock.wall() - 3_600)
+    press_ok(qtbot, dialog)
+    qtbot.waitUntil(dialog.error_label.isVisible, timeout=WAIT_MS)
+    assert dialog.error_label.text() == "The expiry time must be in the future."
+    assert dialog.isVisible() and dialog.buttons.isEnabled()
+    later = store.clock.wall() + 10 * 86_400
+    dialog.set_expiry(Expiry.ON_DATE, at=later)
+    press_ok(qtbot, dialog)
+    qtbot.waitUntil(lambda: panel.limits_dialog is None, timeout=WAIT_MS)
+    assert expiry() == float(int(later))
+
+    dialog = open_edit(qtbot, panel, "tablet")
+    dialog.set_expiry(Expiry.NEVER)
+    press_ok(qtbot, dialog)
+    qtbot.waitUntil(lambda: panel.limits_dialog is None, timeout=WAIT_MS)
+    assert expiry() is None
+    qtbot.waitUntil(lambda: panel.proxy.index(0, STATE).data() == "active", timeout=WAIT_MS)
+
+
+def text_fits(panel: KeysPanel, row: int, column: int) -> bool:
+    """Whether the column is as wide as the cell's text and the style's margins around it."""
+    table = panel.table
+    text = str(panel.proxy.index(row, column).data())
+    margin = table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
+    return table.columnWidth(column) >= table.fontMetrics().horizontalAdvance(text) + 2 * margin
+
+
+def test_the_apps_own_key_and_an_expiry_show_whole_at_the_default_window_size(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    assert shell.window.size() == DEFAULT_SIZE
+    panel = keys_page(shell)
+    store = shell.services.keystore
+    made = store.create("phone", rpm=600, max_sessions=12, expires_at=store.clock.wall() + 86_400)
+    assert http(url_of(shell) + "/v1/info", key=made.key)[0] == 200
+    store.record_usage(made.record.id, audio_in_s=600.0, audio_out_s=700.0)
+    store.flush_usage()
+    panel.owner_check.setChecked(True)
+    panel.refresh()
+    qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=WAIT_MS)
+    rows = {panel.proxy.index(r, 0).data(KEY_ROLE).kind: r for r in range(2)}
+    owner, phone = rows[KIND_OWNER], rows["user"]
+    assert panel.proxy.index(owner, NAME).data() == "pplex-desktop (this app)"
+    assert str(panel.proxy.index(phone, STATE).data()).startswith("active until 20")
+    assert panel.proxy.index(phone, LIMITS).data() == "600/min, 12 at once"
+    qtbot.waitUntil(
+        lambda: all(text_fits(panel, r, c) for r in range(2) for c in range(len(COLUMNS))),
+        timeout=WAIT_MS,
+    )
+    assert not panel.table.horizontalScrollBar().isVisible()
+    # A long name is cut with an ellipsis, never the other columns; its tooltip is whole.
+    store.update(made.record.id, name="the tablet on the kitchen wall beside the fridge door")
+    qtbot.waitUntil(
+        lambda: panel.proxy.index(phone, NAME).data().startswith("the tablet"), timeout=WAIT_MS
+    )
+    assert not text_fits(panel, phone, NAME)
+    assert all(text_fits(panel, r, c) for r in range(2) for c in range(1, len(COLUMNS)))
+    assert panel.proxy.index(phone, NAME).data(Qt.ItemDataRole.ToolTipRole) == (
+        "the tablet on the kitchen wall beside the fridge door"
+    )
+    assert "Last used" in panel.proxy.index(phone, LAST_USED).data(Qt.ItemDataRole.ToolTipRole)
