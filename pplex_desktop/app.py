@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pplex_desktop.core.errors import PplexError
+from pplex_desktop.core.folder_lock import FolderLock, lock_folder
 from pplex_desktop.core.keystore import KIND_OWNER, KeyStore
 from pplex_desktop.core.paths import data_dir
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
     from pplex_desktop.ui.shell import Services
 
 _log = logging.getLogger("pplex_desktop.app")
@@ -64,13 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_services(options: Options) -> Services:
     """Settings, key store, owner key and the (not yet started) gateway; no window yet."""
-    # Imported here so a bad command line fails fast without loading Qt.
+    # The Qt-side modules are imported in _open_locked, so a bad command line or a folder in
+    # use fails fast without loading Qt.
+    folder = data_dir(options.data_dir)
+    # Before anything reads the folder: a second instance would delete the first one's owner
+    # key, clean up its upload spool and re-run its jobs. Released when the shell finishes.
+    lock = lock_folder(folder, "pplex-desktop")
+    try:
+        return _open_locked(options, folder, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open_locked(options: Options, folder: Path, lock: FolderLock) -> Services:
     from pplex_desktop.gateway.server import GatewayServer
     from pplex_desktop.gateway.tls import TLS_FOLDER
     from pplex_desktop.ui.settings_store import SettingsStore
     from pplex_desktop.ui.shell import Services
 
-    folder = data_dir(options.data_dir)
     overrides: dict[str, object] = {}
     if options.demo:
         overrides["demo"] = True
@@ -102,6 +117,7 @@ def open_services(options: Options) -> Services:
         server=server,
         owner_key=owner.key,
         admin_secret=admin_secret,
+        folder_lock=lock,
     )
 
 
@@ -119,6 +135,17 @@ def _quit_on_signals(loop: asyncio.AbstractEventLoop, quit_app: Callable[[], Non
         except (NotImplementedError, RuntimeError):
             with contextlib.suppress(ValueError):
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(quit_app))
+
+
+def _refuse_to_start(app: QApplication, message: str) -> None:
+    """Say why on stderr, and in a message box for someone who started it from a menu."""
+    print(f"pplex-desktop: {message}", file=sys.stderr, flush=True)
+    # Nobody could see or close a box on the offscreen platforms that tests and scripts use.
+    if app.platformName() in ("offscreen", "minimal"):
+        return
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.critical(None, "pplex-desktop cannot start", message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         services = open_services(options)
     except PplexError as exc:
-        print(f"pplex-desktop: {exc.message}", file=sys.stderr)
+        _refuse_to_start(app, exc.message)
         return 2
     shell = DesktopShell(services)
 
