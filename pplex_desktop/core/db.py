@@ -65,7 +65,8 @@ class Database:
             make_private(self.path.with_name(self.path.name + suffix))
 
     def _inspect(self) -> None:
-        """Read-only checks, so that a foreign or damaged file is left exactly as it was."""
+        """Read-only checks before WAL mode or a migration writes anything: a foreign or
+        damaged file is left exactly as it was."""
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         try:
             problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
@@ -82,14 +83,23 @@ class Database:
                     " AND name NOT LIKE 'sqlite_%'"
                 )
             }
+            if tables and "schema_version" not in tables:
+                raise StoreError(
+                    f"{self.label} {self.path} is not a pplex-desktop database (it holds the "
+                    f"tables {', '.join(sorted(tables)[:5])}). Move it aside to start with an "
+                    "empty store, or choose another data folder (--data-dir)."
+                )
+            if tables:
+                row = conn.execute("SELECT version FROM schema_version").fetchone()
+                version = int(row[0]) if row else 0
+                if version > len(self._migrations):
+                    raise StoreError(
+                        f"{self.label} {self.path} was written by a newer pplex-desktop; "
+                        "upgrade the app or choose another data folder."
+                    )
+                self._check_schema(conn, version)
         finally:
             conn.close()
-        if tables and "schema_version" not in tables:
-            raise StoreError(
-                f"{self.label} {self.path} is not a pplex-desktop database (it holds the tables "
-                f"{', '.join(sorted(tables)[:5])}). Move it aside to start with an empty store, "
-                "or choose another data folder (--data-dir)."
-            )
 
     def _damaged(self, exc: sqlite3.Error) -> StoreError:
         reason = str(exc) or type(exc).__name__
@@ -163,12 +173,12 @@ class Database:
                 conn.execute("INSERT INTO schema_version VALUES (?)", (len(self._migrations),))
             else:
                 conn.execute("UPDATE schema_version SET version = ?", (len(self._migrations),))
-            self._check_schema(conn)
+            self._check_schema(conn, len(self._migrations))
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        """Every table and column the migrations make must be there; raising rolls back."""
+    def _check_schema(self, conn: sqlite3.Connection, version: int) -> None:
+        """Every table and column the first ``version`` migrations make must be there."""
         missing: list[str] = []
-        for table, columns in _expected_schema(tuple(self._migrations)).items():
+        for table, columns in _expected_schema(tuple(self._migrations[:version])).items():
             found = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
             if not found:
                 missing.append(f"table {table}")
