@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -86,6 +87,16 @@ async def start_gateway(
                 break
     url = lines[-1].split("is listening on ", 1)[1].split(" ", 1)[0]
     return Running(proc, url, lines)
+
+
+async def lan_url(running: Running) -> str:
+    """The HTTPS site's URL, from the line the gateway prints after the listening line."""
+    assert running.proc.stdout is not None
+    line = (await asyncio.wait_for(running.proc.stdout.readline(), START_TIMEOUT_S)).decode()
+    running.lines.append(line)
+    found = re.search(r"over HTTPS on (https://[^\s]+?:\d+)", line)
+    assert found is not None, line
+    return found.group(1)
 
 
 async def run_to_exit(command: list[str], env: dict[str, str] | None = None) -> Finished:
