@@ -577,8 +577,8 @@ class KeyStore:
         if len(secret) < 16:
             raise ValidationError("The admin secret must be at least 16 characters long.")
         stored = self._meta(ADMIN_META_SCRYPT)
-        if stored is not None and self._admin_ok == (stored, keys.digest(secret)):
-            return  # the same secret at every start (PPLEX_ADMIN_SECRET): no new salt needed
+        if stored is not None and self.check_admin_secret(secret):
+            return  # the same secret at every start (PPLEX_ADMIN_SECRET): nothing to write
         hashed = hash_admin_secret(secret)
         with self.db.transaction() as conn:
             conn.execute(

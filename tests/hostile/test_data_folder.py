@@ -9,10 +9,14 @@ job, exactly the state the second one used to "recover".
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
+from pplex_desktop.core.folder_lock import FolderInUseError, lock_folder
 from tests.hostile.store_support import (
     process_env,
     run_desktop,
@@ -99,3 +103,19 @@ async def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path: Path) -> N
     # Released at a clean exit too: the next start is not refused either.
     again = await start_gateway(tmp_path, env=process_env())
     assert await again.stop() == 0
+
+
+def test_the_lock_names_its_holder_and_is_released(tmp_path: Path) -> None:
+    held = lock_folder(tmp_path, "pplex-desktop")
+    try:
+        with pytest.raises(FolderInUseError) as refused:
+            lock_folder(tmp_path, "pplex-gateway")
+        assert refused.value.message == (
+            f"The data folder {tmp_path} is in use by pplex-desktop (process {os.getpid()}). "
+            "Stop that one first, or give this one another data folder (--data-dir)."
+        )
+    finally:
+        held.release()
+    again = lock_folder(tmp_path, "pplex-gateway")
+    assert json.loads((tmp_path / "pplex.lock").read_text())["program"] == "pplex-gateway"
+    again.release()
