@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pplex_desktop.core.errors import PplexError
-from pplex_desktop.core.folder_lock import FolderLock, lock_folder
+from pplex_desktop.core.folder_lock import FolderInUseError, FolderLock, lock_folder
 from pplex_desktop.core.keystore import KIND_OWNER, KeyStore
 from pplex_desktop.core.paths import data_dir
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication
 
-    from pplex_desktop.ui.shell import Services
+    from pplex_desktop.ui.shell import DesktopShell, Services
+    from pplex_desktop.ui.single_instance import InstanceServer
 
 _log = logging.getLogger("pplex_desktop.app")
 ADMIN_SECRET_ENV = "PPLEX_ADMIN_SECRET"  # noqa: S105 (a variable name, not a secret)
@@ -170,10 +171,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_look(app)
     try:
         services = open_services(options)
+    except FolderInUseError as exc:
+        from pplex_desktop.ui.single_instance import ask_running_to_show
+
+        if ask_running_to_show(data_dir(options.data_dir)):
+            print(
+                "pplex-desktop is already running on this data folder; its window was brought "
+                "forward.",
+                flush=True,
+            )
+            return 0
+        _refuse_to_start(app, exc.message)
+        return 2
     except PplexError as exc:
         _refuse_to_start(app, exc.message)
         return 2
     shell = DesktopShell(services)
+    instance = _listen_for_later_starts(shell)
 
     async def run() -> None:
         done = asyncio.Event()
@@ -190,7 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         await done.wait()
 
     qasync.run(run())
+    instance.close()
     return 0
+
+
+def _listen_for_later_starts(shell: DesktopShell) -> InstanceServer:
+    from pplex_desktop.ui.single_instance import InstanceServer
+
+    def bring_forward() -> None:
+        if not shell.quitting:
+            shell.window.showNormal()
+            shell.window.raise_()
+            shell.window.activateWindow()
+
+    return InstanceServer(shell.services.data_dir, bring_forward)
 
 
 if __name__ == "__main__":

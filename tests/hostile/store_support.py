@@ -132,6 +132,44 @@ async def run_desktop(data: Path, env: dict[str, str] | None = None) -> Finished
     return await run_to_exit(command, env or process_env(PPLEX_DESKTOP_EXIT_WHEN_SHOWN="1"))
 
 
+@dataclass
+class Desktop:
+    proc: asyncio.subprocess.Process
+
+    async def wait_for_log(self, text: str) -> str:
+        """Read the app's log (stderr) until a line containing ``text``."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                line = (await self.proc.stderr.readline()).decode()
+                if not line:
+                    raise AssertionError(f"pplex-desktop ended before logging {text!r}")
+                if text in line:
+                    return line
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        assert self.proc.stderr is not None
+        await asyncio.wait_for(self.proc.stderr.read(), EXIT_TIMEOUT_S)
+        return await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT_S)
+
+
+async def start_desktop(data: Path) -> Desktop:
+    """pplex-desktop with its window up and its gateway listening."""
+    command = [str(BIN / "pplex-desktop"), "--data-dir", str(data), "--demo", "--port", "0"]
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=process_env(),
+        cwd=REPO,
+    )
+    desktop = Desktop(proc)
+    await desktop.wait_for_log("The gateway listens on")
+    return desktop
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with a digest of its bytes: to prove nothing was touched.
 

@@ -22,6 +22,7 @@ from tests.hostile.store_support import (
     run_desktop,
     run_gateway,
     snapshot,
+    start_desktop,
     start_gateway,
 )
 
@@ -86,6 +87,24 @@ async def test_the_desktop_is_refused_while_a_gateway_holds_the_folder(tmp_path:
         assert f"is in use by pplex-gateway (process {first.pid})" in desktop.stderr
         assert "Traceback" not in desktop.stderr
         assert snapshot(tmp_path) == before, "the desktop replaced keys or touched files"
+    finally:
+        assert await first.stop() == 0
+
+
+async def test_a_second_desktop_brings_the_first_ones_window_forward(tmp_path: Path) -> None:
+    first = await start_desktop(tmp_path)
+    try:
+        before = snapshot(tmp_path)
+        second = await run_desktop(tmp_path)
+        assert second.code == 0, second.stderr
+        assert "already running on this data folder; its window was brought forward" in (
+            second.stdout
+        )
+        await first.wait_for_log("Another start of pplex-desktop brought this window forward.")
+        after = snapshot(tmp_path)
+        # The first one's own writes (usage, its WAL) may move; nothing of the second's appears.
+        assert set(after) == set(before)
+        assert after["pplex.lock"] == before["pplex.lock"]
     finally:
         assert await first.stop() == 0
 
