@@ -37,6 +37,7 @@ class Running:
     proc: asyncio.subprocess.Process
     url: str
     lines: list[str]
+    log: str = ""  # its stderr, once stopped
 
     @property
     def pid(self) -> int:
@@ -45,6 +46,8 @@ class Running:
     async def stop(self) -> int:
         if self.proc.returncode is None:
             self.proc.terminate()
+        assert self.proc.stderr is not None
+        self.log = (await asyncio.wait_for(self.proc.stderr.read(), EXIT_TIMEOUT_S)).decode()
         return await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT_S)
 
     async def kill(self) -> None:

@@ -99,9 +99,8 @@ async def test_guessing_keys_is_throttled_for_that_address_only(tmp_path: Path) 
     store.close()
     # Plain HTTP on ::1 for the guesser, HTTPS on 127.0.0.1 for everyone else: two addresses.
     (tmp_path / "settings.json").write_text(json.dumps({"host": "::1"}))
-    running = await start_gateway(
-        tmp_path, "--tls", "auto", "--host", "127.0.0.1", "--lan-port", "0"
-    )
+    tls = ("--tls", "auto", "--host", "127.0.0.1", "--lan-port", "0")
+    running = await start_gateway(tmp_path, *tls, "--log-level", "INFO")
     other = await lan_url(running)
     guesser = running.url
     assert guesser.startswith("http://[::1]:") and other.startswith("https://127.0.0.1:")
@@ -124,6 +123,9 @@ async def test_guessing_keys_is_throttled_for_that_address_only(tmp_path: Path) 
             assert (await _status(http, other, "guess-elsewhere"))[0] == 401
     finally:
         assert await running.stop() == 0
+    assert "GET /v1/info" in running.log, "the access log was not captured"
+    for secret in (SHORT, LONG, generated, "guess0001"):
+        assert secret not in running.log
 
 
 async def test_a_throttled_address_recovers_within_a_minute(tmp_path: Path) -> None:
