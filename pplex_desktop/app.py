@@ -22,11 +22,15 @@ from typing import TYPE_CHECKING
 
 from pplex_desktop.core.admin_secret import use_env_admin_secret
 from pplex_desktop.core.errors import PplexError
+from pplex_desktop.core.folder_lock import FolderInUseError, FolderLock, lock_folder
 from pplex_desktop.core.keystore import KIND_OWNER, KeyStore
 from pplex_desktop.core.paths import data_dir
 
 if TYPE_CHECKING:
-    from pplex_desktop.ui.shell import Services
+    from PySide6.QtWidgets import QApplication
+
+    from pplex_desktop.ui.shell import DesktopShell, Services
+    from pplex_desktop.ui.single_instance import InstanceServer
 
 _log = logging.getLogger("pplex_desktop.app")
 ADMIN_SECRET_ENV = "PPLEX_ADMIN_SECRET"  # noqa: S105 (a variable name, not a secret)
@@ -65,13 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_services(options: Options) -> Services:
     """Settings, key store, owner key and the (not yet started) gateway; no window yet."""
-    # Imported here so a bad command line fails fast without loading Qt.
+    # The Qt-side modules are imported in _open_locked, so a bad command line or a folder in
+    # use fails fast without loading Qt.
+    folder = data_dir(options.data_dir)
+    # Before anything reads the folder: a second instance would delete the first one's owner
+    # key, clean up its upload spool and re-run its jobs. Released when the shell finishes.
+    lock = lock_folder(folder, "pplex-desktop")
+    try:
+        return _open_locked(options, folder, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open_locked(options: Options, folder: Path, lock: FolderLock) -> Services:
     from pplex_desktop.gateway.server import GatewayServer
     from pplex_desktop.gateway.tls import TLS_FOLDER
     from pplex_desktop.ui.settings_store import SettingsStore
     from pplex_desktop.ui.shell import Services
 
-    folder = data_dir(options.data_dir)
     overrides: dict[str, object] = {}
     if options.demo:
         overrides["demo"] = True
@@ -98,6 +114,7 @@ def open_services(options: Options) -> Services:
         server=server,
         owner_key=owner.key,
         admin_secret=admin_secret,
+        folder_lock=lock,
     )
 
 
@@ -115,6 +132,17 @@ def _quit_on_signals(loop: asyncio.AbstractEventLoop, quit_app: Callable[[], Non
         except (NotImplementedError, RuntimeError):
             with contextlib.suppress(ValueError):
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(quit_app))
+
+
+def _refuse_to_start(app: QApplication, message: str) -> None:
+    """Say why on stderr, and in a message box for someone who started it from a menu."""
+    print(f"pplex-desktop: {message}", file=sys.stderr, flush=True)
+    # Nobody could see or close a box on the offscreen platforms that tests and scripts use.
+    if app.platformName() in ("offscreen", "minimal"):
+        return
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.critical(None, "pplex-desktop cannot start", message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,10 +167,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_look(app)
     try:
         services = open_services(options)
+    except FolderInUseError as exc:
+        from pplex_desktop.ui.single_instance import ask_running_to_show
+
+        if ask_running_to_show(data_dir(options.data_dir)):
+            print(
+                "pplex-desktop is already running on this data folder; its window was brought "
+                "forward.",
+                flush=True,
+            )
+            return 0
+        _refuse_to_start(app, exc.message)
+        return 2
     except PplexError as exc:
-        print(f"pplex-desktop: {exc.message}", file=sys.stderr)
+        _refuse_to_start(app, exc.message)
         return 2
     shell = DesktopShell(services)
+    instance = _listen_for_later_starts(shell)
 
     async def run() -> None:
         done = asyncio.Event()
@@ -159,7 +200,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         await done.wait()
 
     qasync.run(run())
+    instance.close()
     return 0
+
+
+def _listen_for_later_starts(shell: DesktopShell) -> InstanceServer:
+    from pplex_desktop.ui.single_instance import InstanceServer
+
+    def bring_forward() -> None:
+        if not shell.quitting:
+            shell.window.showNormal()
+            shell.window.raise_()
+            shell.window.activateWindow()
+
+    return InstanceServer(shell.services.data_dir, bring_forward)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def new_job_id() -> str:
 
 class JobStore:
     def __init__(self, path: Path) -> None:
-        self.db = Database(path, _MIGRATIONS)
+        self.db = Database(path, _MIGRATIONS, label="The job store")
 
     @classmethod
     def in_folder(cls, folder: Path) -> JobStore:

@@ -1,4 +1,10 @@
-"""API keys and the admin secret in SQLite, stored only as SHA-256 digests.
+"""API keys and the admin secret in SQLite, stored only as digests.
+
+API keys are SHA-256 digests: a generated key has 238 random bits, so a fast unsalted hash
+cannot be reversed, and authentication (every request) stays a dictionary lookup. The admin
+secret is different: a user may choose it (PPLEX_ADMIN_SECRET), so it gets a salted, slow
+scrypt hash; it is checked only on admin calls, behind a throttle, and a good secret is
+remembered in memory so a script's admin calls do not each pay the ~50 ms.
 
 Shared by the Qt thread (keys panel) and the gateway thread (every request). Authentication
 is on the hot path, so records are cached in memory; the cache is dropped whenever this store
@@ -8,9 +14,13 @@ writes or another connection (another thread or process) commits, which SQLite's
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import secrets
 import sqlite3
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -24,12 +34,14 @@ from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.db import Database
 from pplex_desktop.core.errors import AuthError, NotFoundError, ValidationError
 
+_log = logging.getLogger(__name__)
 DB_NAME = "pplex.sqlite3"
 KIND_USER = "user"
 KIND_OWNER = "owner"  # the desktop app's own key, replaced at every start
 KIND_PAIRED = "paired"  # made by "Pair a device"
 KIND_LEGACY = "legacy"  # imported from the original gateway's api_keys.json
 KINDS = frozenset({KIND_USER, KIND_OWNER, KIND_PAIRED, KIND_LEGACY})
+LEGACY_PREFIX = "legacy-"
 MAX_RPM = 100_000
 MAX_SESSIONS = 100
 
@@ -61,7 +73,22 @@ _MIGRATIONS = (
         PRIMARY KEY (key_id, day)
     )
     """,
+    # Imports before this version kept the first characters of legacy keys as their prefix:
+    # for a short key, most or all of it.
+    """
+    UPDATE api_keys SET prefix = 'legacy-' || lower(hex(randomblob(2))) WHERE kind = 'legacy'
+    """,
 )
+# Legacy keys below this estimate (length x log2 of the character classes used) are flagged:
+# 80 bits is out of reach of online guessing even from many addresses, and a random 16-character
+# letters-and-digits key passes it.
+WEAK_BELOW_BITS = 80
+ADMIN_META_SCRYPT = "admin_secret_scrypt"
+ADMIN_META_SHA256 = "admin_secret_sha256"  # written by earlier versions; upgraded when used
+# scrypt's interactive-login parameters: ~50 ms and 16 MiB per check. Slow enough that a copy
+# of the database does not give the secret away to a dictionary, fast enough that the admin
+# throttle, not the hash, decides how often anyone can try.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
 class KeyState(StrEnum):
@@ -147,6 +174,56 @@ class RefusedKeyError(AuthError):
 class ImportResult:
     imported: int
     skipped: int
+    weak: tuple[str, ...] = ()  # names of imported keys that are short or easy to guess
+
+
+def key_strength_bits(secret: str) -> float:
+    """A generous estimate of a key's entropy: length x log2 of the character classes used."""
+    classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+    size = sum(len(c) for c in classes if any(ch in c for ch in secret))
+    if any(not any(ch in c for c in classes) for ch in secret):
+        size += 33  # punctuation and the rest
+    return len(secret) * math.log2(max(size, 2))
+
+
+def weak_keys_notice(names: tuple[str, ...]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:5]) + (" and more" if len(names) > 5 else "")
+    return (
+        f"Warning: {len(names)} imported legacy key(s) are short or easy to guess ({shown}). "
+        "Make new keys for those clients in this gateway and revoke the old ones."
+    )
+
+
+def _legacy_prefix() -> str:
+    # Random, not taken from the key or its digest: a tag derived from a short key's hash would
+    # let whoever sees it (a screenshot of the keys panel) test guesses offline.
+    return LEGACY_PREFIX + secrets.token_hex(2)
+
+
+def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    # The cap keeps a tampered parameter set from asking for gigabytes: it fails instead.
+    return hashlib.scrypt(
+        secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32
+    )
+
+
+def hash_admin_secret(secret: str) -> str:
+    """``scrypt$n$r$p$salt$hash``: the parameters travel with the hash so they can change."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(secret, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_admin_hash(stored: str, secret: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        wanted = bytes.fromhex(digest)
+        got = _scrypt(secret, bytes.fromhex(salt), int(n), int(r), int(p))
+    except (ValueError, MemoryError):
+        return False
+    return secrets.compare_digest(got, wanted)
 
 
 class _Unset:
@@ -198,7 +275,7 @@ class KeyStore:
         default_rpm: int = 60,
         default_max_sessions: int = 1,
     ) -> None:
-        self.db = Database(path, _MIGRATIONS)
+        self.db = Database(path, _MIGRATIONS, label="The key store")
         self.clock = clock or SystemClock()
         self.default_rpm = _check_int(default_rpm, "The default requests per minute", 1, MAX_RPM)
         self.default_max_sessions = default_max_sessions
@@ -209,6 +286,7 @@ class KeyStore:
         self._pending: dict[int, list[float]] = {}
         self._pending_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self._admin_ok: tuple[str, str] | None = None  # (stored hash, SHA-256 of the secret)
 
     @classmethod
     def in_folder(cls, folder: Path, **kwargs: Any) -> KeyStore:
@@ -509,12 +587,23 @@ class KeyStore:
             )
 
     def has_admin_secret(self) -> bool:
-        return self._meta("admin_secret_sha256") is not None
+        return any(self._meta(n) is not None for n in (ADMIN_META_SCRYPT, ADMIN_META_SHA256))
 
     def set_admin_secret(self, secret: str) -> None:
         if len(secret) < 16:
             raise ValidationError("The admin secret must be at least 16 characters long.")
-        self._set_meta("admin_secret_sha256", keys.digest(secret))
+        stored = self._meta(ADMIN_META_SCRYPT)
+        if stored is not None and self.check_admin_secret(secret):
+            return  # the same secret at every start (PPLEX_ADMIN_SECRET): nothing to write
+        hashed = hash_admin_secret(secret)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (ADMIN_META_SCRYPT, hashed),
+            )
+            conn.execute("DELETE FROM meta WHERE name = ?", (ADMIN_META_SHA256,))
+        self._admin_ok = (hashed, keys.digest(secret))
 
     def new_admin_secret(self) -> str:
         """Make, store (as a digest) and return a new admin secret; shown to the user once."""
@@ -529,10 +618,24 @@ class KeyStore:
         return self.new_admin_secret()
 
     def check_admin_secret(self, secret: str | None) -> bool:
-        stored = self._meta("admin_secret_sha256")
-        if stored is None or not secret:
+        if not secret:
             return False
-        return secrets.compare_digest(stored, keys.digest(secret))
+        quick = keys.digest(secret)
+        stored = self._meta(ADMIN_META_SCRYPT)
+        if stored is not None:
+            remembered = self._admin_ok
+            if remembered is not None and remembered[0] == stored:
+                return secrets.compare_digest(remembered[1], quick)
+            if not verify_admin_hash(stored, secret):
+                return False
+            self._admin_ok = (stored, quick)
+            return True
+        legacy = self._meta(ADMIN_META_SHA256)
+        if legacy is None or not secrets.compare_digest(legacy, quick):
+            return False
+        self.set_admin_secret(secret)  # upgrade the unsalted digest of earlier versions
+        _log.info("The admin secret's stored hash was upgraded to scrypt.")
+        return True
 
     # -- import ---------------------------------------------------------------------------
 
@@ -549,6 +652,7 @@ class KeyStore:
                 "key to details, a list of objects with a 'key', or {'keys': [...]}."
             )
         imported = skipped = 0
+        weak: list[str] = []
         now = self.clock.wall()
         with self.db.transaction() as conn:
             for secret, details in entries:
@@ -560,14 +664,15 @@ class KeyStore:
                 created = details.get("created_at") or details.get("created")
                 created_at = float(created) if isinstance(created, (int, float)) else now
                 rpm = details.get("rpm") or details.get("rate_limit") or self.default_rpm
-                kind = KIND_USER if keys.is_well_formed(secret) else KIND_LEGACY
+                well_formed = keys.is_well_formed(secret)
+                kind = KIND_USER if well_formed else KIND_LEGACY
                 revoked = details.get("active") is False or details.get("revoked") is True
                 conn.execute(
                     "INSERT INTO api_keys (name, prefix, digest, kind, created_at, revoked_at, rpm,"
                     " max_sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         _clean_name(name),
-                        secret[: keys.DISPLAY_PREFIX_LEN],
+                        keys.display_prefix(secret) if well_formed else _legacy_prefix(),
                         digest,
                         kind,
                         created_at,
@@ -579,8 +684,12 @@ class KeyStore:
                     ),
                 )
                 imported += 1
+                if not well_formed and key_strength_bits(secret) < WEAK_BELOW_BITS:
+                    weak.append(_clean_name(name))
         self._changed()
-        return ImportResult(imported, skipped)
+        if weak:
+            _log.warning("%s", weak_keys_notice(tuple(weak)))
+        return ImportResult(imported, skipped, tuple(weak))
 
 
 def _legacy_entries(data: object) -> list[tuple[str, dict[str, Any]]] | None:

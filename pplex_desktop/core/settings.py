@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pplex_desktop.core.errors import ConfigError
+from pplex_desktop.core.hostnames import normalize_name
 from pplex_desktop.core.personas import DEFAULT_PERSONA
 from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
 
@@ -104,6 +105,10 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     allowed_origins: tuple[str, ...] = ()
+    # Host names the gateway answers to besides its own (loopback, this machine's names and
+    # LAN addresses, its certificate's names): a reverse proxy's or a DNS name of yours.
+    # ".example.org" matches every subdomain. Any other Host gets 421.
+    public_hosts: tuple[str, ...] = ()
     start_minimized: bool = False
     close_action: str = "ask"
 
@@ -145,6 +150,7 @@ class Settings:
             "A TLS certificate and its key go together: set both or neither.",
         )
         object.__setattr__(self, "default_voice", voice_file_name(self.default_voice))
+        object.__setattr__(self, "public_hosts", _public_hosts(self.public_hosts))
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -155,7 +161,26 @@ class Settings:
             {"url": b.url, "voices": list(b.voices), "name": b.name} for b in self.backends
         ]
         data["allowed_origins"] = list(self.allowed_origins)
+        data["public_hosts"] = list(self.public_hosts)
         return data
+
+
+def _public_hosts(entries: object) -> tuple[str, ...]:
+    if isinstance(entries, str) or not isinstance(entries, (tuple, list)):
+        raise ConfigError('public_hosts must be a list of host names, such as ["gw.example.org"].')
+    out: list[str] = []
+    for entry in entries:
+        text = entry if isinstance(entry, str) else ""
+        dot = "." if text.startswith(".") else ""
+        normal = normalize_name(text.removeprefix("."))
+        if normal is None:
+            raise ConfigError(
+                f"public_hosts has {str(entry)[:80]!r}, which is not a host name or address; "
+                "write names alone, without scheme, port or path (gw.example.org, "
+                ".example.org for every subdomain)."
+            )
+        out.append(dot + normal)
+    return tuple(dict.fromkeys(out))
 
 
 def _from_json(data: Mapping[str, Any]) -> Settings:
@@ -172,6 +197,8 @@ def _from_json(data: Mapping[str, Any]) -> Settings:
             )
         if "allowed_origins" in values:
             values["allowed_origins"] = tuple(values["allowed_origins"])
+        if isinstance(values.get("public_hosts"), list):
+            values["public_hosts"] = tuple(values["public_hosts"])
         return Settings(**values)
     except (TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(f"The settings file has an entry of the wrong type: {exc}.") from None

@@ -15,6 +15,7 @@ from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
 from pplex_desktop.gateway.events import QueueChanged
+from pplex_desktop.gateway.hosts import ALLOWED_HOSTS, gateway_hosts, host_middleware
 from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
 from pplex_desktop.gateway.origin import origin_middleware
 from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
@@ -90,6 +91,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             ctx.keystore.flush_usage()
             ctx.limiter.forget_idle()
             ctx.admin_failures.forget_idle()
+            ctx.key_failures.forget_idle()
 
     tasks = [
         asyncio.create_task(ctx.backends.run_checks(), name="backend-health"),
@@ -109,11 +111,19 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(ctx: GatewayContext) -> web.Application:
     app = web.Application(
-        # Origin first: a foreign page is refused before its key is even looked at.
-        middlewares=[origin_middleware, error_middleware, auth_middleware, rate_limit_middleware],
+        # Host, then Origin: a name or page that is not ours is refused before its key is even
+        # looked at, and the origin check compares against a Host we know is ours.
+        middlewares=[
+            host_middleware,
+            origin_middleware,
+            error_middleware,
+            auth_middleware,
+            rate_limit_middleware,
+        ],
         handler_args={"max_field_size": 16_384},
     )
     app[CTX] = ctx
+    app[ALLOWED_HOSTS] = gateway_hosts(ctx.settings, app)
     app[public.STARTED_AT] = time.monotonic()
     app.add_routes(public.routes)
     app.add_routes(admin.routes)

@@ -4,23 +4,31 @@ Keys are accepted in the forms clients can send: the X-API-Key header, a Bearer 
 HTTP Basic with the key as password (URLs like http://x:KEY@host), the api_key query
 parameter, because browsers cannot set headers on a WebSocket, and the WebSocket subprotocol
 ``openai-insecure-api-key.KEY`` that browser clients of the OpenAI Realtime API offer.
+
+Wrong credentials are throttled per client address, the admin secret and API keys by the same
+FailureThrottle with their own limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from pplex_desktop.core.errors import AuthError, RateLimitedError
-from pplex_desktop.core.keystore import RefusedKeyError
+from pplex_desktop.core import keys
+from pplex_desktop.core.errors import AuthError
+from pplex_desktop.core.keystore import ApiKey, RefusedKeyError
 from pplex_desktop.gateway.access import Access, access_of
-from pplex_desktop.gateway.context import ADMIN_FAILURES_PER_MINUTE, API_KEY, CTX, REFUSED_KEY
+from pplex_desktop.gateway.context import API_KEY, CTX, REFUSED_KEY
 
 ADMIN_HEADER = "X-Admin-Secret"
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
+# A key was sent and matched nothing: what guessing looks like. A missing key (a first page
+# load) or a revoked one (known, just dead) is not a guess.
+_GUESS_CODES = frozenset({"unknown_api_key", "malformed_api_key"})
 
 
 def extract_key(request: web.Request) -> str | None:
@@ -49,19 +57,14 @@ def extract_key(request: web.Request) -> str | None:
     return query.strip() if query else None
 
 
-def _check_admin(request: web.Request) -> None:
+async def _check_admin(request: web.Request) -> None:
     ctx = request.app[CTX]
     client = request.remote or "unknown"
-    throttle = ctx.admin_failures.peek(client, ADMIN_FAILURES_PER_MINUTE)
-    if not throttle.allowed:
-        raise RateLimitedError(
-            "Too many wrong admin secrets from this address; wait before trying again.",
-            retry_after_s=throttle.retry_after_s,
-            code="admin_throttled",
-        )
+    ctx.admin_failures.check(client)
     secret = request.headers.get(ADMIN_HEADER)
-    if not ctx.keystore.check_admin_secret(secret):
-        ctx.admin_failures.hit(client, ADMIN_FAILURES_PER_MINUTE)
+    # scrypt takes ~50 ms the first time: off the loop, so other clients never wait for it.
+    if not await asyncio.to_thread(ctx.keystore.check_admin_secret, secret):
+        ctx.admin_failures.failed(client)
         if not secret:
             raise AuthError(
                 f"Admin endpoints need the admin secret in the {ADMIN_HEADER} header.",
@@ -70,19 +73,39 @@ def _check_admin(request: web.Request) -> None:
         raise AuthError("The admin secret is wrong.", code="invalid_admin_secret")
 
 
+def _authenticate(request: web.Request) -> ApiKey:
+    ctx = request.app[CTX]
+    client = request.remote or "unknown"
+    secret = extract_key(request)
+    wait = ctx.key_failures.throttled(client)
+    # A generated key carries 238 random bits and a checksum: nobody guesses one, so it still
+    # gets through from a throttled address. That keeps this machine's own desktop app, which
+    # shares loopback with any local script stuck on a stale key, working; the guessable
+    # legacy keys, and every failure, wait.
+    if wait is not None and not (secret and keys.is_well_formed(secret)):
+        raise ctx.key_failures.refusal(wait)
+    try:
+        return ctx.keystore.authenticate(secret)
+    except RefusedKeyError as exc:
+        # Known but revoked or expired: the activity list names the key it was.
+        request[REFUSED_KEY] = exc.record
+        raise
+    except AuthError as exc:
+        if exc.code not in _GUESS_CODES:
+            raise
+        ctx.key_failures.failed(client)
+        if wait is not None:
+            raise ctx.key_failures.refusal(wait) from None
+        raise
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.http_exception is not None:
         raise request.match_info.http_exception
     access = access_of(request)
     if access is Access.ADMIN:
-        _check_admin(request)
+        await _check_admin(request)
     elif access is Access.KEY:
-        ctx = request.app[CTX]
-        try:
-            record = ctx.keystore.authenticate(extract_key(request))
-        except RefusedKeyError as exc:
-            request[REFUSED_KEY] = exc.record
-            raise
-        request[API_KEY] = record
+        request[API_KEY] = _authenticate(request)
     return await handler(request)

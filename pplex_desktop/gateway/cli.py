@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pplex_desktop.core.admin_secret import use_env_admin_secret
+from pplex_desktop.core.db import StoreError
 from pplex_desktop.core.errors import PplexError
-from pplex_desktop.core.keystore import KeyStore
+from pplex_desktop.core.folder_lock import lock_folder
+from pplex_desktop.core.keystore import KeyStore, weak_keys_notice
 from pplex_desktop.core.paths import data_dir
 from pplex_desktop.core.settings import BackendConfig, Settings, load_settings
 from pplex_desktop.core.voices import DEFAULT_VOICES
@@ -123,7 +125,7 @@ async def _serve(settings: Settings, store: KeyStore, folder: Path) -> int:
         address = await runner.start()
     except PplexError as exc:
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, StoreError) else 1  # a damaged job store, like the keys
     backends = DEMO_LABEL if settings.demo else ", ".join(b.url for b in settings.backends)
     print(f"pplex-gateway is listening on {address.url} (model servers: {backends})", flush=True)
     if runner.lan_address is not None and runner.tls is not None:
@@ -155,8 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    serving = not (args.reset_admin_secret or args.import_keys)
+    lock = None
     try:
         folder = data_dir(args.data_dir)
+        # Before anything else reads the folder: a second gateway would clean up the first
+        # one's upload spool and re-run its jobs. Key maintenance goes through SQLite's own
+        # locking and may run beside a gateway.
+        lock = lock_folder(folder, "pplex-gateway") if serving else None
         settings = _settings(args, folder)
         store = KeyStore.in_folder(
             folder,
@@ -164,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             default_max_sessions=settings.default_max_sessions,
         )
     except PplexError as exc:
+        if lock is not None:
+            lock.release()
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)
         return 2
     try:
@@ -173,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.import_keys:
             result = store.import_legacy_json(args.import_keys)
             print(f"Imported {result.imported} keys ({result.skipped} were already present).")
+            if result.weak:
+                print(weak_keys_notice(result.weak), flush=True)
             return 0
         _admin_secret(store)
         return asyncio.run(_serve(settings, store, folder))
@@ -181,3 +193,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         store.close()
+        if lock is not None:
+            lock.release()

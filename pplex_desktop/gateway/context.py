@@ -15,8 +15,13 @@ from pplex_desktop.gateway.events import EventHub
 from pplex_desktop.gateway.ratelimit import Decision, SlidingWindowLimiter
 from pplex_desktop.gateway.scheduler import Scheduler
 from pplex_desktop.gateway.sessions import SessionRegistry
+from pplex_desktop.gateway.throttle import FailureThrottle
 
 ADMIN_FAILURES_PER_MINUTE = 5
+# Keys are tried far more often than the admin secret (every client, every request, a browser
+# retrying a stale key), and one address may be a whole household behind NAT or this machine's
+# own loopback; 20 a minute still makes guessing even a 6-character legacy key take centuries.
+KEY_FAILURES_PER_MINUTE = 20
 
 
 @dataclass
@@ -27,14 +32,26 @@ class GatewayContext:
     events: EventHub
     backends: BackendPool
     limiter: SlidingWindowLimiter = field(init=False)
-    admin_failures: SlidingWindowLimiter = field(init=False)
+    admin_failures: FailureThrottle = field(init=False)
+    key_failures: FailureThrottle = field(init=False)
     scheduler: Scheduler = field(init=False)
     sessions: SessionRegistry = field(init=False)
     version: str = __version__
 
     def __post_init__(self) -> None:
         self.limiter = SlidingWindowLimiter(self.clock)
-        self.admin_failures = SlidingWindowLimiter(self.clock)
+        self.admin_failures = FailureThrottle(
+            self.clock,
+            limit=ADMIN_FAILURES_PER_MINUTE,
+            what="wrong admin secrets",
+            code="admin_throttled",
+        )
+        self.key_failures = FailureThrottle(
+            self.clock,
+            limit=KEY_FAILURES_PER_MINUTE,
+            what="unknown API keys",
+            code="key_throttled",
+        )
         self.scheduler = Scheduler(self.backends, max_queue=self.settings.queue_max)
         self.sessions = SessionRegistry()
 

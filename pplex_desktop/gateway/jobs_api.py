@@ -24,6 +24,7 @@ from pplex_desktop.core.errors import NotFoundError, PplexError, ValidationError
 from pplex_desktop.core.jobstore import Job, JobState
 from pplex_desktop.gateway.context import API_KEY, GatewayContext
 from pplex_desktop.gateway.errors import json_error
+from pplex_desktop.gateway.hosts import base_url
 from pplex_desktop.gateway.jobs import JobService
 from pplex_desktop.gateway.offline_result import AUDIO_NAME, TRANSCRIPT_NAME
 from pplex_desktop.gateway.uploads import ClientGoneError
@@ -54,7 +55,7 @@ def transcript_header(text: str) -> tuple[str, bool]:
 
 
 def _base(request: web.Request) -> str:
-    return str(request.url.origin())
+    return base_url(request)  # never an unchecked Host: these URLs go into Location
 
 
 def job_json(job: Job, service: JobService, base: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pplex_desktop.core.errors import ConfigError
-from pplex_desktop.core.paths import data_dir
+from pplex_desktop.core.paths import data_dir, make_private
 from pplex_desktop.core.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -328,6 +328,9 @@ def ensure_local_certificates(
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca_cert_path, ca_key_path = folder / CA_CERT, folder / CA_KEY
     cert_path, key_path = folder / SERVER_CERT, folder / SERVER_KEY
+    # Keys an older version or a copy left readable by others become owner-only again.
+    for private in (folder, ca_key_path, key_path):
+        make_private(private)
 
     ca = _load_pair(ca_cert_path, ca_key_path)
     if ca is None or not _fresh(ca[0], now):

@@ -164,7 +164,7 @@ def _from_row(row: sqlite3.Row) -> Item:
 
 class BatchRecord:
     def __init__(self, folder: Path) -> None:
-        self.db = Database(folder / DB_NAME, _MIGRATIONS)
+        self.db = Database(folder / DB_NAME, _MIGRATIONS, label="The offline batch record")
 
     def close(self) -> None:
         self.db.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QMessageBox
 
+from pplex_desktop.core.folder_lock import FolderLock
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.gateway.server import GatewayServer, GatewayState
@@ -52,6 +53,7 @@ class Services:
     server: GatewayServer
     owner_key: str
     admin_secret: str | None = None  # only on first launch, to show once
+    folder_lock: FolderLock | None = None  # held until the shell has finished
     pages: PageRegistry | None = None  # None: default_pages()
 
 
@@ -308,6 +310,8 @@ class DesktopShell(QObject):
         except RuntimeError as exc:
             _log.warning("%s", exc)
         self.services.keystore.close()
+        if self.services.folder_lock is not None:
+            self.services.folder_lock.release()
         log_handler.uninstall(self.log_handler)
         self.errors.uninstall()
         self.window.close()

@@ -195,7 +195,8 @@ async def test_a_page_from_a_foreign_origin_is_refused(
 async def test_plain_http_from_another_device_explains_https(
     make_web_gateway: WebGatewayFactory, page_factory: PageFactory
 ) -> None:
-    gateway = await make_web_gateway()
+    # The stand-in for this machine's LAN name must be one the gateway answers to.
+    gateway = await make_web_gateway(public_hosts=(INSECURE_HOST,))
     pairing = make_pairing(gateway.store, base_url=gateway.https_url, ttl_s=600)
     port = gateway.plain_url.rsplit(":", 1)[1]
     page = await page_factory()
