@@ -24,7 +24,7 @@ async def test_an_upload_cut_short_leaves_nothing(make_gateway: GatewayFactory, 
     address = gw.runner.address
     _reader, writer = await asyncio.open_connection(address.host, address.port)
     head = (
-        f"POST {route} HTTP/1.1\r\nHost: x\r\nX-API-Key: {gw.new_key()}\r\n"
+        f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {gw.new_key()}\r\n"
         "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n"
         "--b\r\nContent-Disposition: form-data; name=audio; filename=a.wav\r\n\r\n"
     )
