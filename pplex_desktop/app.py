@@ -87,8 +87,12 @@ def open_services(options: Options) -> Services:
     if explicit:
         keystore.set_admin_secret(explicit)
         admin_secret = None
+    elif keystore.setup_finished():
+        admin_secret = None
     else:
-        admin_secret = keystore.ensure_admin_secret()
+        # Until a person completes the welcome it shows again, with a fresh secret that works:
+        # one shown by a welcome that was quit is lost with that window.
+        admin_secret = keystore.begin_setup()
     # Last run's owner key goes: a key that only lived in that process's memory is dead weight.
     keystore.delete_kind(KIND_OWNER)
     owner = keystore.create(

@@ -105,7 +105,7 @@ class OfflinePanel(QWidget):
         root.addWidget(self.form)
 
         bar = QHBoxLayout()
-        self.add_files_button = QPushButton("Add files…")
+        self.add_files_button = QPushButton("&Add files…")
         self.add_folder_button = QPushButton("Add folder…")
         self.matrix_label = label("", role="subtitle")
         bar.addWidget(self.add_files_button)
