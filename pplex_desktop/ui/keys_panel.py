@@ -266,7 +266,7 @@ class KeysPanel(QWidget):
 
     def _confirm(self, title: str, text: str, verb: str, then: Callable[[], None]) -> None:
         box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=self)
-        confirm = box.addButton(verb, QMessageBox.ButtonRole.DestructiveRole)
+        confirm = box.addButton(f"&{verb}", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
