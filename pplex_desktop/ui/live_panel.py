@@ -154,7 +154,7 @@ class LivePanel(QWidget):
         self.connect_button = QPushButton("C&onnect")
         self.connect_button.setObjectName("connectButton")
         self.connect_button.setDefault(True)
-        self.hangup_button = QPushButton("&Hang up")
+        self.hangup_button = QPushButton("Hang &up")
         self.hangup_button.setObjectName("hangupButton")
         row.addWidget(self.connect_button, 0, Qt.AlignmentFlag.AlignTop)
         row.addWidget(self.hangup_button, 0, Qt.AlignmentFlag.AlignTop)
