@@ -28,8 +28,13 @@ TOOLS = ("Xvfb", "xdotool", "import", "xclip")
 EXIT_BUDGET_S = 5.0
 START_TIMEOUT_S = 40.0
 SHOTS_ENV = "PPLEX_JOURNEY_SCREENSHOTS"
+# The README's pictures (docs/screenshots/NAME.png) that journeys re-make when SHOTS_ENV is set.
+DOC_SHOTS = frozenset(
+    {"welcome", "server", "talk", "offline", "keys", "new-key", "activity", "settings"}
+)
 T = TypeVar("T")
 Pixels = npt.NDArray[np.uint8]
+Region = tuple[int, int, int, int]  # x, y, width, height on the screen
 
 
 class JourneyFailure(AssertionError):
@@ -223,7 +228,7 @@ class Screen:
         pixels = self.grab()
         self._count += 1
         save_png(pixels, self.shots / f"{self._count:02d}-{name}.png")
-        if self.published and region is not None:
+        if self.published and region is not None and name in DOC_SHOTS:
             x, y, w, h = region
             save_png(pixels[y : y + h, x : x + w], Path(self.published) / f"{name}.png")
         return pixels
@@ -257,6 +262,17 @@ def differs(
         x, y, w, h = region
         a, b = a[y : y + h, x : x + w], b[y : y + h, x : x + w]
     return int(np.count_nonzero(np.any(a != b, axis=2))) >= min_px
+
+
+def changed_share(a: Pixels, b: Pixels, region_a: Region, region_b: Region | None = None) -> float:
+    """The share of pixels that differ between a region of ``a`` and one of ``b``."""
+    one, two = crop(a, region_a), crop(b, region_b or region_a)
+    return float(np.count_nonzero(np.any(one != two, axis=2))) / (one.shape[0] * one.shape[1])
+
+
+def crop(pixels: Pixels, region: Region) -> Pixels:
+    x, y, w, h = region
+    return pixels[y : y + h, x : x + w]
 
 
 def is_blank(pixels: Pixels, region: tuple[int, int, int, int] | None = None) -> bool:

@@ -25,8 +25,9 @@ TRANSCRIPT = (650, 122, 400, 410)
 ECHO_TAIL_S = 1.5  # the demo's echo delay plus the playback buffer, with room to spare
 
 
-def live_sessions(url: str) -> list[dict[str, object]]:
-    status, body = admin(url, ADMIN_SECRET, "/admin/sessions")
+def live_sessions(url: str, secret: str = ADMIN_SECRET) -> list[dict[str, object]]:
+    """The gateway's live conversations, from its admin API."""
+    status, body = admin(url, secret, "/admin/sessions")
     assert status == 200, body
     return [s for s in body["active"] if s["state"] == "live"]
 
