@@ -8,8 +8,8 @@ import time
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import EXIT_BUDGET_S, Screen, changed_share, differs, wait_until
 from tests.journeys.http import request
+from tests.journeys.talking import live_sessions
 from tests.journeys.test_first_launch import WELCOME, copied_secret
-from tests.journeys.test_talk import live_sessions
 
 # The middle of the Talk page's left column (the Talking box), from the window's corner.
 TALKING = (190, 380, 420, 200)

@@ -8,39 +8,19 @@ while Space is held. The transcript fills with words; SIGTERM mid-call still exi
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
 from tests.audio.analysis import locate
-from tests.audio.test_live_devices import Parec, speak
-from tests.journeys.conftest import ADMIN_SECRET, Launch
+from tests.audio.test_live_devices import speak
+from tests.journeys.conftest import Launch
 from tests.journeys.harness import EXIT_BUDGET_S, Screen, differs, wait_until
-from tests.journeys.http import admin
+from tests.journeys.talking import live_sessions, say_and_listen
 
 # The Conversation box, from the window's top-left corner (found on a screenshot).
 TRANSCRIPT = (650, 122, 400, 410)
-ECHO_TAIL_S = 1.5  # the demo's echo delay plus the playback buffer, with room to spare
-
-
-def live_sessions(url: str, secret: str = ADMIN_SECRET) -> list[dict[str, object]]:
-    """The gateway's live conversations, from its admin API."""
-    status, body = admin(url, secret, "/admin/sessions")
-    assert status == 200, body
-    return [s for s in body["active"] if s["state"] == "live"]
-
-
-def say_and_listen(wav: Path, folder: Path, name: str) -> np.ndarray:
-    """Play ``wav`` into the microphone sink and return what the speaker sink played meanwhile."""
-    ear = Parec("spk.monitor", folder / f"{name}.raw")
-    try:
-        subprocess.run(["paplay", "--device=mic", str(wav)], check=True, timeout=30)
-        time.sleep(ECHO_TAIL_S)  # the echo is still on its way: nothing to await from outside
-    finally:
-        heard = ear.stop()
-    return heard
 
 
 def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
