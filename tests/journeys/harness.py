@@ -318,7 +318,16 @@ class App:
         return wait_until(seen, f"the log line {text!r}", timeout)
 
     def window(self) -> str:
-        return self.screen.window_named("^pplex-desktop$", timeout=START_TIMEOUT_S)
+        def shown() -> str | None:
+            if self.process.poll() is not None:
+                raise JourneyFailure(
+                    f"The app exited ({self.process.returncode}) before its window showed:\n"
+                    + self.log()[-3000:]
+                )
+            ids = self.screen.windows("^pplex-desktop$")
+            return ids[-1] if ids else None
+
+        return wait_until(shown, "the main window", START_TIMEOUT_S)
 
     def gateway_url(self, timeout: float = 30.0) -> str:
         """From the log line a user reads too: 'The gateway listens on http://…'."""

@@ -45,7 +45,6 @@ def test_a_key_made_in_the_gui_works_until_revoked_there(launch: Launch, screen:
     screen.focus(window)
     screen.repaints(before, "the new key in the table")
     screen.click(x + FIRST_ROW[0], y + FIRST_ROW[1])
-    screen.shot("keys", region=(x, y, w, h))
     screen.key("alt+r")
     box = screen.window_named("^Revoke key$")
     screen.focus(box)
@@ -57,3 +56,8 @@ def test_a_key_made_in_the_gui_works_until_revoked_there(launch: Launch, screen:
 
     body = wait_until(refused, "the revoked key to be refused")
     assert body["error"]["code"] == "revoked_api_key", body  # type: ignore[index]
+    screen.focus(window)
+    shown = screen.shot("keys", region=(x, y, w, h))  # the key, now revoked
+    screen.key("ctrl+5")  # Activity: the requests just made, the refused one too
+    screen.repaints(shown, "the Activity page")
+    screen.shot("activity", region=(x, y, w, h))

@@ -37,6 +37,7 @@ def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
     idle = screen.shot("talk-idle")
     screen.key("alt+o")  # Connect
     wait_until(lambda: live_sessions(url) or None, "a live conversation through the gateway")
+    app.wait_log("Connected to ws://")  # the model's handshake: from now on it listens
 
     heard = say_and_listen(wav, tmp_path, "open")
     echo = locate(heard, sentence)
