@@ -228,14 +228,21 @@ class OfflinePanel(QWidget):
         self.queue.add(paths, choice)
         return True
 
+    # open(), never the static getters: their nested event loop would hold up quitting.
     def choose_files(self) -> None:
-        names, _filter = QFileDialog.getOpenFileNames(self, "Add audio files", "", FILE_FILTER)
-        self.add_paths([Path(n) for n in names])
+        dialog = QFileDialog(self, "Add audio files", "", FILE_FILTER)
+        dialog.setFileMode(QFileDialog.FileMode.ExistingFiles)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.filesSelected.connect(lambda names: self.add_paths([Path(n) for n in names]))
+        dialog.open()
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add every audio file in a folder")
-        if folder:
-            self.add_paths([Path(folder)])
+        dialog = QFileDialog(self, "Add every audio file in a folder")
+        dialog.setFileMode(QFileDialog.FileMode.Directory)
+        dialog.setOption(QFileDialog.Option.ShowDirsOnly)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda folder: folder and self.add_paths([Path(folder)]))
+        dialog.open()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         paths = _local_paths(event)

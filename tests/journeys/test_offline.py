@@ -1,6 +1,6 @@
 """Journey 5: recordings dropped on the Offline page (XDND, as from a file manager) come back
-as spoken answers with transcripts, named as documented; a file that is not audio is refused
-in its row with a sentence a person can read (and copy)."""
+as spoken answers with transcripts, named as documented; a file that is not audio, added with
+"Add files…", is refused in its row with a sentence a person can read (and copy)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,11 @@ def test_dropped_recordings_come_back_answered_and_a_fake_wav_is_refused(
     fake = inbox / "notes.wav"
     fake.write_text("These are my shopping notes, not a recording.\n")
     before = screen.grab()
-    drop_files(screen, x + DROP_ZONE[0], y + DROP_ZONE[1], [fake])
+    screen.key("alt+a")  # Add files…: this one comes through the file dialog, typed
+    dialog = screen.window_named("^Add audio files$")
+    screen.focus(dialog)
+    screen.type(str(fake))
+    screen.key("Return")
     screen.repaints(before, "the refused file's row")
     screen.shot("offline-refused", region=(x, y, w, h))
     # Its row is the newest; selected, the pane below the table tells why, copyable.
