@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -60,8 +60,23 @@ def screen(display: Display, tmp_path: Path) -> Screen:
     return Screen(display, tmp_path / "shots")
 
 
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
 @pytest.fixture
-def launch(screen: Screen, sound: pulse.PulseSetup, tmp_path: Path) -> Iterator[Launch]:
+def launch(
+    screen: Screen, sound: pulse.PulseSetup, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Launch]:
     """Start the app; at the end of the journey every app still running gets SIGTERM and must
     exit within the budget, and none may have logged a traceback."""
     apps: list[App] = []
@@ -88,6 +103,8 @@ def launch(screen: Screen, sound: pulse.PulseSetup, tmp_path: Path) -> Iterator[
 
     try:
         yield start
+        if request.node.stash.get(_FAILED, False):
+            screen.shot("failure")  # what the screen showed when the journey failed
         for app in apps:
             if app.process.poll() is None:
                 app.stop(signal.SIGTERM)

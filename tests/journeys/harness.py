@@ -267,7 +267,8 @@ def differs(
 def changed_share(a: Pixels, b: Pixels, region_a: Region, region_b: Region | None = None) -> float:
     """The share of pixels that differ between a region of ``a`` and one of ``b``."""
     one, two = crop(a, region_a), crop(b, region_b or region_a)
-    return float(np.count_nonzero(np.any(one != two, axis=2))) / (one.shape[0] * one.shape[1])
+    changed = int(np.count_nonzero(np.any(one != two, axis=2)))
+    return changed / int(one.shape[0] * one.shape[1])
 
 
 def crop(pixels: Pixels, region: Region) -> Pixels:

@@ -57,7 +57,7 @@ def test_a_key_made_in_the_gui_works_until_revoked_there(launch: Launch, screen:
     body = wait_until(refused, "the revoked key to be refused")
     assert body["error"]["code"] == "revoked_api_key", body  # type: ignore[index]
     screen.focus(window)
-    shown = screen.shot("keys", region=(x, y, w, h))  # the key, now revoked
+    revoked = screen.shot("keys", region=(x, y, w, h))  # the key, now revoked
     screen.key("ctrl+5")  # Activity: the requests just made, the refused one too
-    screen.repaints(shown, "the Activity page")
+    screen.repaints(revoked, "the Activity page")
     screen.shot("activity", region=(x, y, w, h))
