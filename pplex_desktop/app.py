@@ -100,7 +100,12 @@ def _open_locked(options: Options, folder: Path, lock: FolderLock) -> Services:
         default_rpm=effective.default_rpm,
         default_max_sessions=effective.default_max_sessions,
     )
-    admin_secret = None if use_env_admin_secret(keystore) else keystore.ensure_admin_secret()
+    if use_env_admin_secret(keystore) or keystore.setup_finished():
+        admin_secret = None
+    else:
+        # Until a person completes the welcome it shows again, with a fresh secret that works:
+        # one shown by a welcome that was quit is lost with that window.
+        admin_secret = keystore.begin_setup()
     # Last run's owner key goes: a key that only lived in that process's memory is dead weight.
     keystore.delete_kind(KIND_OWNER)
     owner = keystore.create(

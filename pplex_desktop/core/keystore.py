@@ -42,6 +42,8 @@ KIND_PAIRED = "paired"  # made by "Pair a device"
 KIND_LEGACY = "legacy"  # imported from the original gateway's api_keys.json
 KINDS = frozenset({KIND_USER, KIND_OWNER, KIND_PAIRED, KIND_LEGACY})
 LEGACY_PREFIX = "legacy-"
+# The first-launch welcome: "pending" from when it shows until a person completes it.
+SETUP_META, SETUP_PENDING, SETUP_DONE = "setup", "pending", "done"
 MAX_RPM = 100_000
 MAX_SESSIONS = 100
 
@@ -616,6 +618,24 @@ class KeyStore:
         if self.has_admin_secret():
             return None
         return self.new_admin_secret()
+
+    def setup_finished(self) -> bool:
+        """Whether a person completed the first-launch welcome (or an admin secret was given).
+
+        A folder from before this mark existed has a secret and no mark: its setup was done.
+        """
+        mark = self._meta(SETUP_META)
+        return mark == SETUP_DONE or (mark is None and self.has_admin_secret())
+
+    def begin_setup(self) -> str:
+        """A new admin secret for a welcome about to show it; setup stays unfinished until
+        finish_setup(). Each showing replaces the secret, so the one on screen always works."""
+        secret = self.new_admin_secret()
+        self._set_meta(SETUP_META, SETUP_PENDING)
+        return secret
+
+    def finish_setup(self) -> None:
+        self._set_meta(SETUP_META, SETUP_DONE)
 
     def check_admin_secret(self, secret: str | None) -> bool:
         if not secret:

@@ -94,20 +94,22 @@ def _settings(args: argparse.Namespace, folder: Path) -> Settings:
     return settings.replace(**changes) if changes else settings
 
 
-def _admin_secret(store: KeyStore) -> None:
+def _admin_secret(store: KeyStore, port: int) -> None:
     if use_env_admin_secret(store):
         return
     secret = store.ensure_admin_secret()
     if secret is not None:
-        _print_secret(secret, "This is the gateway's admin secret. It is shown only once.")
+        _print_secret(secret, "This is the gateway's admin secret. It is shown only once.", port)
 
 
-def _print_secret(secret: str, headline: str) -> None:
+def _print_secret(secret: str, headline: str, port: int) -> None:
+    # Port 0 is chosen when the gateway binds, after this is printed: name the placeholder.
+    where = f"localhost:{port}" if port else "localhost:PORT"
     print(
         f"\n{headline}\n"
         f"    {secret}\n"
         "Save this key! Only its hash is stored. Use it in the X-Admin-Secret header, e.g.\n"
-        "    curl -X POST http://localhost:8000/admin/keys/generate "
+        f"    curl -X POST http://{where}/admin/keys/generate "
         '-H "X-Admin-Secret: ..." -F "name=my-app"\n',
         flush=True,
     )
@@ -178,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.reset_admin_secret:
-            _print_secret(store.new_admin_secret(), "A new admin secret replaces the old one.")
+            _print_secret(
+                store.new_admin_secret(), "A new admin secret replaces the old one.", settings.port
+            )
             return 0
         if args.import_keys:
             result = store.import_legacy_json(args.import_keys)
@@ -186,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if result.weak:
                 print(weak_keys_notice(result.weak), flush=True)
             return 0
-        _admin_secret(store)
+        _admin_secret(store, settings.port)
         return asyncio.run(_serve(settings, store, folder))
     except PplexError as exc:
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)

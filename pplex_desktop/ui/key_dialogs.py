@@ -206,7 +206,7 @@ class NewKeyDialog(QDialog):
         self.key_edit.ensurePolished()  # the style sheet's monospace font decides the width
         self.key_edit.setMinimumWidth(self.key_edit.fontMetrics().horizontalAdvance(key) + 24)
         self.key_edit.setCursorPosition(0)
-        self.copy_button = QPushButton("Copy")
+        self.copy_button = QPushButton("&Copy")
         self.copy_button.clicked.connect(self._copy)
         row.addWidget(self.key_edit, 1)
         row.addWidget(self.copy_button)
@@ -226,7 +226,7 @@ class NewKeyDialog(QDialog):
 
     def _copy(self) -> None:
         copy_text(self.key_edit.text())
-        self.copy_button.setText("Copied")
+        self.copy_button.setText("&Copied")
 
     def done(self, result: int) -> None:
         # Drop the plaintext from the widget as soon as the dialog closes.

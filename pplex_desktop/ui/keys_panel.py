@@ -72,11 +72,11 @@ class KeysPanel(QWidget):
         self.filter_edit.textChanged.connect(self.proxy.setFilterFixedString)
         self.owner_check = QCheckBox("Show this app's own key")
         self.owner_check.toggled.connect(self.proxy.set_show_owner)
-        self.new_button = QPushButton("New key…")
+        self.new_button = QPushButton("&New key…")
         self.new_button.setObjectName("newKeyButton")
-        self.edit_button = QPushButton("Edit limits…")
-        self.revoke_button = QPushButton("Revoke…")
-        self.delete_button = QPushButton("Delete…")
+        self.edit_button = QPushButton("&Edit limits…")
+        self.revoke_button = QPushButton("&Revoke…")
+        self.delete_button = QPushButton("De&lete…")
         bar.addWidget(self.filter_edit, 1)
         bar.addWidget(self.owner_check)
         for button in (self.new_button, self.edit_button, self.revoke_button, self.delete_button):
@@ -286,7 +286,7 @@ class KeysPanel(QWidget):
 
     def _confirm(self, title: str, text: str, verb: str, then: Callable[[], None]) -> None:
         box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=self)
-        confirm = box.addButton(verb, QMessageBox.ButtonRole.DestructiveRole)
+        confirm = box.addButton(f"&{verb}", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

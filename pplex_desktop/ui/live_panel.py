@@ -66,7 +66,8 @@ SYSTEM_DEFAULT = "System default"
 # About -12 dB: the model stays audible under your voice without talking over you.
 DUCK_GAIN = 0.25
 JITTER_MIN_MS, JITTER_STEP_MS = 40, 20
-MODE_LABELS = {PttMode.OPEN: "Open mic", PttMode.HOLD: "Hold to talk", PttMode.TOGGLE: "Toggle"}
+# Alt+M, Alt+T, Alt+G: the modes are reachable from the keyboard too.
+MODE_LABELS = {PttMode.OPEN: "Open &mic", PttMode.HOLD: "Hold to &talk", PttMode.TOGGLE: "To&ggle"}
 STATE_KEY = "talk/"  # UI-state prefix for what the page remembers between runs
 
 
@@ -150,10 +151,10 @@ class LivePanel(QWidget):
         self.state_label = label(TITLES[S.IDLE], role="state")
         self.state_label.setObjectName("talkState")
         row.addWidget(self.state_label, 1)
-        self.connect_button = QPushButton("Connect")
+        self.connect_button = QPushButton("C&onnect")
         self.connect_button.setObjectName("connectButton")
         self.connect_button.setDefault(True)
-        self.hangup_button = QPushButton("Hang up")
+        self.hangup_button = QPushButton("Hang &up")
         self.hangup_button.setObjectName("hangupButton")
         row.addWidget(self.connect_button, 0, Qt.AlignmentFlag.AlignTop)
         row.addWidget(self.hangup_button, 0, Qt.AlignmentFlag.AlignTop)
@@ -252,7 +253,7 @@ class LivePanel(QWidget):
         layout.addLayout(modes)
         self.duck_check = QCheckBox("Duck the model while I talk")
         self.duck_check.setToolTip("Turn the model down while your microphone hears you.")
-        self.record_check = QCheckBox("Record this conversation")
+        self.record_check = QCheckBox("&Record this conversation")
         self.record_check.setToolTip(
             "Save a stereo WAV (left: you, as the model heard you; right: the model, as you "
             "heard it) and the transcript, listed under Recordings."

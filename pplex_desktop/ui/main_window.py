@@ -102,7 +102,22 @@ class MainWindow(QMainWindow):
         self.navigation.insertItem(position, item)
         if self.navigation.currentRow() < 0:
             self.navigation.setCurrentRow(0)
+        self._refresh_page_menu()
         return widget
+
+    def _refresh_page_menu(self) -> None:
+        """The View menu lists the pages in sidebar order, Ctrl+1… for the first nine."""
+        menu = getattr(self, "view_menu", None)
+        if menu is None:
+            return  # the menus are built after the first pages
+        menu.clear()
+        for row, key in enumerate(self._keys):
+            title = self.navigation.item(row).text()
+            action = QAction(title, self)
+            if row < 9:
+                action.setShortcut(QKeySequence(f"Ctrl+{row + 1}"))
+            action.triggered.connect(lambda _checked=False, k=key: self.show_page(k))
+            menu.addAction(action)
 
     def show_page(self, key: str) -> QWidget:
         self.navigation.setCurrentRow(self._keys.index(key))
@@ -135,7 +150,8 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         app_menu = self.menuBar().addMenu("&File")
         settings = QAction("&Settings…", self)
-        settings.setShortcut(QKeySequence.StandardKey.Preferences)
+        # StandardKey.Preferences has no binding on many Linux desktops.
+        settings.setShortcut(QKeySequence("Ctrl+,"))
         settings.triggered.connect(self.settings_requested.emit)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -143,6 +159,9 @@ class MainWindow(QMainWindow):
         app_menu.addAction(settings)
         app_menu.addSeparator()
         app_menu.addAction(quit_action)
+
+        self.view_menu = self.menuBar().addMenu("&View")
+        self._refresh_page_menu()
 
         server_menu = self.menuBar().addMenu("&Gateway")
         self.start_action = QAction("&Start", self)

@@ -134,7 +134,7 @@ class OfflinePanel(QWidget):
         root.addWidget(self.form)
 
         bar = QHBoxLayout()
-        self.add_files_button = QPushButton("Add files…")
+        self.add_files_button = QPushButton("&Add files…")
         self.add_folder_button = QPushButton("Add folder…")
         self.matrix_label = label("", role="subtitle", wrap=True)
         bar.addWidget(self.add_files_button)
@@ -297,7 +297,8 @@ class OfflinePanel(QWidget):
         return folder if folder is not None and folder.is_dir() else None
 
     def _open_dialog(self, dialog: QFileDialog, chosen: Callable[[list[Path]], None]) -> None:
-        """Open a file dialog in the last folder, without blocking the window's event loop."""
+        """Open a file dialog in the last folder, with open(), never the static getters: their
+        nested event loop would hold up quitting."""
         start = self.last_folder()
         if start is not None:
             dialog.setDirectory(str(start))

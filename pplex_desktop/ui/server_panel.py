@@ -241,7 +241,7 @@ class ServerPanel(QWidget):
     def _build_lan(self) -> QGroupBox:
         group = QGroupBox("Local network")
         layout = QVBoxLayout(group)
-        self.lan_switch = QCheckBox("Serve on local network")
+        self.lan_switch = QCheckBox("Serve on &local network")
         self.lan_switch.setObjectName("lanSwitch")
         self.lan_switch.setToolTip(
             "Off: only this computer can connect (127.0.0.1). On: phones and laptops on your "
@@ -261,7 +261,7 @@ class ServerPanel(QWidget):
         self.tls_label.setObjectName("lanCertificate")
         layout.addWidget(self.tls_label)
         buttons = QHBoxLayout()
-        self.pair_button = QPushButton("Pair a device…")
+        self.pair_button = QPushButton("&Pair a device…")
         self.pair_button.setToolTip(
             "Make a short-lived key and a QR code that opens the talk page."
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QMessageBox
+from PySide6.QtWidgets import QApplication, QCheckBox, QDialog, QMessageBox
 
 from pplex_desktop.core.folder_lock import FolderLock
 from pplex_desktop.core.keystore import KeyStore
@@ -163,6 +163,8 @@ class DesktopShell(QObject):
 
     def _welcome_chosen(self, choice: WelcomeChoice) -> None:
         self.welcome = None
+        if self.quitting:
+            return  # quit during the welcome: setup stays unfinished and shows next time
         current = self.settings.current
         if choice.demo or not choice.backend_url:
             wanted = current.replace(demo=True)
@@ -179,7 +181,11 @@ class DesktopShell(QObject):
             self.errors.report("saving the first settings", error)
             self.gateway.start()
 
-        self.settings.update(wanted, lambda _s: self.gateway.start(), failed)
+        def saved(_settings: object) -> None:
+            self.services.keystore.finish_setup()
+            self.gateway.start()
+
+        self.settings.update(wanted, saved, failed)
 
     def _announce(self, view: GatewayView) -> None:
         if view.state is GatewayState.FAILED and view.failure:
@@ -282,6 +288,7 @@ class DesktopShell(QObject):
             return
         self.quitting = True
         _log.info("pplex-desktop is quitting.")
+        self._close_dialogs()
         self.window.save_state()
         for page in self.window.pages.values():
             call_hook(page, "shutdown")
@@ -294,6 +301,13 @@ class DesktopShell(QObject):
         self._quit_timer.timeout.connect(lambda: self._finish(timed_out=True))
         self._quit_timer.start(QUIT_TIMEOUT_MS)
         self.gateway.shutdown(lambda: self._finish(timed_out=False))
+
+    def _close_dialogs(self) -> None:
+        """Close every dialog, so no nested event loop (a file dialog's exec) outlives the quit
+        and keeps the app's own loop from returning; a dialog closed like this chose nothing."""
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, QDialog) and widget.isVisible():
+                widget.reject()
 
     def _finish(self, *, timed_out: bool) -> None:
         if self._finished:

@@ -75,9 +75,9 @@ class WelcomeDialog(QDialog):
         layout.addWidget(self._build_server())
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        self.demo_button = QPushButton(f"Use the demo backend ({DEMO_LABEL})")
+        self.demo_button = QPushButton(f"Use the &demo backend ({DEMO_LABEL})")
         self.demo_button.setObjectName("useDemo")
-        self.server_button = QPushButton("Use this server")
+        self.server_button = QPushButton("Use this &server")
         self.server_button.setObjectName("useServer")
         self.demo_button.clicked.connect(lambda: self._accept(WelcomeChoice(demo=True)))
         self.server_button.clicked.connect(self._use_server)
@@ -103,7 +103,7 @@ class WelcomeDialog(QDialog):
         self.secret_edit.setProperty("role", "secret")
         self.secret_edit.setMinimumWidth(_text_width(self.secret_edit, secret))
         self.secret_edit.setCursorPosition(0)
-        self.copy_button = QPushButton("Copy")
+        self.copy_button = QPushButton("&Copy")
         self.copy_button.clicked.connect(self._copy_secret)
         row.addWidget(self.secret_edit, 1)
         row.addWidget(self.copy_button)
@@ -125,7 +125,7 @@ class WelcomeDialog(QDialog):
         default = settings.backends[0].url if settings.backends else "ws://localhost:8998"
         self.url_edit = QLineEdit(default)
         self.url_edit.setObjectName("serverAddress")
-        self.test_button = QPushButton("Test")
+        self.test_button = QPushButton("&Test")
         self.test_button.clicked.connect(self.test)
         row.addWidget(self.url_edit, 1)
         row.addWidget(self.test_button)
@@ -148,7 +148,7 @@ class WelcomeDialog(QDialog):
     def _copy_secret(self) -> None:
         if self.secret_edit is not None:
             copy_text(self.secret_edit.text())
-            self.copy_button.setText("Copied")
+            self.copy_button.setText("&Copied")
 
     def check_on_open(self) -> None:
         """Test the suggested server, unless this run uses the demo backend anyway."""

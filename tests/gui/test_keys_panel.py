@@ -58,7 +58,7 @@ def select(qtbot: QtBot, panel: KeysPanel, name: str) -> ApiKey:
 def confirm(qtbot: QtBot, panel: KeysPanel, verb: str) -> None:
     box = panel.confirm_box
     assert isinstance(box, QMessageBox) and box.isVisible()
-    button = next(b for b in box.buttons() if b.text() == verb)
+    button = next(b for b in box.buttons() if b.text().replace("&", "") == verb)
     assert isinstance(button, QPushButton)
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 

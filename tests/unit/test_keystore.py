@@ -171,3 +171,22 @@ def test_malformed_key_skips_lookup_without_legacy_keys(store: KeyStore) -> None
     with pytest.raises(AuthError) as info:
         store.authenticate("sk-whatever")
     assert info.value.code == "malformed_api_key"
+
+
+def test_setup_stays_unfinished_until_finished_and_each_showing_replaces_the_secret(
+    store: KeyStore,
+) -> None:
+    assert not store.setup_finished()
+    shown_first = store.begin_setup()
+    assert not store.setup_finished()  # quit during the welcome: it shows again
+    shown_again = store.begin_setup()
+    assert not store.check_admin_secret(shown_first)
+    assert store.check_admin_secret(shown_again)
+    store.finish_setup()
+    assert store.setup_finished()
+    assert store.check_admin_secret(shown_again)
+
+
+def test_a_folder_from_before_the_setup_mark_counts_as_set_up(store: KeyStore) -> None:
+    assert store.ensure_admin_secret() is not None  # as pplex-gateway or an older app did
+    assert store.setup_finished()
