@@ -19,7 +19,7 @@ import pytest
 
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import EXIT_BUDGET_S, JourneyFailure, Screen, save_png, wait_until
-from tests.journeys.http import request
+from tests.journeys.http import https_via_loopback
 
 PAIR = "^Pair a device$"
 
@@ -87,12 +87,15 @@ def test_pairing_a_device_over_the_lan(launch: Launch, screen: Screen, tmp_path:
     key = parts.fragment.removeprefix("key=")
     host = parts.hostname or ""
     assert not ipaddress.ip_address(host).is_loopback, "a phone cannot reach a loopback address"
-    # Connect only to an address of this machine.
     assert host in own_addresses(), f"{host} is not an address of this machine"
 
+    # As the phone would ask (that Host, the certificate checked for that address), over
+    # loopback: the site listens on every interface, and tests never leave 127.0.0.1.
     ca = data / "tls" / "ca.crt"
-    status, page = request(f"https://{host}:{port}/", ca_file=ca)
+    status, page = https_via_loopback(f"https://{host}:{port}/", ca_file=ca)
     assert status == 200 and "<html" in str(page).lower(), page
-    status, info = request(f"https://{host}:{port}/v1/info", headers={"X-API-Key": key}, ca_file=ca)
+    status, info = https_via_loopback(
+        f"https://{host}:{port}/v1/info", headers={"X-API-Key": key}, ca_file=ca
+    )
     assert status == 200, info
     assert app.stop(signal.SIGINT) < EXIT_BUDGET_S  # the pairing dialog is still open
