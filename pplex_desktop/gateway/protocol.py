@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from enum import Enum
 from typing import Any
 
@@ -38,6 +40,7 @@ from pplex_desktop.gateway.parse_errors import describe, raw_response
 
 _log = logging.getLogger("pplex_desktop.gateway.connections")
 RETRY_AFTER_S = 5
+LISTEN_QUEUE = 1024  # the kernel caps it at net.core.somaxconn
 
 
 class RequestTimeoutError(PplexError):
@@ -402,4 +405,10 @@ class GuardedSite(web.TCPSite):
             ssl_handshake_timeout=self._handshake_timeout if tls is not None else None,
         )
         sockets = self._server.sockets
+        for listening in sockets:
+            # asyncio accepts ``backlog`` connections per turn and listens with the same queue;
+            # a deeper kernel queue keeps a burst of connections (a slowloris reopening its
+            # sockets) from dropping the SYN of a real client, which would cost it a second.
+            with socket.socket(fileno=os.dup(listening.fileno())) as same:
+                same.listen(LISTEN_QUEUE)
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
