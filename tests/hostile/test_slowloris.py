@@ -41,6 +41,7 @@ ATTACK_CONNECTIONS = 1100
 PARTIAL = b"GET /v1/info?pad="  # a request line that never ends
 TRICKLE_S = 2.0
 ANSWER_WITHIN_S = 1.0
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # like nginx's client_header_timeout, shorter than its 60 s
 
 
 @dataclass
@@ -197,7 +198,7 @@ async def test_slowloris_with_the_default_limits(tmp_path: Path) -> None:
     with raised_file_limit(ATTACK_CONNECTIONS + 256):
         gw = start_gateway_process(tmp_path / "data", {"demo": True})
         try:
-            header_timeout = Settings().header_timeout_s
+            header_timeout = DEFAULT_HEADER_TIMEOUT_S
             figures = await _attack(gw, header_timeout + 2, header_timeout + 5, reopen=True)
         finally:
             gw.stop()
@@ -206,6 +207,7 @@ async def test_slowloris_with_the_default_limits(tmp_path: Path) -> None:
     assert figures["longest_partial_s"] <= header_timeout + 3  # well within 30 s
     text = _check_log(gw)
     assert "did not complete its request headers within 10 s" in text
+    assert Settings().header_timeout_s == DEFAULT_HEADER_TIMEOUT_S
 
 
 @pytest.mark.timeout(90)
