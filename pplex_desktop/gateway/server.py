@@ -24,6 +24,7 @@ from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
+from pplex_desktop.core.redact import install_redacting_filter
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.accesslog import RedactingAccessLogger
 from pplex_desktop.gateway.app import create_app
@@ -170,6 +171,7 @@ class GatewayRunner:
         if tls is not None:
             app[LAN_TLS] = tls
         install_accept_filter()
+        install_redacting_filter("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio")
         limits = ConnectionLimits.from_settings(self.settings)
         if limits.clamped_from is not None:
             _log.warning(

@@ -13,6 +13,7 @@ import logging
 
 import pytest
 
+from pplex_desktop.core.redact import RedactingFilter
 from tests.gateway.conftest import GatewayFactory, gateway, make_gateway
 from tests.hostile.edge_support import assert_no_secret, host_port, raw_exchange, split_response
 
@@ -180,3 +181,23 @@ async def test_unreadable_request_gets_a_json_sentence_and_no_key_is_logged(
     # Nothing of the request is quoted back: no padding, no header names.
     assert b"AAAA" not in body and b"BBBB" not in body and b"X-API" not in body
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_records_of_other_libraries_are_redacted() -> None:
+    """The last line of defence for aiohttp's and asyncio's own messages and tracebacks."""
+    key = "pplx_" + "k" * 40
+    try:
+        raise ValueError(f"Got more than 8190 bytes when reading: b'GET /?api_key={key}'.")
+    except ValueError as exc:
+        record = logging.LogRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error from %s",
+            (key,),
+            (type(exc), exc, exc.__traceback__),
+        )
+    assert RedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert key not in text and "pplx_REDACTED" in text and "ValueError" in text
