@@ -56,11 +56,16 @@ def open_file_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
-def derived_cap(open_files: int | None) -> int:
+def socket_cap(open_files: int | None) -> int:
+    """How many client sockets may be open at all (listener.AcceptGate enforces it)."""
     if open_files is None:
-        return UNLIMITED_FILES_CAP
-    reserve = max(RESERVE_MIN, open_files // 4) + ACCEPT_BURST
-    return max(16, min(open_files - reserve, CAP_MAX))
+        return UNLIMITED_FILES_CAP + ACCEPT_BURST
+    return max(32, min(open_files - max(RESERVE_MIN, open_files // 4), CAP_MAX + ACCEPT_BURST))
+
+
+def derived_cap(open_files: int | None) -> int:
+    """How many connections the guard holds: the socket limit less two batches of accepts."""
+    return max(16, socket_cap(open_files) - ACCEPT_BURST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +78,13 @@ class ConnectionLimits:
     close_grace_s: float
     max_connections: int
     max_waiting_per_address: int
+    max_sockets: int
     clamped_from: int | None = None  # the configured cap, when the file limit lowered it
 
     @classmethod
     def from_settings(cls, settings: Settings, open_files: int | None = None) -> ConnectionLimits:
-        cap = derived_cap(open_files if open_files is not None else open_file_limit())
+        files = open_files if open_files is not None else open_file_limit()
+        cap = derived_cap(files)
         wanted = settings.max_connections
         clamped = wanted if wanted > cap else None
         return cls(
@@ -89,6 +96,7 @@ class ConnectionLimits:
             close_grace_s=settings.close_grace_s,
             max_connections=min(wanted, cap) if wanted > 0 else cap,
             max_waiting_per_address=settings.max_waiting_per_address,
+            max_sockets=socket_cap(files),
             clamped_from=clamped,
         )
 

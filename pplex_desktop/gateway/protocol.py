@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from enum import Enum
 from typing import Any
 
@@ -36,11 +34,11 @@ from pplex_desktop.core.errors import PplexError
 from pplex_desktop.gateway.accesslog import UNREADABLE
 from pplex_desktop.gateway.burstlog import BurstLog
 from pplex_desktop.gateway.connections import ConnectionGuard
+from pplex_desktop.gateway.listener import AcceptGate
 from pplex_desktop.gateway.parse_errors import describe, raw_response
 
 _log = logging.getLogger("pplex_desktop.gateway.connections")
 RETRY_AFTER_S = 5
-LISTEN_QUEUE = 1024  # the kernel caps it at net.core.somaxconn
 
 
 class RequestTimeoutError(PplexError):
@@ -57,6 +55,7 @@ class GuardedHandler(RequestHandler):
     def __init__(self, manager: GuardedServer, *, loop: asyncio.AbstractEventLoop, **kwargs: Any):
         super().__init__(manager, loop=loop, **kwargs)
         self._guard = manager.guard
+        self._gate = manager.gate
         self._limits = manager.guard.limits
         self._burst = manager.burst
         self._address = "unknown"
@@ -84,6 +83,9 @@ class GuardedHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._raw_transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._gate is not None:
+            self._gate.adopt(sock.fileno())
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self._address = str(peer[0])
@@ -307,6 +309,9 @@ class GuardedHandler(RequestHandler):
             return
         if answer is not None and not transport.is_closing():
             transport.write(answer)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._gate is not None:
+            self._gate.closing(sock)
         self.force_close()
         self._abort_later(transport)
 
@@ -335,10 +340,16 @@ def _closing(response: web.Response) -> web.Response:
 
 class GuardedServer(web.Server):
     def __init__(
-        self, guard: ConnectionGuard, burst: BurstLog, handler: Any, **kwargs: Any
+        self,
+        guard: ConnectionGuard,
+        burst: BurstLog,
+        handler: Any,
+        gate: AcceptGate | None = None,
+        **kwargs: Any,
     ) -> None:
         self.guard = guard
         self.burst = burst
+        self.gate = gate
         self._inner_factory = kwargs.pop("request_factory")
         super().__init__(handler, request_factory=self._make_guarded_request, **kwargs)
 
@@ -363,11 +374,17 @@ class GuardedRunner(web.AppRunner):
     """An AppRunner whose connections go through the guard."""
 
     def __init__(
-        self, app: web.Application, guard: ConnectionGuard, burst: BurstLog, **kwargs: Any
+        self,
+        app: web.Application,
+        guard: ConnectionGuard,
+        burst: BurstLog,
+        gate: AcceptGate | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, keepalive_timeout=guard.limits.keepalive_timeout_s, **kwargs)
         self.guard = guard
         self.burst = burst
+        self.gate = gate
 
     async def _make_server(self) -> web.Server:
         base = await super()._make_server()
@@ -375,40 +392,9 @@ class GuardedRunner(web.AppRunner):
             self.guard,
             self.burst,
             base.request_handler,
+            self.gate,
             request_factory=base.request_factory,
             handler_cancellation=base.handler_cancellation,
             loop=asyncio.get_running_loop(),
             **base._kwargs,
         )
-
-
-class GuardedSite(web.TCPSite):
-    """A TCPSite with a TLS handshake timeout (asyncio's default is 60 s)."""
-
-    def __init__(self, runner: GuardedRunner, host: str, port: int, **kwargs: Any) -> None:
-        super().__init__(runner, host, port, **kwargs)
-        self._handshake_timeout = runner.guard.limits.tls_handshake_timeout_s
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with its runner
-        server = self._runner.server
-        assert server is not None
-        tls = self._ssl_context
-        self._server = await asyncio.get_running_loop().create_server(
-            server,
-            self._host,
-            self._port,
-            ssl=tls,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-            ssl_handshake_timeout=self._handshake_timeout if tls is not None else None,
-        )
-        sockets = self._server.sockets
-        for listening in sockets:
-            # asyncio accepts ``backlog`` connections per turn and listens with the same queue;
-            # a deeper kernel queue keeps a burst of connections (a slowloris reopening its
-            # sockets) from dropping the SYN of a real client, which would cost it a second.
-            with socket.socket(fileno=os.dup(listening.fileno())) as same:
-                same.listen(LISTEN_QUEUE)
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port

@@ -33,7 +33,8 @@ from pplex_desktop.gateway.burstlog import WINDOW_S, BurstLog, install_accept_fi
 from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
-from pplex_desktop.gateway.protocol import GuardedRunner, GuardedSite
+from pplex_desktop.gateway.listener import AcceptGate, GatedSite
+from pplex_desktop.gateway.protocol import GuardedRunner
 from pplex_desktop.gateway.tls import LAN_TLS, TlsInfo, prepare_tls
 
 if TYPE_CHECKING:
@@ -182,10 +183,12 @@ class GatewayRunner:
             )
         guard = ConnectionGuard(limits)
         burst = BurstLog(logging.getLogger("pplex_desktop.gateway.connections"))
+        gate = AcceptGate(limits.max_sockets, burst)
         runner = GuardedRunner(
             app,
             guard,
             burst,
+            gate,
             access_log_class=RedactingAccessLogger,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
@@ -198,7 +201,14 @@ class GatewayRunner:
         for host, port, context in sites:
             known = len(runner.addresses)
             try:
-                await GuardedSite(runner, host, port, ssl_context=context).start()
+                await GatedSite(
+                    runner,
+                    host,
+                    port,
+                    gate=gate,
+                    handshake_timeout_s=limits.tls_handshake_timeout_s,
+                    ssl_context=context,
+                ).start()
             except OSError as exc:
                 await runner.cleanup()
                 await self._stop_demo()

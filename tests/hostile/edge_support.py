@@ -84,6 +84,7 @@ class GatewayProcess:
     url: str
     log_path: Path
     key: str
+    lan_url: str | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -104,8 +105,17 @@ class GatewayProcess:
             self.proc.stdout.close()
 
 
+def _read_line(proc: subprocess.Popen[bytes], deadline: float) -> bytes:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+    return proc.stdout.readline() if ready else b""
+
+
 def start_gateway_process(
-    folder: Path, settings: dict[str, object], file_limit: int = DESKTOP_FILE_LIMIT
+    folder: Path,
+    settings: dict[str, object],
+    file_limit: int = DESKTOP_FILE_LIMIT,
+    extra_args: tuple[str, ...] = (),
 ) -> GatewayProcess:
     """``pplex-gateway --demo`` on a free loopback port, limited to ``file_limit`` open files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,20 +140,18 @@ def start_gateway_process(
             [
                 *(sys.executable, "-m", "pplex_desktop.gateway", "--demo", "--port", "0"),
                 *("--data-dir", str(folder), "--host", "127.0.0.1"),
+                *extra_args,
             ],
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: select() then sees every line that is not read yet
             stderr=log,
             env=env,
             preexec_fn=limit_files,  # noqa: PLW1509 (only sets a resource limit)
         )
-    assert proc.stdout is not None
     deadline = time.monotonic() + 30
     line = b""
     while time.monotonic() < deadline and b"listening on" not in line:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
+        line = _read_line(proc, deadline)
         if not line:
             break
     if b"listening on" not in line:
@@ -151,7 +159,11 @@ def start_gateway_process(
         proc.wait(5)
         raise AssertionError(f"pplex-gateway did not start: {log_path.read_text()[-2000:]}")
     url = line.decode().split("listening on ", 1)[1].split(" ", 1)[0]
-    return GatewayProcess(proc, url, log_path, key)
+    lan_url = None
+    if "--tls" in extra_args:
+        lan = _read_line(proc, deadline).decode()
+        lan_url = lan.split("HTTPS on ", 1)[1].split(": open", 1)[0]
+    return GatewayProcess(proc, url, log_path, key, lan_url)
 
 
 async def http_get(

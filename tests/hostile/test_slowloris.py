@@ -475,3 +475,51 @@ async def _until(
                 changed.clear()
     finally:
         guard.remove_listener(changed.set)
+
+
+@pytest.mark.timeout(60)
+async def test_tls_handshakes_cannot_exhaust_the_open_files(tmp_path: Path) -> None:
+    """Connections that never say hello are invisible to aiohttp until their handshake ends;
+    the gate at accept() counts them, so a flood of them leaves files for the gateway's users.
+    Here the gateway may open 256 files: 192 client sockets, 16 connections held."""
+    flood = 600
+    with raised_file_limit(flood + 256):
+        gw = start_gateway_process(
+            tmp_path / "data",
+            {"demo": True, "tls_handshake_timeout_s": 2.0},
+            file_limit=256,
+            extra_args=("--tls", "auto", "--lan-port", "0"),
+        )
+        held: list[socket.socket] = []
+        try:
+            assert gw.lan_url is not None
+            lan = host_port(gw.lan_url)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for _ in range(flood):
+                sock = socket.socket()
+                sock.setblocking(False)
+                with contextlib.suppress(OSError):
+                    await loop.sock_connect(sock, lan)
+                held.append(sock)
+            # The plain site, in the same process, still answers.
+            host, port = gw.address
+            times = []
+            for _ in range(5):
+                status, _body, took = await http_get(host, port, "/healthz", limit_s=5)
+                assert status == 200
+                times.append(took)
+            assert max(times) < ANSWER_WITHIN_S
+            print(f"TLS flood: {flood} silent handshakes, slowest /healthz {max(times):.3f} s")
+            # Every silent handshake is closed: at once past the limit, else at its timeout.
+            for sock in held:
+                async with asyncio.timeout(max(0.1, started + 6 - loop.time())):
+                    with contextlib.suppress(ConnectionError):
+                        assert await loop.sock_recv(sock, 100) == b""
+        finally:
+            for sock in held:
+                sock.close()
+            gw.stop()
+    text = _check_log(gw)
+    assert "holds 192 client sockets, all its open-file limit allows; it closed the old" in text
+    assert text.count("TLS handshake") <= 3, "one line per burst"
