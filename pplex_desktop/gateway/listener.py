@@ -184,7 +184,10 @@ def gated_listeners(host: str, port: int, gate: AcceptGate, plain: bool) -> list
             if (family, address) in seen:
                 continue
             seen.add((family, address))
-            sock = GatedListener(family, kind, proto)
+            try:
+                sock = GatedListener(family, kind, proto)
+            except OSError:
+                continue  # an address family this system lacks (IPv6 off), as asyncio does
             made.append(sock)
             sock._gate = gate
             sock._plain = plain
@@ -197,6 +200,8 @@ def gated_listeners(host: str, port: int, gate: AcceptGate, plain: bool) -> list
         for sock in made:
             sock.close()
         raise
+    if not made:
+        raise OSError(f"No address to listen on was found for {host}.")
     return made
 
 

@@ -293,12 +293,12 @@ class GuardedHandler(RequestHandler):
         )
         answer = None
         if self._seen_bytes:
+            # 408, not 503: the request was not complete when the gateway stopped waiting.
             answer = raw_response(
-                503,
-                "too_many_connections",
+                408,
+                "request_timeout",
                 "The gateway closed this connection to make room for others: the request was "
                 "not complete. Send the whole request at once.",
-                retry_after_s=RETRY_AFTER_S,
             )
         self._close_now(answer)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import select
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,8 +188,18 @@ async def http_get(
     return status, body, loop.time() - start
 
 
-def assert_no_secret(texts: list[str | bytes], *secrets: str) -> None:
+def assert_no_secret(texts: Sequence[str | bytes], *secrets: str) -> None:
     for text in texts:
         data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
         for secret in secrets:
-            assert secret.encode() not in data, "a secret appears in a log line or an answer"
+            if secret.encode() in data:
+                at = data.index(secret.encode())
+                where = data[max(0, at - 120) : at].decode("utf-8", "replace")
+                raise AssertionError(f"a secret appears in a log line or an answer after {where!r}")
+
+
+def gateway_log(records: list[logging.LogRecord]) -> list[str]:
+    """What the gateway logged (the test's own clients, websockets among them, log their
+    requests, keys included, at DEBUG)."""
+    ours = ("pplex_desktop", "aiohttp", "asyncio")
+    return [logging.Formatter().format(r) for r in records if r.name.startswith(ours)]

@@ -12,6 +12,7 @@ import logging
 
 import pytest
 
+from pplex_desktop.gateway.burstlog import AcceptErrorFilter
 from tests.gateway.conftest import Gateway, gateway, make_gateway
 from tests.hostile.edge_support import (
     assert_no_secret,
@@ -75,3 +76,30 @@ async def test_readable_requests_after_a_flood_are_logged_as_usual(
     assert status == 200
     served = [r.getMessage() for r in caplog.records if r.name == "pplex_desktop.gateway.access"]
     assert served == [served[-1]] and "GET /healthz from 127.0.0.1 answered 200" in served[-1]
+
+
+def test_accept_errors_are_logged_once_a_window() -> None:
+    """Asyncio logs each accept() that fails at the open-file limit (81,453 lines, 36 MB)."""
+    now = [0.0]
+    accept_errors = AcceptErrorFilter(window_s=10.0, clock=lambda: now[0])
+
+    def record() -> logging.LogRecord:
+        exc = OSError(24, "Too many open files")
+        return logging.LogRecord(
+            "asyncio",
+            logging.ERROR,
+            __file__,
+            1,
+            "socket.accept() out of system resource",
+            None,
+            (OSError, exc, None),
+        )
+
+    passed = [r for r in (record() for _ in range(1000)) if accept_errors.filter(r)]
+    assert len(passed) == 1 and passed[0].exc_info is None
+    now[0] = 10.5
+    later = record()
+    assert accept_errors.filter(later)
+    assert later.getMessage().endswith("(999 more were not logged)")
+    other = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Task exception", None, None)
+    assert accept_errors.filter(other)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ from pplex_desktop.gateway.relay import CLOSE_GRACE_S
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 from tests.gateway.conftest import Gateway, GatewayFactory, gateway, make_gateway
-from tests.hostile.edge_support import host_port
+from tests.hostile.edge_support import assert_no_secret, gateway_log, host_port
 from tests.signals import tone
 
 __all__ = ["gateway", "make_gateway"]  # the gateway tier's fixtures, used here too
@@ -76,8 +77,9 @@ async def _send_until_ended(
 
 @pytest.mark.timeout(60)
 async def test_ws_stream_client_that_stops_reading_loses_its_socket(
-    make_gateway: GatewayFactory,
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     gw = await make_gateway(max_client_lag_s=1.0, close_grace_s=CLOSE_GRACE)
     key = gw.new_key()
     raw = await _stalled_socket(gw)
@@ -96,14 +98,16 @@ async def test_ws_stream_client_that_stops_reading_loses_its_socket(
         ws.transport.abort()
     print(f"/ws/stream: the gateway let go {took:.1f} s after the session ended")
     await gw.sessions_done()
+    assert_no_secret(gateway_log(caplog.records), key)
     guard = gw.runner.guard
     assert guard is not None and guard.open_count == 0
 
 
 @pytest.mark.timeout(60)
 async def test_api_chat_client_that_stops_reading_loses_its_socket(
-    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     """The session ends by its length limit while the client's socket is full (Opus echoes
     are small: with 4 KB socket and write buffers 8 s of them fill it, where the usual 32 KB
     take 40 s)."""
@@ -131,3 +135,4 @@ async def test_api_chat_client_that_stops_reading_loses_its_socket(
         ws.transport.abort()
     print(f"/api/chat: the gateway let go {took:.1f} s after the session ended")
     await gw.sessions_done()
+    assert_no_secret(gateway_log(caplog.records), key)
