@@ -3,12 +3,14 @@
 A desktop process usually may open 1,024 files. Unbounded, 1,100 idle connections used them
 all: accept() failed (and asyncio logged it) for every newcomer, ``/healthz`` included. So:
 
-* the gateway holds at most ``max_connections``, derived from the open-file limit with a
-  quarter (at least 64) kept for what else it opens (SQLite, spool files, model-server
-  sockets) and room for two batches of accepts: asyncio accepts up to 128 connections at a
-  time before the gateway sees any of them, and the ones it turns away hold a file until the
-  next turn of the loop. 1,024 files thus allow 512 connections (nginx's default
-  ``worker_connections``) and accept() never fails for lack of files;
+* at most ``max_sockets`` client sockets are open at all, whatever their state: the
+  open-file limit less a quarter of it (at least 64) for what else the gateway opens (SQLite,
+  spool files, model-server sockets). listener.AcceptGate enforces it at accept(), TLS
+  handshakes and closing sockets included, so accept() never fails for lack of files;
+* the guard holds at most ``max_connections``: that less two batches of accepts (asyncio
+  accepts up to 128 connections at a time before the guard sees any of them, and the ones it
+  turns away hold a file until the next turn of the loop). 1,024 files thus allow 768
+  sockets and 512 connections (nginx's default ``worker_connections``);
 * a connection *waiting* (no request in flight: not yet a complete request line and headers,
   or idle between keep-alive requests) is cheap to drop, one serving a request is not. When
   the gateway is full, or one address holds ``max_waiting_per_address`` waiting connections,
