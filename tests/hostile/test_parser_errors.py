@@ -14,8 +14,14 @@ import logging
 import pytest
 
 from pplex_desktop.core.redact import RedactingFilter
-from tests.gateway.conftest import GatewayFactory, gateway, make_gateway
-from tests.hostile.edge_support import assert_no_secret, host_port, raw_exchange, split_response
+from tests.gateway.conftest import ADMIN_SECRET, Gateway, GatewayFactory, gateway, make_gateway
+from tests.hostile.edge_support import (
+    assert_no_secret,
+    gateway_log,
+    host_port,
+    raw_exchange,
+    split_response,
+)
 
 __all__ = ["gateway", "make_gateway"]  # the gateway tier's fixtures, used here too
 
@@ -201,3 +207,19 @@ def test_records_of_other_libraries_are_redacted() -> None:
     assert RedactingFilter().filter(record)
     text = logging.Formatter().format(record)
     assert key not in text and "pplx_REDACTED" in text and "ValueError" in text
+
+
+async def test_admin_secret_padded_past_the_header_limit_is_not_echoed(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    host, port = host_port(gateway.url)
+    request = (
+        f"GET /admin/keys HTTP/1.1\r\nHost: x\r\nX-Admin-Secret: {ADMIN_SECRET}{'C' * 17_000}"
+        "\r\n\r\n"
+    ).encode()
+    raw = await asyncio.to_thread(raw_exchange, host, port, request)
+    status, _headers, body = split_response(raw)
+    assert status == 431
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
+    assert_no_secret([raw, *gateway_log(caplog.records)], ADMIN_SECRET, ADMIN_SECRET[:16])
