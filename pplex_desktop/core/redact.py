@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -34,3 +35,26 @@ def redact_url(url: str) -> str:
             safe="",
         )
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts key-shaped text in records of loggers we do not write ourselves (aiohttp's,
+    asyncio's), whose messages and tracebacks may quote a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)  # formatters print this one
+        return True
+
+
+def install_redacting_filter(*names: str) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -109,6 +109,15 @@ class Settings:
     # LAN addresses, its certificate's names): a reverse proxy's or a DNS name of yours.
     # ".example.org" matches every subdomain. Any other Host gets 421.
     public_hosts: tuple[str, ...] = ()
+    # Connection defences (see gateway/connections.py for why each value).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    body_min_bytes_per_s: float = 500.0
+    keepalive_timeout_s: float = 30.0
+    tls_handshake_timeout_s: float = 10.0
+    close_grace_s: float = 2.0
+    max_connections: int = 0  # 0: derived from the open-file limit
+    max_waiting_per_address: int = 64
     start_minimized: bool = False
     close_action: str = "ask"
 
@@ -132,6 +141,14 @@ class Settings:
         check(self.backend_stall_s > 0, "The model server stall limit must be above zero.")
         check(self.handshake_timeout_s > 0, "The handshake timeout must be above zero.")
         check(self.ws_heartbeat_s > 0, "The WebSocket heartbeat must be above zero.")
+        check(self.header_timeout_s > 0, "The header timeout must be above zero.")
+        check(self.body_timeout_s > 0, "The body timeout must be above zero.")
+        check(self.body_min_bytes_per_s >= 0, "The minimum body rate cannot be negative.")
+        check(self.keepalive_timeout_s > 0, "The keep-alive timeout must be above zero.")
+        check(self.tls_handshake_timeout_s > 0, "The TLS handshake timeout must be above zero.")
+        check(self.close_grace_s > 0, "The close grace must be above zero.")
+        check(self.max_connections >= 0, "The connection limit cannot be negative (0: automatic).")
+        check(self.max_waiting_per_address >= 1, "max_waiting_per_address must be at least 1.")
         check(self.queue_max >= 0, "The queue length cannot be negative.")
         check(self.queue_max_wait_s > 0, "The maximum queue wait must be above zero.")
         check(self.job_retention_h > 0, "The job retention must be above zero hours.")

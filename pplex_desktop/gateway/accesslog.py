@@ -13,6 +13,9 @@ from pplex_desktop.gateway.context import API_KEY, CTX, REFUSED_KEY
 from pplex_desktop.gateway.events import RequestServed
 
 _log = logging.getLogger("pplex_desktop.gateway.access")
+# Set on requests the HTTP parser could not read: they were never routed, so they have no
+# app, and the connection guard logs them, one line per burst.
+UNREADABLE = web.RequestKey("pplex_unreadable", bool)
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
@@ -26,9 +29,9 @@ class RedactingAccessLogger(AbstractAccessLogger):
         return True
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_s: float) -> None:
-        path = redact_url(str(request.rel_url))
-        if not isinstance(request, web.Request):
+        if not isinstance(request, web.Request) or request.get(UNREADABLE, False):
             return
+        path = redact_url(str(request.rel_url))
         # A refused key is booked under its name too: "—" would hide who was turned away.
         record = request.get(API_KEY) or request.get(REFUSED_KEY)
         websocket = isinstance(response, web.WebSocketResponse)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -24,12 +25,17 @@ from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
+from pplex_desktop.core.redact import install_redacting_filter
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.accesslog import RedactingAccessLogger
 from pplex_desktop.gateway.app import create_app
 from pplex_desktop.gateway.backends import BackendPool
+from pplex_desktop.gateway.burstlog import WINDOW_S, BurstLog, install_accept_filter
+from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+from pplex_desktop.gateway.listener import AcceptGate, GatedSite
+from pplex_desktop.gateway.protocol import GuardedRunner
 from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
 
 if TYPE_CHECKING:
@@ -111,6 +117,15 @@ def network_urls(address: GatewayAddress, ips: Iterable[IPAddress] | None = None
     return [address.url]
 
 
+async def _summarize_bursts(burst: BurstLog) -> None:
+    try:
+        while True:
+            await asyncio.sleep(WINDOW_S / 2)
+            burst.tick()
+    finally:
+        burst.flush()
+
+
 class GatewayRunner:
     """The gateway on the running asyncio loop.
 
@@ -140,7 +155,9 @@ class GatewayRunner:
         self.tls: TlsInfo | None = None
         self.demo: SimServer | None = None  # the built-in simulator, in demo mode
         self.ctx: GatewayContext | None = None
+        self.guard: ConnectionGuard | None = None
         self._runner: web.AppRunner | None = None
+        self._burst_task: asyncio.Task[None] | None = None
 
     async def _backends(self) -> tuple[BackendConfig, ...]:
         if not self.settings.demo:
@@ -167,8 +184,24 @@ class GatewayRunner:
         app = create_app(self.ctx)
         if tls is not None:
             app[LAN_TLS] = tls
-        runner = web.AppRunner(
+        install_accept_filter()
+        install_redacting_filter("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio")
+        limits = ConnectionLimits.from_settings(self.settings)
+        if limits.clamped_from is not None:
+            _log.warning(
+                "The connection limit %d is more than the open-file limit allows; the gateway "
+                "holds at most %d connections.",
+                limits.clamped_from,
+                limits.max_connections,
+            )
+        guard = ConnectionGuard(limits)
+        burst = BurstLog(logging.getLogger("pplex_desktop.gateway.connections"))
+        gate = AcceptGate(limits.max_sockets, burst)
+        runner = GuardedRunner(
             app,
+            guard,
+            burst,
+            gate,
             access_log_class=RedactingAccessLogger,
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
@@ -181,7 +214,14 @@ class GatewayRunner:
         for host, port, context in sites:
             known = len(runner.addresses)
             try:
-                await web.TCPSite(runner, host, port, ssl_context=context).start()
+                await GatedSite(
+                    runner,
+                    host,
+                    port,
+                    gate=gate,
+                    handshake_timeout_s=limits.tls_handshake_timeout_s,
+                    ssl_context=context,
+                ).start()
             except OSError as exc:
                 await runner.cleanup()
                 await self._stop_demo()
@@ -190,6 +230,8 @@ class GatewayRunner:
             actual = int(found[0][1]) if found else port  # port 0 means "any free port"
             bound.append(GatewayAddress(host, actual, context is not None))
         self._runner = runner
+        self.guard = guard
+        self._burst_task = asyncio.create_task(_summarize_bursts(burst), name="burst-log")
         self.address = bound[0]
         self.lan_address = bound[1] if len(bound) > 1 else None
         self.tls = tls
@@ -222,6 +264,11 @@ class GatewayRunner:
     async def stop(self, reason: str = "stopped") -> None:
         runner, self._runner = self._runner, None
         self.keystore.remove_listener(self._keys_changed)
+        task, self._burst_task = self._burst_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if runner is not None:
             await runner.cleanup()
             _log.info("The gateway has stopped (%s).", reason)
