@@ -17,7 +17,15 @@ from typing import Any, Literal
 import numpy as np
 import soxr
 
-from pplex_desktop.audio.device import AudioUnavailableError, DeviceStats, Pcm, PlayedCallback
+from pplex_desktop.audio import audio_errors, stamps
+from pplex_desktop.audio.device import (
+    AudioUnavailableError,
+    Captured,
+    DeviceStats,
+    Pcm,
+    Played,
+    PlayedCallback,
+)
 from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, JitterBuffer
 from pplex_desktop.moshi.codec import FRAME_SECONDS, SAMPLE_RATE
 
@@ -37,6 +45,8 @@ def _sounddevice() -> Any:
             "PortAudio, the library that reaches sound devices, is not installed; install it "
             "(on Debian or Ubuntu: sudo apt install libportaudio2) and restart the app."
         ) from None
+    # PortAudio loaded libasound: its error lines go to our stats now, not the terminal.
+    audio_errors.silence_alsa()
     return sounddevice
 
 
@@ -169,7 +179,7 @@ class SoundDeviceDuplex:
         self._jitter = JitterBuffer(target_ms=jitter_target_ms)
         self._input_latency = input_latency
         self._output_latency = output_latency
-        self._queue: asyncio.Queue[Pcm | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Captured | None] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_played: PlayedCallback | None = None
         self._in_stream: Any = None
@@ -251,13 +261,15 @@ class SoundDeviceDuplex:
 
     # PortAudio threads: copy, hand over, return.
 
-    def _input_callback(self, indata: Any, _frames: int, _time: Any, status: Any) -> None:
+    def _input_callback(self, indata: Any, frames: int, time: Any, status: Any) -> None:
         if status and status.input_overflow:
             self._overflows += 1
+        rate = self._in_plan.rate if self._in_plan is not None else SAMPLE_RATE
+        t = stamps.capture_time(time, frames, rate)
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
-                loop.call_soon_threadsafe(self._deliver, indata[:, 0].copy())
+                loop.call_soon_threadsafe(self._deliver, indata[:, 0].copy(), t)
 
     def _input_finished(self) -> None:
         loop = self._loop
@@ -265,21 +277,22 @@ class SoundDeviceDuplex:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._input_ended)
 
-    def _output_callback(self, outdata: Any, _frames: int, _time: Any, status: Any) -> None:
+    def _output_callback(self, outdata: Any, _frames: int, time: Any, status: Any) -> None:
         if status and status.output_underflow:
             self._underflows += 1
         mono = outdata[:, 0]
-        self._jitter.pull_into(mono)
+        position, taken = self._jitter.pull_into(mono)
         if outdata.shape[1] > 1:
             outdata[:, 1:] = outdata[:, :1]
         loop = self._loop
         if loop is not None and self._on_played is not None:
+            t = stamps.play_time(time)
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._played, mono.copy())
+                loop.call_soon_threadsafe(self._played, mono.copy(), t, position, taken)
 
     # The loop's side.
 
-    def _deliver(self, block: Pcm) -> None:
+    def _deliver(self, block: Pcm, t: float) -> None:
         if self._stopping:
             return
         if self._in_resampler is not None:
@@ -288,22 +301,25 @@ class SoundDeviceDuplex:
             # The reader fell behind: drop the oldest so the model hears the present.
             self._queue.get_nowait()
             self._overflows += 1
-        self._queue.put_nowait(block)
+        self._queue.put_nowait(Captured(block, t))
 
     def _input_ended(self) -> None:
         if not self._stopping:
             self._queue.put_nowait(None)
 
-    def _played(self, block: Pcm) -> None:
+    def _played(self, block: Pcm, t: float, position: int, taken: int) -> None:
         on_played = self._on_played
         if on_played is None or self._stopping:
             return
         if self._played_resampler is not None:
+            # Positions count samples at the device's rate; the model's are at 24 kHz.
+            ratio = SAMPLE_RATE / self._jitter.sample_rate
+            position, taken = round(position * ratio), round(taken * ratio)
             block = np.asarray(self._played_resampler.resample_chunk(block), dtype=np.float32)
         if block.size:
-            on_played(block)
+            on_played(Played(block, t, position, min(taken, block.size)))
 
-    async def read(self) -> Pcm:
+    async def read(self) -> Captured:
         block = await self._queue.get()
         if block is None:
             raise AudioUnavailableError(

@@ -296,7 +296,9 @@ class LivePanel(QWidget):
         self.stats_label = label(role="caption")
         self.stats_label.setObjectName("talkStats")
         self.stats_label.setToolTip(
-            "Round trip: from sending 80 ms of your voice to the model's answering frame. "
+            "Round trip: from your voice reaching the microphone to hearing the model's answer to "
+            "it (what the recording shows); network and model: from sending 80 ms of your voice "
+            "to the arrival of the answering frame. "
             "Buffer: the model's voice waiting to play, against its target. Underruns: times "
             "the speaker ran dry."
         )

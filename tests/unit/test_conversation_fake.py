@@ -27,7 +27,8 @@ from pplex_desktop.audio.fake import FakeDuplexDevice
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.moshi import protocol as proto
-from pplex_desktop.moshi.codec import FRAME_SAMPLES
+from pplex_desktop.core.clock import FakeClock
+from pplex_desktop.moshi.codec import FRAME_SAMPLES, FRAME_SECONDS
 from tests.conversation_helpers import EventLog
 from tests.signals import rms, tone
 
@@ -98,17 +99,20 @@ async def start(conv: Conversation, log: EventLog) -> asyncio.Task[ConversationS
 
 async def test_tone_in_tone_out_with_text_and_states(make_sim: Factory) -> None:
     sim = await make_sim(echo_delay_frames=0)
-    device = FakeDuplexDevice()
+    # One clock for the device and the conversation: 80 ms pass per frame, as on a sound card.
+    clock = FakeClock()
+    device = FakeDuplexDevice(clock=clock)
     log = EventLog()
-    conv = Conversation(config(sim, record=True), device, log)
+    conv = Conversation(config(sim, record=True), device, log, clock=clock)
     task = await start(conv, log)
     assert device.started
     x = tone(440, 40 * F / 24_000)
     played = []
     for i in range(40):
+        clock.advance(FRAME_SECONDS)  # frame i has been spoken
         device.inject(x[i * F : (i + 1) * F])
         await device.wait_received((i + 1) * F)  # lockstep: the answer is in before we play
-        played.append(device.pull(F))
+        played.append(device.pull(F))  # heard from now
     await conv.hang_up()
     await task
     y = np.concatenate(played)
@@ -130,7 +134,10 @@ async def test_tone_in_tone_out_with_text_and_states(make_sim: Factory) -> None:
     stats = conv.stats()
     assert stats.frames_sent == 40 and stats.frames_received == 40
     assert stats.underruns == 0 and stats.dropped_ms == 0
-    assert stats.rtt_ms is not None and 0 < stats.rtt_ms < 1_000
+    assert stats.rtt_ms is not None  # the network takes no time on a clock that stands still
+    # Frame 0 was spoken from 0 ms; its answer played from 160 ms (one frame to complete it,
+    # one of prebuffer): the delay shown live.
+    assert stats.delay_ms == pytest.approx(160.0)
     assert log.stats, "stats are reported while live"
     loud = [lv for lv in log.levels if lv.input_rms > 0.3]
     assert loud and all(lv.input_peak == pytest.approx(0.5, abs=0.01) for lv in loud)
@@ -141,9 +148,11 @@ async def test_tone_in_tone_out_with_text_and_states(make_sim: Factory) -> None:
     assert len(saved) == 1
     info = saved[0].recording
     data, rate = sf.read(str(info.wav_path), dtype="float32")
-    assert rate == 24_000 and data.shape == (40 * F, 2)
-    np.testing.assert_allclose(data[:, 0], x, atol=1e-4)
-    np.testing.assert_allclose(data[:, 1], y, atol=1e-4)
+    # Both on one timeline: the voice from 0, what played from the end of the first frame.
+    assert rate == 24_000 and data.shape == (41 * F, 2)
+    np.testing.assert_allclose(data[: 40 * F, 0], x, atol=1e-4)
+    np.testing.assert_allclose(data[F:, 1], y, atol=1e-4)
+    assert not data[:F, 1].any() and not data[40 * F :, 0].any()
     meta = json.loads(info.json_path.read_text())
     assert meta["persona"] == PROMPT and meta["voice"] == "NATF2.pt"
     assert [p["text"] for p in meta["transcript"]] == [t.text for t in log.texts]
