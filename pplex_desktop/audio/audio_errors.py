@@ -15,11 +15,6 @@ import threading
 from typing import Any
 
 _log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_underruns = 0
-_installed = False
-# Kept for as long as the process lives: ALSA calls it from its own threads.
-_handler: Any = None
 
 # void (*)(const char *file, int line, const char *function, int err, const char *fmt, ...);
 # the variable arguments are never read, so the fixed ones are all that is declared.
@@ -28,25 +23,35 @@ _HANDLER = ctypes.CFUNCTYPE(
 )
 
 
-def _on_error(_file: bytes | None, _line: int, _function: bytes | None, _err: int, fmt: bytes | None) -> None:
-    global _underruns
-    if fmt is not None and b"underrun" in fmt:
-        with _lock:
-            _underruns += 1
+class _AlsaErrors:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.underruns = 0
+        # Kept for as long as the process lives: ALSA calls it from its own threads.
+        self.handler: Any = None
+
+    def on_error(
+        self, _file: bytes | None, _line: int, _func: bytes | None, _err: int, fmt: bytes | None
+    ) -> None:
+        if fmt is not None and b"underrun" in fmt:
+            with self.lock:
+                self.underruns += 1
+
+
+_state = _AlsaErrors()
 
 
 def silence_alsa() -> bool:
     """Install the counting handler once; True if ALSA's messages are now ours."""
-    global _installed, _handler
-    with _lock:
-        if _installed:
+    with _state.lock:
+        if _state.handler is not None:
             return True
         name = ctypes.util.find_library("asound")
         if name is None:
             return False
         try:
             lib = ctypes.CDLL(name)
-            handler = _HANDLER(_on_error)
+            handler = _HANDLER(_state.on_error)
             lib.snd_lib_error_set_handler.argtypes = [_HANDLER]
             lib.snd_lib_error_set_handler.restype = ctypes.c_int
             if lib.snd_lib_error_set_handler(handler) != 0:
@@ -54,12 +59,11 @@ def silence_alsa() -> bool:
         except (OSError, AttributeError) as exc:
             _log.debug("ALSA's error messages stay as they are: %s", exc)
             return False
-        _handler = handler
-        _installed = True
+        _state.handler = handler
         return True
 
 
 def underruns() -> int:
     """Underruns ALSA reported since the handler was installed."""
-    with _lock:
-        return _underruns
+    with _state.lock:
+        return _state.underruns

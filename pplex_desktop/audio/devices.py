@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import soxr
 
-from pplex_desktop.audio import audio_errors, stamps
+from pplex_desktop.audio import audio_errors
 from pplex_desktop.audio.device import (
     AudioUnavailableError,
     Captured,
@@ -27,6 +28,7 @@ from pplex_desktop.audio.device import (
     PlayedCallback,
 )
 from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, JitterBuffer
+from pplex_desktop.audio.stamps import SampleClock
 from pplex_desktop.moshi.codec import FRAME_SECONDS, SAMPLE_RATE
 
 _log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ MAX_QUEUED_INPUT_BLOCKS = 32
 
 @functools.cache
 def _sounddevice() -> Any:
+    # Before PortAudio loads and probes every ALSA device (which prints a dozen error lines):
+    # ALSA's messages go to our stats from now on, not the terminal.
+    audio_errors.silence_alsa()
     try:
         import sounddevice
     except OSError:
@@ -45,8 +50,6 @@ def _sounddevice() -> Any:
             "PortAudio, the library that reaches sound devices, is not installed; install it "
             "(on Debian or Ubuntu: sudo apt install libportaudio2) and restart the app."
         ) from None
-    # PortAudio loaded libasound: its error lines go to our stats now, not the terminal.
-    audio_errors.silence_alsa()
     return sounddevice
 
 
@@ -190,8 +193,11 @@ class SoundDeviceDuplex:
         self._out_resampler: Any = None
         self._played_resampler: Any = None
         self._stopping = False
+        self._in_clock = SampleClock(SAMPLE_RATE)
+        self._out_clock = SampleClock(SAMPLE_RATE)
         self._overflows = 0
         self._underflows = 0
+        self._alsa_underruns = 0
 
     @property
     def jitter(self) -> JitterBuffer:
@@ -236,6 +242,8 @@ class SoundDeviceDuplex:
         _log.info("Opened the %s.", self.description)
 
     def _open(self, sd: Any, in_plan: _StreamPlan, out_plan: _StreamPlan) -> None:
+        self._in_clock = SampleClock(in_plan.rate)
+        self._out_clock = SampleClock(out_plan.rate)
         self._in_stream = sd.InputStream(
             device=in_plan.index,
             samplerate=in_plan.rate,
@@ -256,16 +264,23 @@ class SoundDeviceDuplex:
             latency=self._output_latency,
             callback=self._output_callback,
         )
+        # The speaker plays a block this long after its callback. No such term for the
+        # microphone: PortAudio's own ADC times put a block's first sample one block before
+        # its callback, which the sample count already says; its reported input latency (two
+        # periods) would count that block twice.
+        self._out_clock.latency_s = _latency(self._out_stream)
         self._in_stream.start()
         self._out_stream.start()
 
     # PortAudio threads: copy, hand over, return.
 
-    def _input_callback(self, indata: Any, frames: int, time: Any, status: Any) -> None:
-        if status and status.input_overflow:
+    def _input_callback(self, indata: Any, frames: int, _time: Any, status: Any) -> None:
+        arrival = time.monotonic()
+        overflow = bool(status and status.input_overflow)
+        if overflow:
             self._overflows += 1
-        rate = self._in_plan.rate if self._in_plan is not None else SAMPLE_RATE
-        t = stamps.capture_time(time, frames, rate)
+        clock = self._in_clock
+        t = clock.stamp(arrival, frames, completed=True, skipped=overflow) - clock.latency_s
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
@@ -277,16 +292,22 @@ class SoundDeviceDuplex:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._input_ended)
 
-    def _output_callback(self, outdata: Any, _frames: int, time: Any, status: Any) -> None:
-        if status and status.output_underflow:
+    def _output_callback(self, outdata: Any, frames: int, _time: Any, status: Any) -> None:
+        arrival = time.monotonic()
+        underflow = bool(status and status.output_underflow)
+        if underflow:
             self._underflows += 1
+        alsa = audio_errors.underruns()
+        underflow = underflow or alsa != self._alsa_underruns
+        self._alsa_underruns = alsa
         mono = outdata[:, 0]
         position, taken = self._jitter.pull_into(mono)
         if outdata.shape[1] > 1:
             outdata[:, 1:] = outdata[:, :1]
+        clock = self._out_clock
+        t = clock.stamp(arrival, frames, completed=False, skipped=underflow) + clock.latency_s
         loop = self._loop
         if loop is not None and self._on_played is not None:
-            t = stamps.play_time(time)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._played, mono.copy(), t, position, taken)
 
@@ -354,6 +375,14 @@ class SoundDeviceDuplex:
         if streams:
             await asyncio.to_thread(_close_streams, streams)
             _log.info("Closed the sound devices.")
+
+
+def _latency(stream: Any) -> float:
+    try:
+        value = float(stream.latency)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    return value if 0.0 <= value < 2.0 else 0.0
 
 
 def _close_streams(streams: list[Any]) -> None:
