@@ -48,7 +48,8 @@ MATCH = 0.95  # envelope correlation above which a stretch is the same sound (0.
 def _envelope(x: npt.ArrayLike, hop: int) -> npt.NDArray[np.float64]:
     a = np.asarray(x, dtype=np.float64)
     k = len(a) // hop
-    return np.sqrt(np.mean(a[: k * hop].reshape(k, hop) ** 2, axis=1))
+    env: npt.NDArray[np.float64] = np.sqrt(np.mean(a[: k * hop].reshape(k, hop) ** 2, axis=1))
+    return env
 
 
 def lag_ms(
