@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 import soundfile as sf
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import QRect, Qt, QUrl
 from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.audio.events import ConversationState, StateChanged
@@ -23,7 +23,8 @@ from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
-from pplex_desktop.ui.live_panel import LivePanel
+from pplex_desktop.ui.live_panel import TALK_LABELS, LivePanel
+from pplex_desktop.ui.look import style_sheet
 from pplex_desktop.ui.shell import DesktopShell, default_pages
 from tests.gui.conftest import WAIT_MS, Launch, url_of
 from tests.paced_audio import FakeAudio, PacedFakeDevice
@@ -287,3 +288,38 @@ def test_a_recorded_conversation_is_listed_played_and_deleted(qtbot: QtBot, laun
     qtbot.waitUntil(lambda: box.list.count() == 0, timeout=WAIT_MS)
     assert not info.wav_path.exists() and not info.json_path.exists()
     assert box.empty_label.isVisible()
+
+
+def test_the_layout_stays_put_and_the_big_button_fits(
+    qtbot: QtBot, launch: Launch, qapp: QApplication
+) -> None:
+    qapp.setStyleSheet(style_sheet())  # the real app's fonts: the big button is 12 pt bold
+    try:
+        shell, panel = open_talk(qtbot, launch, FakeAudio())
+        ready(qtbot, panel)
+        # Even squeezed to the smallest the window allows, every label of the button fits.
+        shell.window.resize(400, 300)  # Qt keeps it at what the layouts need at least
+        qtbot.wait(50)
+        button = panel.talk_button
+        for text in TALK_LABELS:
+            needed = button.fontMetrics().horizontalAdvance(text)
+            assert needed < button.width() - 8, f"“{text}” is cut: {needed} px in {button.width()}"
+        shell.window.resize(1080, 700)
+        qtbot.waitUntil(lambda: shell.window.width() == 1080)
+
+        def places(header: QWidget) -> list[QRect]:
+            widgets = (panel.transcript, button, panel.stats_label, panel.state_label, header)
+            return [w.geometry() for w in widgets]
+
+        before = places(panel.connect_button)
+        connect(qtbot, panel)
+        qtbot.waitUntil(lambda: panel.session.state is S.LIVE, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: panel.stats_label.text() != "", timeout=WAIT_MS)
+        qtbot.wait(50)
+        during = places(panel.hangup_button)
+        hang_up(qtbot, panel)
+        qtbot.wait(50)  # the layout settles in the next turn of the loop, before a repaint
+        after = places(panel.connect_button)
+        assert before == during == after, "nothing moved when the call started or ended"
+    finally:
+        qapp.setStyleSheet("")
