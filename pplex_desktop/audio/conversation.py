@@ -475,7 +475,7 @@ def close_outcome(code: int | None, reason: str) -> tuple[ConversationState, str
     if code and reason:
         return (
             ConversationState.ERROR,
-            f"The conversation was cut off: {_decap(reason)} (close code {code})",
+            f"The conversation was cut off (close code {code}): {_decap(reason)}",
         )
     detail = f" (close code {code})" if code else ""
     return ConversationState.ERROR, f"The connection to the server was lost{detail}."

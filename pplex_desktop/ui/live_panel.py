@@ -707,6 +707,16 @@ class LivePanel(QWidget):
         self.refresh_button.setEnabled(not active and not self.scanning)
         self.voice_combo.setEnabled(not active)
         self.preset_combo.setEnabled(not active)
+        # Read-only rather than disabled: the text can still be selected and copied.
+        edit = self.persona_edit
+        if edit.isReadOnly() != active:
+            edit.setReadOnly(active)
+            styled(edit, locked="true" if active else "false")
+            edit.setToolTip(
+                "The persona is fixed for this conversation; hang up to change it."
+                if active
+                else "Who the model is and what it knows; edit it before you connect."
+            )
         self.record_check.setEnabled(not active)
         self.recordings.set_can_play(not active and usable)
         self._update_talk_button()

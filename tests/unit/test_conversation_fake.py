@@ -23,6 +23,7 @@ from pplex_desktop.audio.conversation import (
     ConversationConfig,
     ConversationState,
     RecordingSaved,
+    close_outcome,
 )
 from pplex_desktop.audio.fake import FakeDuplexDevice
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
@@ -413,3 +414,41 @@ async def test_a_conversation_runs_once(make_sim: Factory) -> None:
         await conv.run()
     await conv.hang_up()
     await task
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "state", "sentence"),
+    [
+        (
+            1001,
+            "The gateway is shutting down.",
+            S.ENDED,
+            "The conversation ended: the gateway is shutting down.",
+        ),
+        (
+            1001,
+            "",
+            S.ENDED,
+            "The conversation ended because the server is stopping or restarting.",
+        ),
+        (1000, "", S.ENDED, "The server ended the conversation."),
+        (
+            1000,
+            "The model server ended the session",
+            S.ENDED,
+            "The conversation ended: the model server ended the session.",
+        ),
+        (
+            1008,
+            "An administrator ended the session.",
+            S.ERROR,
+            "The conversation was cut off (close code 1008): an administrator ended the session.",
+        ),
+        (1006, "", S.ERROR, "The connection to the server was lost (close code 1006)."),
+        (None, "", S.ERROR, "The connection to the server was lost."),
+    ],
+)
+def test_a_close_from_the_server_says_why(
+    code: int | None, reason: str, state: ConversationState, sentence: str
+) -> None:
+    assert close_outcome(code, reason) == (state, sentence)
