@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import soxr
 
-from pplex_desktop.audio import audio_errors
+from pplex_desktop.audio import audio_errors, pulse_devices
 from pplex_desktop.audio.device import (
     AudioUnavailableError,
     Captured,
@@ -63,6 +63,12 @@ class DeviceInfo:
     output_channels: int
     is_default_input: bool
     is_default_output: bool
+    pulse_name: str | None = None  # a PulseAudio source or sink, opened through "pulse"
+
+    @property
+    def spec(self) -> DeviceSpec:
+        """What to pass as a device to open this one."""
+        return pulse_devices.PREFIX + self.pulse_name if self.pulse_name else self.index
 
     @property
     def is_input(self) -> bool:
@@ -83,8 +89,9 @@ def refresh_devices() -> None:
     sd._initialize()
 
 
-def list_devices(kind: Kind | None = None) -> list[DeviceInfo]:
-    """Every device PortAudio knows, or only those with inputs or outputs."""
+def list_devices(kind: Kind | None = None, *, pulse: bool = False) -> list[DeviceInfo]:
+    """Every device PortAudio knows, or only those with inputs or outputs; with ``pulse``,
+    followed by PulseAudio's sources and sinks by name when PortAudio reaches PulseAudio."""
     sd = _sounddevice()
     try:
         raw = sd.query_devices()
@@ -105,6 +112,22 @@ def list_devices(kind: Kind | None = None) -> list[DeviceInfo]:
         )
         for d in raw
     ]
+    through = next((d for d in devices if d.name == "pulse"), None)
+    if pulse and through is not None:
+        devices += [
+            DeviceInfo(
+                index=through.index,
+                name=p.description,
+                hostapi="PulseAudio",
+                default_samplerate=float(p.rate),
+                input_channels=p.channels if p.kind == "input" else 0,
+                output_channels=p.channels if p.kind == "output" else 0,
+                is_default_input=False,
+                is_default_output=False,
+                pulse_name=p.name,
+            )
+            for p in pulse_devices.list_pulse_devices()
+        ]
     if kind == "input":
         return [d for d in devices if d.is_input]
     if kind == "output":
@@ -128,11 +151,21 @@ class _StreamPlan:
     name: str
     rate: int
     channels: int
+    pulse: str | None = None  # the PulseAudio source or sink to set while opening
+
+    def opening(self, kind: Kind) -> contextlib.AbstractContextManager[None]:
+        variable = "PULSE_SOURCE" if kind == "input" else "PULSE_SINK"
+        return pulse_devices.opening(variable, self.pulse)
 
 
 def _plan(sd: Any, device: DeviceSpec, kind: Kind) -> _StreamPlan:
     """Pick 24 kHz mono if the device takes it, else its own rate, and one or two channels."""
     what = "microphone" if kind == "input" else "speaker"
+    named = pulse_devices.pulse_name(device)
+    if named is not None:
+        # PulseAudio's own source or sink, through its ALSA device.
+        plan = _plan(sd, "pulse", kind)
+        return _StreamPlan(plan.index, named, plan.rate, plan.channels, named)
     try:
         info = sd.query_devices(device, kind)
     except (ValueError, sd.PortAudioError):
@@ -244,6 +277,19 @@ class SoundDeviceDuplex:
     def _open(self, sd: Any, in_plan: _StreamPlan, out_plan: _StreamPlan) -> None:
         self._in_clock = SampleClock(in_plan.rate)
         self._out_clock = SampleClock(out_plan.rate)
+        with in_plan.opening("input"):
+            self._open_input(sd, in_plan)
+        with out_plan.opening("output"):
+            self._open_output(sd, out_plan)
+        # The speaker plays a block this long after its callback. No such term for the
+        # microphone: PortAudio's own ADC times put a block's first sample one block before
+        # its callback, which the sample count already says; its reported input latency (two
+        # periods) would count that block twice.
+        self._out_clock.latency_s = _latency(self._out_stream)
+        self._in_stream.start()
+        self._out_stream.start()
+
+    def _open_input(self, sd: Any, in_plan: _StreamPlan) -> None:
         self._in_stream = sd.InputStream(
             device=in_plan.index,
             samplerate=in_plan.rate,
@@ -256,6 +302,8 @@ class SoundDeviceDuplex:
             callback=self._input_callback,
             finished_callback=self._input_finished,
         )
+
+    def _open_output(self, sd: Any, out_plan: _StreamPlan) -> None:
         self._out_stream = sd.OutputStream(
             device=out_plan.index,
             samplerate=out_plan.rate,
@@ -264,13 +312,6 @@ class SoundDeviceDuplex:
             latency=self._output_latency,
             callback=self._output_callback,
         )
-        # The speaker plays a block this long after its callback. No such term for the
-        # microphone: PortAudio's own ADC times put a block's first sample one block before
-        # its callback, which the sample count already says; its reported input latency (two
-        # periods) would count that block twice.
-        self._out_clock.latency_s = _latency(self._out_stream)
-        self._in_stream.start()
-        self._out_stream.start()
 
     # PortAudio threads: copy, hand over, return.
 

@@ -466,7 +466,7 @@ class LivePanel(QWidget):
         combo.clear()
         combo.addItem(SYSTEM_DEFAULT, None)
         for device in found:
-            combo.addItem(device.name, device.index)
+            combo.addItem(device.name, device.spec)
             combo.setItemData(
                 combo.count() - 1,
                 f"{device.name} ({device.hostapi}, {device.default_samplerate:g} Hz)",
@@ -476,7 +476,7 @@ class LivePanel(QWidget):
 
     def _device(self, combo: QComboBox) -> DeviceSpec:
         data = combo.currentData()
-        return data if isinstance(data, int) else None
+        return data if isinstance(data, int | str) else None
 
     # -- connecting and hanging up -------------------------------------------------------------
 
