@@ -59,11 +59,15 @@ def lag_ms(
     end_s: float,
     *,
     max_lag_s: float = 1.0,
+    min_lag_s: float = -0.1,
     rate: int = 24_000,
 ) -> float | None:
     """How many ms later the sound of ``left`` between ``start_s`` and ``end_s`` appears in
     ``right`` (correlating 2 ms envelopes, robust to the codec); None if that stretch is
-    silent or nothing in ``right`` resembles it (it was never played)."""
+    silent or nothing in ``right`` resembles it (it was never played). An echo cannot come
+    before the voice: lags are looked for from ``min_lag_s`` (a little below zero, so that a
+    channel placed early still shows) to ``max_lag_s``; one lone chirp would otherwise match
+    any other chirp of the train."""
     hop = rate // 500
     el, er = _envelope(left, hop), _envelope(right, hop)
     s, e = max(0, round(start_s * rate / hop)), min(len(el), round(end_s * rate / hop))
@@ -71,9 +75,10 @@ def lag_ms(
         return None
     a = el[s:e] - el[s:e].mean()
     a /= np.linalg.norm(a)
-    w, m = e - s, round(max_lag_s * rate / hop)
+    w = e - s
+    first, last = round(min_lag_s * rate / hop), round(max_lag_s * rate / hop)
     best, best_lag = -np.inf, 0
-    for k in range(max(0, s - m), min(s + m, len(er) - w) + 1):
+    for k in range(max(0, s + first), min(s + last, len(er) - w) + 1):
         b = er[k : k + w] - er[k : k + w].mean()
         norm = float(np.linalg.norm(b))
         score = float(np.dot(a, b)) / norm if norm > 1e-9 else 0.0
