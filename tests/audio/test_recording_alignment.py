@@ -76,17 +76,24 @@ def test_the_recording_trails_by_the_live_delay_from_start_to_end(
             ptt=PushToTalk(PttMode.OPEN),
         )
         qtbot.waitUntil(lambda: session.state is S.LIVE, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: bool(stats), timeout=WAIT_MS)
         player = subprocess.Popen(["paplay", "--device=mic", str(chirps)])
-        qtbot.wait(2_500)  # the Qt loop runs meanwhile: the session's signals keep coming
+        begun = stats[-1].session_s if stats else 0.0
+
+        def after(seconds: float) -> None:
+            """Wait until the call's own clock (its stats) says ``seconds`` have passed."""
+            qtbot.waitUntil(lambda: stats[-1].session_s >= begun + seconds, timeout=WAIT_MS)
+
+        after(2.5)
         session.set_ptt_mode(PttMode.TOGGLE)
         session.press()  # talking in the new mode
-        qtbot.wait(1_000)
+        after(3.5)
         hold_the_gil(0.15)
-        qtbot.wait(1_500)
+        after(5.0)
         session.set_ptt_mode(PttMode.OPEN)
         qtbot.waitUntil(lambda: player.poll() is not None, timeout=WAIT_MS)
         assert player.returncode == 0
-        qtbot.wait(1_000)  # the last chirps come back
+        after(SECONDS + 1.5)  # the last chirps come back
         with qtbot.waitSignal(session.finished, timeout=WAIT_MS):
             session.hang_up()
         qtbot.waitUntil(lambda: bool(saved), timeout=WAIT_MS)
