@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
 
 from pplex_desktop.audio.conversation import (
     ConversationEvent,
@@ -13,6 +17,7 @@ from pplex_desktop.audio.conversation import (
     StateChanged,
     TextPiece,
 )
+from tests.signals import lag_ms
 
 WAIT_LIMIT_S = 20.0  # a conversation test waiting longer than this is broken
 
@@ -70,3 +75,26 @@ class EventLog:
     @property
     def final(self) -> StateChanged:
         return self.state_events[-1]
+
+
+def recording_lags(
+    data: npt.NDArray[np.float32], stats: list[SessionStats]
+) -> list[tuple[float, float, float, float]]:
+    """Check a recording against the delays measured live, report by report.
+
+    The frames heard between two reports were captured one delay earlier: for each such
+    stretch of the left channel, return (its start in seconds, the lag at which it appears in
+    the right channel, and the least and most delay the two reports gave), all in ms but the
+    start. Silent stretches are left out.
+    """
+    timed = [st for st in stats if st.delay_ms is not None]
+    out = []
+    for a, b in itertools.pairwise(timed):
+        assert a.delay_ms is not None and b.delay_ms is not None
+        delay = b.delay_ms / 1000
+        start, end = a.session_s - delay, b.session_s - delay
+        lag = lag_ms(data[:, 0], data[:, 1], start, end)
+        if lag is not None:
+            low, high = sorted((a.delay_ms, b.delay_ms))
+            out.append((start, lag, low, high))
+    return out

@@ -51,8 +51,9 @@ class PacedFakeDevice(FakeDuplexDevice):
             block = self.mic_amplitude * source[n % source.size]
         else:
             block = self.mic_amplitude * np.sin(2 * math.pi * self.mic_hz * n / SAMPLE_RATE)
-        self.inject(block.astype(np.float32))
-        self.played.append(self.pull(FRAME_SAMPLES))
+        # Stamped on the same grid: the block just completed, and the speaker plays from now.
+        self.inject(block.astype(np.float32), self._next - FRAME_SECONDS)
+        self.played.append(self.pull(FRAME_SAMPLES, self._next))
         # Scheduled on the ideal grid, not "80 ms from now": a late tick must not slow the clock.
         self._next += FRAME_SECONDS
         self._timer = self._loop.call_at(self._next, self._tick)

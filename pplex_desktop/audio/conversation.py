@@ -4,6 +4,11 @@ It runs on one asyncio loop (the conversation thread) and reports to a listener 
 dataclasses; the listener is called on that loop and must be cheap (the UI bridge only queues a
 Qt signal). Timing comes from the microphone: one frame goes out per 80 ms of audio the device
 delivered, never from sleeps, because the model is clocked by its input (PROTOCOL.md).
+
+The delay shown live is measured on the device's stamps: from the capture of the first sample
+of frame n to the moment the first sample of the model's frame n (its answer) is heard. The
+recording places both channels by the same stamps, so its right channel trails the left by
+exactly that delay.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pplex_desktop.audio.device import DuplexDevice, Pcm
+from pplex_desktop.audio import audio_errors
+from pplex_desktop.audio.device import DuplexDevice, Played
 from pplex_desktop.audio.events import (
     ConversationEvent,
     ConversationState,
@@ -41,7 +47,7 @@ from pplex_desktop.moshi.client import (
     SessionOptions,
     TextEvent,
 )
-from pplex_desktop.moshi.codec import FRAME_SAMPLES
+from pplex_desktop.moshi.codec import FRAME_SAMPLES, SAMPLE_RATE
 from pplex_desktop.moshi.framing import Framer
 
 __all__ = [
@@ -60,6 +66,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 STATS_EVERY_FRAMES = 6  # about twice a second
 _RTT_SMOOTHING = 0.2
+# Opus delays what it decodes by its lookahead (6.4 ms at 24 kHz, measured): once on the way
+# to the model, once on the way back. Part of what is heard, not of the frame counts.
+CODEC_DELAY_S = 2 * 154 / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,11 @@ class Conversation:
         self._in_meter = LevelMeter()
         self._out_meter = LevelMeter()
         self._send_times: collections.deque[float] = collections.deque()
+        # Capture times of the frames whose answers have not been heard yet, from frame
+        # ``_heard_frames`` on.
+        self._capture_times: collections.deque[float] = collections.deque()
+        self._heard_frames = 0
+        self._delay: float | None = None
         self._frames_sent = 0
         self._samples_received = 0
         self._frames_received = 0
@@ -280,23 +294,29 @@ class Conversation:
     async def _mic_pump(self) -> None:
         """Send one frame per 80 ms the microphone delivered: the device is the clock."""
         while True:
-            block = await self._device.read()
+            captured = await self._device.read()
+            block = captured.pcm
             self._in_meter.add(block)
             session = self._session
             if session is None:
                 self._emit_levels()
                 continue
-            for frame in self._framer.push(block):
+            # When the first sample the framer still holds was captured.
+            start = captured.t - self._framer.pending / SAMPLE_RATE
+            for i, frame in enumerate(self._framer.push(block)):
                 gated = self._ptt.gate(frame)
                 self._apply_gain()
+                captured_at = start + i * FRAME_SAMPLES / SAMPLE_RATE
                 self._send_times.append(self._clock.monotonic())
+                self._capture_times.append(captured_at)
                 try:
                     await session.send_frame(gated)
                 except SessionClosedError:
                     return  # the receiving side reports how and why it closed
                 self._frames_sent += 1
                 if self._recorder is not None:
-                    self._recorder.write_user(gated)
+                    # What the model heard, silence included, at the time it was said.
+                    self._recorder.write_user(gated, captured_at)
                 self._emit_levels()
                 if self._frames_sent % STATS_EVERY_FRAMES == 0:
                     self._emit(self.stats())
@@ -324,15 +344,26 @@ class Conversation:
             return ConversationState.ENDED, "You hung up."
         if self._server_error is not None:
             return ConversationState.ERROR, f"The server reported an error: {self._server_error}"
-        if closed.code in (1000, 1001):
-            return ConversationState.ENDED, "The server ended the conversation."
-        detail = f" (code {closed.code}: {closed.reason})" if closed.code else ""
-        return ConversationState.ERROR, f"The connection to the server was lost{detail}."
+        return close_outcome(closed.code, closed.reason)
 
-    def _on_played(self, block: Pcm) -> None:
-        self._out_meter.add(block)
+    def _on_played(self, played: Played) -> None:
+        self._out_meter.add(played.pcm)
         if self._recorder is not None:
-            self._recorder.write_model(block)
+            self._recorder.write_model(played.pcm, played.t)
+        self._measure_delay(played)
+
+    def _measure_delay(self, played: Played) -> None:
+        """Time from capturing frame n to hearing the start of the model's frame n."""
+        end = played.position + played.model_samples
+        while self._capture_times and self._heard_frames * FRAME_SAMPLES < end:
+            start = self._heard_frames * FRAME_SAMPLES
+            captured_at = self._capture_times.popleft()
+            self._heard_frames += 1
+            if start < played.position:
+                continue  # the jitter buffer dropped its start: it was never heard
+            heard_at = played.t + (start - played.position) / SAMPLE_RATE
+            # Not smoothed: when the buffer's depth changes, so does what is heard, at once.
+            self._delay = heard_at - captured_at + CODEC_DELAY_S
 
     def _count_received(self, samples: int) -> None:
         self._samples_received += samples
@@ -354,16 +385,19 @@ class Conversation:
 
     def stats(self) -> SessionStats:
         jitter = self._device.jitter.stats()
+        device = self._device.stats()
         return SessionStats(
             session_s=round(self._session_time(), 3),
             rtt_ms=None if self._rtt is None else round(1000.0 * self._rtt, 1),
+            delay_ms=None if self._delay is None else round(1000.0 * self._delay, 1),
             buffer_ms=round(jitter.depth_ms, 1),
             target_ms=jitter.target_ms,
             underruns=jitter.underruns,
             dropped_ms=round(jitter.dropped_ms, 1),
             frames_sent=self._frames_sent,
             frames_received=self._frames_received,
-            input_overflows=self._device.stats().input_overflows,
+            input_overflows=device.input_overflows,
+            output_underflows=device.output_underflows + audio_errors.underruns(),
         )
 
     def _emit_levels(self) -> None:
@@ -412,6 +446,39 @@ class Conversation:
             self._listener(event)
         except Exception:  # noqa: BLE001 - a broken listener must not take the audio down
             _log.exception("The conversation listener failed on %s.", type(event).__name__)
+
+
+def _decap(sentence: str) -> str:
+    """A server's sentence, to follow a colon in ours."""
+    text = sentence.strip()
+    if text[:4] == "The " or text[:2] in ("A ", "An"):
+        text = text[0].lower() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def close_outcome(code: int | None, reason: str) -> tuple[ConversationState, str]:
+    """How a close from the server ends the call, in a sentence that says why."""
+    reason = redact_text(reason.strip())
+    if code == 1001:
+        # Our gateway says why it went away (stopped from the Server page, the app quitting);
+        # a bare 1001 is a server shutting down or restarting.
+        if reason:
+            return ConversationState.ENDED, f"The conversation ended: {_decap(reason)}"
+        return (
+            ConversationState.ENDED,
+            "The conversation ended because the server is stopping or restarting.",
+        )
+    if code == 1000:
+        if reason:
+            return ConversationState.ENDED, f"The conversation ended: {_decap(reason)}"
+        return ConversationState.ENDED, "The server ended the conversation."
+    if code and reason:
+        return (
+            ConversationState.ERROR,
+            f"The conversation was cut off (close code {code}): {_decap(reason)}",
+        )
+    detail = f" (close code {code})" if code else ""
+    return ConversationState.ERROR, f"The connection to the server was lost{detail}."
 
 
 def _number(value: object, kind: type[int] | type[float]) -> Any:

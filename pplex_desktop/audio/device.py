@@ -2,6 +2,11 @@
 
 Everything here is seen from the asyncio loop and at the model's rate (24 kHz mono float32):
 a device that runs at another rate converts on its side of this line.
+
+Every block carries the moment its first sample was captured (microphone) or reaches the
+speaker (output), on the monotonic clock. Counting samples is not a clock: a stalled audio
+thread, an ALSA underrun or a dropped block loses time on one side only, and a recording built
+from counts drifts by seconds. The recorder and the delay shown live both use these stamps.
 """
 
 from __future__ import annotations
@@ -17,7 +22,29 @@ from pplex_desktop.audio.jitter import JitterBuffer
 from pplex_desktop.core.errors import PplexError
 
 Pcm = npt.NDArray[np.float32]
-PlayedCallback = Callable[[Pcm], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A microphone block and the monotonic time its first sample was captured."""
+
+    pcm: Pcm
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Played:
+    """A block the speaker took (after gain), the monotonic time its first sample is heard, and
+    which part of the model's audio it was: ``model_samples`` samples from ``position`` (both in
+    24 kHz samples of everything ``play`` was given); the rest of the block is silence."""
+
+    pcm: Pcm
+    t: float
+    position: int
+    model_samples: int
+
+
+PlayedCallback = Callable[[Played], None]
 
 
 class AudioUnavailableError(PplexError):
@@ -50,7 +77,7 @@ class DuplexDevice(Protocol):
         """Open the streams; ``on_played`` then gets, on the loop, each block the speaker took."""
         ...
 
-    async def read(self) -> Pcm:
+    async def read(self) -> Captured:
         """Wait for the next microphone block (any length); raise AudioUnavailableError if the
         microphone stopped by itself."""
         ...

@@ -11,14 +11,24 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import soxr
 
-from pplex_desktop.audio.device import AudioUnavailableError, DeviceStats, Pcm, PlayedCallback
+from pplex_desktop.audio import audio_errors, pulse_devices
+from pplex_desktop.audio.device import (
+    AudioUnavailableError,
+    Captured,
+    DeviceStats,
+    Pcm,
+    Played,
+    PlayedCallback,
+)
 from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, JitterBuffer
+from pplex_desktop.audio.stamps import SampleClock
 from pplex_desktop.moshi.codec import FRAME_SECONDS, SAMPLE_RATE
 
 _log = logging.getLogger(__name__)
@@ -30,6 +40,9 @@ MAX_QUEUED_INPUT_BLOCKS = 32
 
 @functools.cache
 def _sounddevice() -> Any:
+    # Before PortAudio loads and probes every ALSA device (which prints a dozen error lines):
+    # ALSA's messages go to our stats from now on, not the terminal.
+    audio_errors.silence_alsa()
     try:
         import sounddevice
     except OSError:
@@ -50,6 +63,12 @@ class DeviceInfo:
     output_channels: int
     is_default_input: bool
     is_default_output: bool
+    pulse_name: str | None = None  # a PulseAudio source or sink, opened through "pulse"
+
+    @property
+    def spec(self) -> DeviceSpec:
+        """What to pass as a device to open this one."""
+        return pulse_devices.PREFIX + self.pulse_name if self.pulse_name else self.index
 
     @property
     def is_input(self) -> bool:
@@ -70,8 +89,9 @@ def refresh_devices() -> None:
     sd._initialize()
 
 
-def list_devices(kind: Kind | None = None) -> list[DeviceInfo]:
-    """Every device PortAudio knows, or only those with inputs or outputs."""
+def list_devices(kind: Kind | None = None, *, pulse: bool = False) -> list[DeviceInfo]:
+    """Every device PortAudio knows, or only those with inputs or outputs; with ``pulse``,
+    followed by PulseAudio's sources and sinks by name when PortAudio reaches PulseAudio."""
     sd = _sounddevice()
     try:
         raw = sd.query_devices()
@@ -92,6 +112,22 @@ def list_devices(kind: Kind | None = None) -> list[DeviceInfo]:
         )
         for d in raw
     ]
+    through = next((d for d in devices if d.name == "pulse"), None)
+    if pulse and through is not None:
+        devices += [
+            DeviceInfo(
+                index=through.index,
+                name=p.description,
+                hostapi="PulseAudio",
+                default_samplerate=float(p.rate),
+                input_channels=p.channels if p.kind == "input" else 0,
+                output_channels=p.channels if p.kind == "output" else 0,
+                is_default_input=False,
+                is_default_output=False,
+                pulse_name=p.name,
+            )
+            for p in pulse_devices.list_pulse_devices()
+        ]
     if kind == "input":
         return [d for d in devices if d.is_input]
     if kind == "output":
@@ -115,11 +151,21 @@ class _StreamPlan:
     name: str
     rate: int
     channels: int
+    pulse: str | None = None  # the PulseAudio source or sink to set while opening
+
+    def opening(self, kind: Kind) -> contextlib.AbstractContextManager[None]:
+        variable = "PULSE_SOURCE" if kind == "input" else "PULSE_SINK"
+        return pulse_devices.opening(variable, self.pulse)
 
 
 def _plan(sd: Any, device: DeviceSpec, kind: Kind) -> _StreamPlan:
     """Pick 24 kHz mono if the device takes it, else its own rate, and one or two channels."""
     what = "microphone" if kind == "input" else "speaker"
+    named = pulse_devices.pulse_name(device)
+    if named is not None:
+        # PulseAudio's own source or sink, through its ALSA device.
+        plan = _plan(sd, "pulse", kind)
+        return _StreamPlan(plan.index, named, plan.rate, plan.channels, named)
     try:
         info = sd.query_devices(device, kind)
     except (ValueError, sd.PortAudioError):
@@ -169,7 +215,7 @@ class SoundDeviceDuplex:
         self._jitter = JitterBuffer(target_ms=jitter_target_ms)
         self._input_latency = input_latency
         self._output_latency = output_latency
-        self._queue: asyncio.Queue[Pcm | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Captured | None] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_played: PlayedCallback | None = None
         self._in_stream: Any = None
@@ -180,8 +226,11 @@ class SoundDeviceDuplex:
         self._out_resampler: Any = None
         self._played_resampler: Any = None
         self._stopping = False
+        self._in_clock = SampleClock(SAMPLE_RATE)
+        self._out_clock = SampleClock(SAMPLE_RATE)
         self._overflows = 0
         self._underflows = 0
+        self._alsa_underruns = 0
 
     @property
     def jitter(self) -> JitterBuffer:
@@ -226,6 +275,21 @@ class SoundDeviceDuplex:
         _log.info("Opened the %s.", self.description)
 
     def _open(self, sd: Any, in_plan: _StreamPlan, out_plan: _StreamPlan) -> None:
+        self._in_clock = SampleClock(in_plan.rate)
+        self._out_clock = SampleClock(out_plan.rate)
+        with in_plan.opening("input"):
+            self._open_input(sd, in_plan)
+        with out_plan.opening("output"):
+            self._open_output(sd, out_plan)
+        # The speaker plays a block this long after its callback. No such term for the
+        # microphone: PortAudio's own ADC times put a block's first sample one block before
+        # its callback, which the sample count already says; its reported input latency (two
+        # periods) would count that block twice.
+        self._out_clock.latency_s = _latency(self._out_stream)
+        self._in_stream.start()
+        self._out_stream.start()
+
+    def _open_input(self, sd: Any, in_plan: _StreamPlan) -> None:
         self._in_stream = sd.InputStream(
             device=in_plan.index,
             samplerate=in_plan.rate,
@@ -238,6 +302,8 @@ class SoundDeviceDuplex:
             callback=self._input_callback,
             finished_callback=self._input_finished,
         )
+
+    def _open_output(self, sd: Any, out_plan: _StreamPlan) -> None:
         self._out_stream = sd.OutputStream(
             device=out_plan.index,
             samplerate=out_plan.rate,
@@ -246,18 +312,20 @@ class SoundDeviceDuplex:
             latency=self._output_latency,
             callback=self._output_callback,
         )
-        self._in_stream.start()
-        self._out_stream.start()
 
     # PortAudio threads: copy, hand over, return.
 
-    def _input_callback(self, indata: Any, _frames: int, _time: Any, status: Any) -> None:
-        if status and status.input_overflow:
+    def _input_callback(self, indata: Any, frames: int, _time: Any, status: Any) -> None:
+        arrival = time.monotonic()
+        overflow = bool(status and status.input_overflow)
+        if overflow:
             self._overflows += 1
+        clock = self._in_clock
+        t = clock.stamp(arrival, frames, completed=True, skipped=overflow) - clock.latency_s
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
-                loop.call_soon_threadsafe(self._deliver, indata[:, 0].copy())
+                loop.call_soon_threadsafe(self._deliver, indata[:, 0].copy(), t)
 
     def _input_finished(self) -> None:
         loop = self._loop
@@ -265,21 +333,28 @@ class SoundDeviceDuplex:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._input_ended)
 
-    def _output_callback(self, outdata: Any, _frames: int, _time: Any, status: Any) -> None:
-        if status and status.output_underflow:
+    def _output_callback(self, outdata: Any, frames: int, _time: Any, status: Any) -> None:
+        arrival = time.monotonic()
+        underflow = bool(status and status.output_underflow)
+        if underflow:
             self._underflows += 1
+        alsa = audio_errors.underruns()
+        underflow = underflow or alsa != self._alsa_underruns
+        self._alsa_underruns = alsa
         mono = outdata[:, 0]
-        self._jitter.pull_into(mono)
+        position, taken = self._jitter.pull_into(mono)
         if outdata.shape[1] > 1:
             outdata[:, 1:] = outdata[:, :1]
+        clock = self._out_clock
+        t = clock.stamp(arrival, frames, completed=False, skipped=underflow) + clock.latency_s
         loop = self._loop
         if loop is not None and self._on_played is not None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._played, mono.copy())
+                loop.call_soon_threadsafe(self._played, mono.copy(), t, position, taken)
 
     # The loop's side.
 
-    def _deliver(self, block: Pcm) -> None:
+    def _deliver(self, block: Pcm, t: float) -> None:
         if self._stopping:
             return
         if self._in_resampler is not None:
@@ -288,22 +363,25 @@ class SoundDeviceDuplex:
             # The reader fell behind: drop the oldest so the model hears the present.
             self._queue.get_nowait()
             self._overflows += 1
-        self._queue.put_nowait(block)
+        self._queue.put_nowait(Captured(block, t))
 
     def _input_ended(self) -> None:
         if not self._stopping:
             self._queue.put_nowait(None)
 
-    def _played(self, block: Pcm) -> None:
+    def _played(self, block: Pcm, t: float, position: int, taken: int) -> None:
         on_played = self._on_played
         if on_played is None or self._stopping:
             return
         if self._played_resampler is not None:
+            # Positions count samples at the device's rate; the model's are at 24 kHz.
+            ratio = SAMPLE_RATE / self._jitter.sample_rate
+            position, taken = round(position * ratio), round(taken * ratio)
             block = np.asarray(self._played_resampler.resample_chunk(block), dtype=np.float32)
         if block.size:
-            on_played(block)
+            on_played(Played(block, t, position, min(taken, block.size)))
 
-    async def read(self) -> Pcm:
+    async def read(self) -> Captured:
         block = await self._queue.get()
         if block is None:
             raise AudioUnavailableError(
@@ -338,6 +416,14 @@ class SoundDeviceDuplex:
         if streams:
             await asyncio.to_thread(_close_streams, streams)
             _log.info("Closed the sound devices.")
+
+
+def _latency(stream: Any) -> float:
+    try:
+        value = float(stream.latency)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    return value if 0.0 <= value < 2.0 else 0.0
 
 
 def _close_streams(streams: list[Any]) -> None:

@@ -63,6 +63,10 @@ class SessionStats:
     frames_sent: int
     frames_received: int
     input_overflows: int
+    # From capturing your voice to hearing the model's answer to it, for the latest frame;
+    # what the recording's right channel trails the left by.
+    delay_ms: float | None = None
+    output_underflows: int = 0  # times the sound system said the speaker ran dry
 
 
 @dataclass(frozen=True, slots=True)

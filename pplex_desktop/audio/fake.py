@@ -1,7 +1,8 @@
 """A sound device that tests drive by hand: inject microphone blocks, pull speaker blocks.
 
-No threads and no clock: the test decides when the microphone delivers and when the speaker
-asks, which makes every interleaving reproducible.
+No threads: the test decides when the microphone delivers and when the speaker asks, which
+makes every interleaving reproducible. Blocks are stamped from the clock the test gives (the
+conversation's), or with explicit times where a test wants to be exact.
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ import asyncio
 import numpy as np
 import numpy.typing as npt
 
-from pplex_desktop.audio.device import AudioUnavailableError, DeviceStats, Pcm, PlayedCallback
+from pplex_desktop.audio.device import (
+    AudioUnavailableError,
+    Captured,
+    DeviceStats,
+    Pcm,
+    Played,
+    PlayedCallback,
+)
 from pplex_desktop.audio.jitter import JitterBuffer
+from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, SAMPLE_RATE
 
 # A test waiting longer than this for the model is broken; fail it instead of hanging.
@@ -20,9 +29,10 @@ WAIT_LIMIT_S = 20.0
 
 
 class FakeDuplexDevice:
-    def __init__(self, jitter: JitterBuffer | None = None) -> None:
+    def __init__(self, jitter: JitterBuffer | None = None, clock: Clock | None = None) -> None:
         self._jitter = jitter or JitterBuffer()
-        self._queue: asyncio.Queue[Pcm | None] = asyncio.Queue()
+        self.clock = clock or SystemClock()
+        self._queue: asyncio.Queue[Captured | None] = asyncio.Queue()
         self._on_played: PlayedCallback | None = None
         self.started = False
         self.stopped = False
@@ -43,7 +53,7 @@ class FakeDuplexDevice:
         self._on_played = on_played
         self.started = True
 
-    async def read(self) -> Pcm:
+    async def read(self) -> Captured:
         block = await self._queue.get()
         if block is None:
             raise AudioUnavailableError("The simulated microphone was unplugged.")
@@ -71,9 +81,13 @@ class FakeDuplexDevice:
 
     # The test's side.
 
-    def inject(self, pcm: npt.ArrayLike) -> None:
-        """The microphone delivers one block."""
-        self._queue.put_nowait(np.array(pcm, dtype=np.float32).reshape(-1))
+    def inject(self, pcm: npt.ArrayLike, t: float | None = None) -> None:
+        """The microphone delivers one block, whose first sample was captured at ``t`` (by
+        default one block's length ago: the block has just completed)."""
+        block = np.array(pcm, dtype=np.float32).reshape(-1)
+        if t is None:
+            t = self.clock.monotonic() - block.shape[0] / SAMPLE_RATE
+        self._queue.put_nowait(Captured(block, t))
 
     def unplug(self) -> None:
         """The microphone stops delivering, as a real one does when it is unplugged."""
@@ -89,10 +103,12 @@ class FakeDuplexDevice:
     def received_pcm(self) -> Pcm:
         return np.concatenate(self.received) if self.received else np.zeros(0, np.float32)
 
-    def pull(self, n: int = FRAME_SAMPLES) -> Pcm:
-        """The speaker takes ``n`` samples, exactly as the real output callback would."""
+    def pull(self, n: int = FRAME_SAMPLES, t: float | None = None) -> Pcm:
+        """The speaker takes ``n`` samples, exactly as the real output callback would; they are
+        heard from ``t`` on (by default now)."""
         out = np.empty(n, dtype=np.float32)
-        self._jitter.pull_into(out)
+        position, taken = self._jitter.pull_into(out)
         if self._on_played is not None:
-            self._on_played(out.copy())
+            when = self.clock.monotonic() if t is None else t
+            self._on_played(Played(out.copy(), when, position, taken))
         return out

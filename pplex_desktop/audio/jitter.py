@@ -79,6 +79,9 @@ class JitterBuffer:
         self._underruns = 0
         self._dropped = 0
         self._played = 0
+        # Samples that ever left the buffer, played or dropped: the stream position at the
+        # read index, so a caller can tell which pushed sample a pull played.
+        self._consumed = 0
         # Off for a caller that queues ahead on purpose and wants every sample (a file player).
         self._settle_window = self._ms_to_samples(SETTLE_WINDOW_MS) if settle else 0
         self._settle_margin = self._ms_to_samples(SETTLE_MARGIN_MS)
@@ -121,6 +124,7 @@ class JitterBuffer:
             self._settle(n)
             if n > self._capacity:
                 self._dropped += n - self._capacity
+                self._consumed += n - self._capacity
                 block = block[n - self._capacity :]
                 n = self._capacity
             overflow = self._depth + n - self._capacity
@@ -161,11 +165,17 @@ class JitterBuffer:
         self._read = (self._read + count) % self._capacity
         self._depth -= count
         self._dropped += count
+        self._consumed += count
 
-    def pull_into(self, out: npt.NDArray[np.float32]) -> None:
-        """Fill ``out`` (1-D, any stride) with the next samples, or silence; never blocks long."""
+    def pull_into(self, out: npt.NDArray[np.float32]) -> tuple[int, int]:
+        """Fill ``out`` (1-D, any stride) with the next samples, or silence; never blocks long.
+
+        Return the stream position (count of samples ever pushed) of ``out[0]`` and how many
+        pushed samples were taken; the rest of ``out`` is silence.
+        """
         n = out.shape[0]
         with self._lock:
+            position = self._consumed
             if not self._playing and self._depth >= self._target:
                 self._playing = True
             take = min(n, self._depth) if self._playing else 0
@@ -177,6 +187,7 @@ class JitterBuffer:
                 self._read = (self._read + take) % self._capacity
                 self._depth -= take
                 self._played += take
+                self._consumed += take
             if self._playing and take < n:
                 # Ran dry: count it and wait for the target depth again, so that playback
                 # resumes with a cushion instead of stuttering frame by frame.
@@ -187,6 +198,7 @@ class JitterBuffer:
         gain = self.gain
         if gain != 1.0 and take:
             out[:take] *= gain
+        return position, take
 
     def pull(self, n: int) -> npt.NDArray[np.float32]:
         """Allocating variant of ``pull_into`` for code that is not an audio callback."""
@@ -196,6 +208,7 @@ class JitterBuffer:
 
     def clear(self) -> None:
         with self._lock:
+            self._consumed += self._depth
             self._read = 0
             self._depth = 0
             self._playing = False

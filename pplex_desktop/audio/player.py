@@ -92,7 +92,8 @@ class RecordingPlayer:
                 else None
             )
             try:
-                await asyncio.to_thread(self._open, sd, plan.index, plan.rate, plan.channels)
+                with plan.opening("output"):
+                    await asyncio.to_thread(self._open, sd, plan.index, plan.rate, plan.channels)
             except sd.PortAudioError as exc:
                 raise AudioUnavailableError(
                     f"The speaker could not be opened to play the recording ({exc})."

@@ -1,9 +1,12 @@
 """Optional recording of a conversation: a stereo WAV plus a transcript JSON.
 
-Left channel: what the model heard (the microphone after the push-to-talk gate). Right channel:
-what the speaker played (what left the jitter buffer, after ducking and muting). Both start at
-the moment the conversation went live and run at 24 kHz, so sample n on either side is the same
-instant. The WAV is written as the conversation goes, never held in memory.
+Left channel: what the model heard (the microphone after the push-to-talk gate, silence while
+the key is up). Right channel: what the speaker played (what left the jitter buffer, after
+ducking and muting, silence where it ran dry). Both run at 24 kHz from the moment the
+conversation went live, and sample n on either side is the same instant: each block is placed
+by its stamp (when it was captured, when it was heard) on one timeline, not by counting the
+samples that happened to arrive, because a stalled audio thread or an underrun loses time on one
+side only. The WAV is written as the conversation goes, never held in memory.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ _log = logging.getLogger(__name__)
 Pcm = npt.NDArray[np.float32]
 # If one side stops arriving (a stalled speaker stream), pad it rather than buffer forever.
 MAX_SKEW_SECONDS = 5.0
+# Stamps wobble by a few milliseconds from block to block; following each would chop the audio,
+# so blocks stay back to back and a channel is moved only when it is off by more than JUMP_S (a
+# gap, padded with silence, or an overlap, whose start is dropped) or when its average offset
+# passes DRIFT_S (two sample clocks running at slightly different rates).
+JUMP_SECONDS = 0.03
+DRIFT_SECONDS = 0.004
+_SMOOTHING = 0.1
 _STEM = re.compile(r"^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_[A-Za-z0-9._-]+$")
 
 
@@ -101,10 +111,8 @@ class ConversationRecorder:
                 f"The recording could not be started in {self._folder}: {exc}. "
                 "Check that the folder is writable, or turn recording off."
             ) from None
-        self._left: list[Pcm] = []
-        self._right: list[Pcm] = []
-        self._left_n = 0
-        self._right_n = 0
+        self._left = _Channel()
+        self._right = _Channel()
         self._frames_written = 0
         self._pieces: list[TranscriptPiece] = []
         self._closed: RecordingInfo | None = None
@@ -116,35 +124,39 @@ class ConversationRecorder:
     def elapsed(self) -> float:
         return self._clock.monotonic() - self._start_mono
 
-    def write_user(self, pcm: Pcm) -> None:
-        """Audio as sent to the model (after the push-to-talk gate)."""
-        if self._closed is None and pcm.size:
-            self._left.append(np.asarray(pcm, dtype=np.float32).reshape(-1))
-            self._left_n += pcm.size
-            self._drain()
+    def write_user(self, pcm: Pcm, t: float | None = None) -> None:
+        """Audio as sent to the model (after the push-to-talk gate), captured from time ``t``
+        on (the recorder's monotonic clock); None: right after the previous block."""
+        self._place(self._left, pcm, t)
 
-    def write_model(self, pcm: Pcm) -> None:
-        """Audio as the speaker played it."""
-        if self._closed is None and pcm.size:
-            self._right.append(np.asarray(pcm, dtype=np.float32).reshape(-1))
-            self._right_n += pcm.size
-            self._drain()
+    def write_model(self, pcm: Pcm, t: float | None = None) -> None:
+        """Audio as the speaker played it, heard from time ``t`` on."""
+        self._place(self._right, pcm, t)
+
+    def _place(self, channel: _Channel, pcm: Pcm, t: float | None) -> None:
+        if self._closed is not None or not pcm.size:
+            return
+        at = None if t is None else round((t - self._start_mono) * SAMPLE_RATE)
+        channel.place(np.asarray(pcm, dtype=np.float32).reshape(-1), at, self._frames_written)
+        self._drain()
 
     def add_text(self, text: str) -> None:
         if self._closed is None:
             self._pieces.append(TranscriptPiece(round(self.elapsed, 3), text))
 
     def _drain(self, *, final: bool = False) -> None:
-        n = min(self._left_n, self._right_n)
-        longest = max(self._left_n, self._right_n)
-        if final or longest - n > MAX_SKEW_SECONDS * SAMPLE_RATE:
+        n = min(self._left.pending, self._right.pending)
+        longest = max(self._left.pending, self._right.pending)
+        skew = round(MAX_SKEW_SECONDS * SAMPLE_RATE)
+        if final:
             n = longest
+        elif longest - n > skew:
+            n = longest - skew
         if n <= 0:
             return
-        left = _take(self._left, n)
-        right = _take(self._right, n)
-        self._left_n = max(self._left_n - n, 0)
-        self._right_n = max(self._right_n - n, 0)
+        written = self._frames_written
+        left = self._left.take(n, written)
+        right = self._right.take(n, written)
         self._wav.write(np.clip(np.column_stack((left, right)), -1.0, 1.0))
         self._frames_written += n
 
@@ -156,6 +168,15 @@ class ConversationRecorder:
         self._wav.close()
         duration = self._frames_written / SAMPLE_RATE
         self._write_json(duration_s=duration, complete=True)
+        for side, channel in (("user", self._left), ("model", self._right)):
+            if channel.padded or channel.dropped:
+                _log.info(
+                    "The %s side of the recording was kept on time with %.0f ms of silence "
+                    "inserted and %.0f ms of overlap dropped.",
+                    side,
+                    1000 * channel.padded / SAMPLE_RATE,
+                    1000 * channel.dropped / SAMPLE_RATE,
+                )
         self._closed = RecordingInfo(
             stem=self.stem,
             wav_path=self.wav_path,
@@ -178,6 +199,8 @@ class ConversationRecorder:
             "voice": self.voice,
             "sample_rate": SAMPLE_RATE,
             "channels": {"left": "user, as sent to the model", "right": "model, as played"},
+            # Both channels are placed on one clock: right trails left by the delay heard.
+            "timeline": "capture and playback times",
             "complete": complete,
             "wav": self.wav_path.name,
             "text": "".join(p.text for p in self._pieces).strip(),
@@ -188,20 +211,71 @@ class ConversationRecorder:
         os.replace(tmp, self.json_path)
 
 
-def _take(chunks: list[Pcm], n: int) -> Pcm:
-    """Remove and return the first ``n`` samples of ``chunks``, zero-padded if there are fewer."""
-    out = np.zeros(n, dtype=np.float32)
-    filled = 0
-    while chunks and filled < n:
-        head = chunks[0]
-        k = min(n - filled, head.shape[0])
-        out[filled : filled + k] = head[:k]
-        filled += k
-        if k == head.shape[0]:
-            chunks.pop(0)
+class _Channel:
+    """One side of the recording: samples waiting to be written, from the written frontier up to
+    ``end`` on the shared timeline (an index in samples since the recording began)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[Pcm] = []
+        self.pending = 0
+        self.end: int | None = None  # None until the first block arrived
+        self._offset = 0.0  # smoothed (stamp - end) in samples
+        self._jump = round(JUMP_SECONDS * SAMPLE_RATE)
+        self._drift = DRIFT_SECONDS * SAMPLE_RATE
+        self.padded = 0  # samples of silence inserted to stay on time
+        self.dropped = 0  # samples left out because they overlapped what was already placed
+
+    def place(self, pcm: Pcm, at: int | None, frontier: int) -> None:
+        """Add ``pcm``, whose first sample belongs at ``at`` (None: right after the last one);
+        nothing lands before ``frontier``, which is already in the file."""
+        if self.end is None:
+            self.end = frontier
+            shift = 0 if at is None else at - frontier
+        elif at is None:
+            shift = 0
         else:
-            chunks[0] = head[k:]
-    return out
+            error = at - self.end
+            if abs(error) > self._jump:
+                shift, self._offset = error, 0.0
+            else:
+                self._offset += _SMOOTHING * (error - self._offset)
+                shift = round(self._offset) if abs(self._offset) > self._drift else 0
+                self._offset -= shift
+        if shift > 0:
+            self._append(np.zeros(shift, dtype=np.float32))
+            self.padded += shift
+        elif shift < 0:
+            skip = min(-shift, pcm.shape[0])
+            pcm = pcm[skip:]
+            self.dropped += skip
+        if pcm.size:
+            self._append(pcm)
+
+    def _append(self, pcm: Pcm) -> None:
+        self._chunks.append(pcm)
+        self.pending += pcm.shape[0]
+        assert self.end is not None
+        self.end += pcm.shape[0]
+
+    def take(self, n: int, frontier: int) -> Pcm:
+        """Remove and return the next ``n`` samples, zero-padded where there are fewer."""
+        out = np.zeros(n, dtype=np.float32)
+        filled = 0
+        chunks = self._chunks
+        while chunks and filled < n:
+            head = chunks[0]
+            k = min(n - filled, head.shape[0])
+            out[filled : filled + k] = head[:k]
+            filled += k
+            if k == head.shape[0]:
+                chunks.pop(0)
+            else:
+                chunks[0] = head[k:]
+        self.pending -= filled
+        if self.end is not None and filled < n:
+            # Silence was written for this side: its next block cannot land before it.
+            self.end = frontier + n
+        return out
 
 
 def _info_from_json(path: Path) -> RecordingInfo | None:

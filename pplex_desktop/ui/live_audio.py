@@ -62,7 +62,7 @@ class SoundDeviceAudio:
 
         if refresh:
             refresh_devices()
-        found = list_devices()
+        found = list_devices(pulse=True)
         return DeviceScan(
             inputs=tuple(d for d in found if d.is_input),
             outputs=tuple(d for d in found if d.is_output),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QTextCursor
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -26,7 +26,10 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
+    QStyle,
+    QStyleOptionButton,
     QVBoxLayout,
     QWidget,
 )
@@ -68,6 +71,15 @@ DUCK_GAIN = 0.25
 JITTER_MIN_MS, JITTER_STEP_MS = 40, 20
 # Alt+M, Alt+T, Alt+G: the modes are reachable from the keyboard too.
 MODE_LABELS = {PttMode.OPEN: "Open &mic", PttMode.HOLD: "Hold to &talk", PttMode.TOGGLE: "To&ggle"}
+# Everything the big button can say: it is sized for the longest, so it never clips or resizes.
+TALK_LABELS = (
+    "Microphone open",
+    "Open mic: the model hears you",
+    "Talking… (release to stop)",
+    "Hold to talk (Space)",
+    "Talking… (press to stop)",
+    "Press to talk (Space)",
+)
 STATE_KEY = "talk/"  # UI-state prefix for what the page remembers between runs
 
 
@@ -142,6 +154,36 @@ class LivePanel(QWidget):
         self._restore()
         self._show_state(self._last_state)
         self._gateway_changed(ctx.gateway.view)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        # Sizes from the fonts the style sheet gives, known once the widgets are polished.
+        self._fix_sizes()
+        super().showEvent(event)
+
+    def _fix_sizes(self) -> None:
+        """Give the widgets whose text changes with the state one size for every state, so the
+        layout does not jump when a call starts or ends and no label is ever cut."""
+        button = self.talk_button
+        button.ensurePolished()
+        metrics = button.fontMetrics()
+        option = QStyleOptionButton()
+        option.initFrom(button)
+        widest = max(metrics.horizontalAdvance(text) for text in TALK_LABELS)
+        size = button.style().sizeFromContents(
+            QStyle.ContentsType.CT_PushButton,
+            option,
+            QSize(widest, metrics.height()),
+            button,
+        )
+        button.setMinimumWidth(size.width() + 2 * metrics.averageCharWidth())
+        header = (self.connect_button, self.hangup_button)
+        width = max(b.sizeHint().width() for b in header)
+        for b in header:
+            b.setFixedWidth(width)
+        # Room for two lines of the reason a call ended, and of the figures, whatever they say.
+        for wrapped in (self.detail_label, self.stats_label):
+            wrapped.ensurePolished()
+            wrapped.setMinimumHeight(2 * wrapped.fontMetrics().lineSpacing())
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -282,22 +324,25 @@ class LivePanel(QWidget):
         meters.addWidget(self.input_meter, 0, 1)
         meters.addWidget(label("Model"), 1, 0)
         meters.addWidget(self.output_meter, 1, 1)
+        # Beside the model's meter, not the big button: the button keeps the whole width.
+        self.mute_check = QCheckBox("Mute speaker")
+        self.mute_check.toggled.connect(self.session.set_speaker_muted)
+        meters.addWidget(self.mute_check, 1, 2)
         meters.setColumnStretch(1, 1)
         layout.addLayout(meters)
-        talk_row = QHBoxLayout()
         self.talk_button = QPushButton()
         self.talk_button.setObjectName("talkButton")
         self.talk_button.pressed.connect(lambda: self._press("button"))
         self.talk_button.released.connect(lambda: self._release("button"))
-        talk_row.addWidget(self.talk_button, 1)
-        self.mute_check = QCheckBox("Mute speaker")
-        self.mute_check.toggled.connect(self.session.set_speaker_muted)
-        talk_row.addWidget(self.mute_check)
-        layout.addLayout(talk_row)
-        self.stats_label = label(role="caption")
+        layout.addWidget(self.talk_button)
+        # Wraps instead of widening the column: a long figure line must not move the layout.
+        self.stats_label = label(role="caption", wrap=True)
         self.stats_label.setObjectName("talkStats")
+        self.stats_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.stats_label.setToolTip(
-            "Round trip: from sending 80 ms of your voice to the model's answering frame. "
+            "Round trip: from your voice reaching the microphone to hearing the model's answer to "
+            "it (what the recording shows); network and model: from sending 80 ms of your voice "
+            "to the arrival of the answering frame. "
             "Buffer: the model's voice waiting to play, against its target. Underruns: times "
             "the speaker ran dry."
         )
@@ -422,7 +467,7 @@ class LivePanel(QWidget):
         combo.clear()
         combo.addItem(SYSTEM_DEFAULT, None)
         for device in found:
-            combo.addItem(device.name, device.index)
+            combo.addItem(device.name, device.spec)
             combo.setItemData(
                 combo.count() - 1,
                 f"{device.name} ({device.hostapi}, {device.default_samplerate:g} Hz)",
@@ -432,7 +477,7 @@ class LivePanel(QWidget):
 
     def _device(self, combo: QComboBox) -> DeviceSpec:
         data = combo.currentData()
-        return data if isinstance(data, int) else None
+        return data if isinstance(data, int | str) else None
 
     # -- connecting and hanging up -------------------------------------------------------------
 
@@ -663,6 +708,16 @@ class LivePanel(QWidget):
         self.refresh_button.setEnabled(not active and not self.scanning)
         self.voice_combo.setEnabled(not active)
         self.preset_combo.setEnabled(not active)
+        # Read-only rather than disabled: the text can still be selected and copied.
+        edit = self.persona_edit
+        if edit.isReadOnly() != active:
+            edit.setReadOnly(active)
+            styled(edit, locked="true" if active else "false")
+            edit.setToolTip(
+                "The persona is fixed for this conversation; hang up to change it."
+                if active
+                else "Who the model is and what it knows; edit it before you connect."
+            )
         self.record_check.setEnabled(not active)
         self.recordings.set_can_play(not active and usable)
         self._update_talk_button()
@@ -672,11 +727,11 @@ class LivePanel(QWidget):
         live = self.session.active and self.session.state is not S.ERROR
         wants = self.wants_to_talk
         if mode is PttMode.OPEN:
-            text = "Microphone open" if live else "Open mic: the model hears you"
+            text = TALK_LABELS[0] if live else TALK_LABELS[1]
         elif mode is PttMode.HOLD:
-            text = "Talking… (release to stop)" if wants else "Hold to talk (Space)"
+            text = TALK_LABELS[2] if wants else TALK_LABELS[3]
         else:
-            text = "Talking… (press to stop)" if wants else "Press to talk (Space)"
+            text = TALK_LABELS[4] if wants else TALK_LABELS[5]
         self.talk_button.setText(text)
         self.talk_button.setEnabled(live and mode is not PttMode.OPEN)
         talking = "true" if live and wants else "false"

@@ -64,8 +64,10 @@ def state_detail(event: StateChanged, mode: PttMode) -> str:
 
 
 def stats_text(stats: SessionStats) -> str:
+    delay = "–" if stats.delay_ms is None else f"{stats.delay_ms:.0f} ms"
     rtt = "–" if stats.rtt_ms is None else f"{stats.rtt_ms:.0f} ms"
+    underruns = stats.underruns + stats.output_underflows
     return (
-        f"Round trip {rtt} · buffer {stats.buffer_ms:.0f} of {stats.target_ms:.0f} ms · "
-        f"underruns {stats.underruns} · {clock(stats.session_s)}"
+        f"Round trip {delay} (network and model {rtt}) · buffer {stats.buffer_ms:.0f} of "
+        f"{stats.target_ms:.0f} ms · underruns {underruns} · {clock(stats.session_s)}"
     )

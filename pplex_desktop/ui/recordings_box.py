@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop.audio.recorder import RecordingInfo
-from pplex_desktop.ui.widgets import label
+from pplex_desktop.ui.widgets import label, selectable
 
 INFO_ROLE = Qt.ItemDataRole.UserRole
 PREVIEW_CHARS = 60
@@ -82,6 +82,17 @@ class RecordingsBox(QGroupBox):
             row.addWidget(button)
         row.addStretch(1)
         layout.addLayout(row)
+        # Shown when no file manager opened the folder: where it is, and a way to copy that.
+        note_row = QHBoxLayout()
+        self.folder_note = selectable(label(role="subtitle", wrap=True))
+        self.folder_note.setObjectName("folderNote")
+        self.copy_button = QPushButton("Copy path")
+        note_row.addWidget(self.folder_note, 1)
+        note_row.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(note_row)
+        self.folder_note.hide()
+        self.copy_button.hide()
+        self.copy_button.clicked.connect(self.copy_path)
         self.play_button.clicked.connect(self._play_clicked)
         self.folder_button.clicked.connect(self.open_folder)
         self.delete_button.clicked.connect(self.delete_selected)
@@ -149,7 +160,29 @@ class RecordingsBox(QGroupBox):
             self.play_requested.emit(info)
 
     def open_folder(self) -> None:
-        self.open_url(QUrl.fromLocalFile(str(self.folder)))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            self._show_note(f"The folder {self.folder} could not be created: {exc.strerror}.")
+            return
+        # openUrl says False when no program on this desktop could open a folder.
+        if self.open_url(QUrl.fromLocalFile(str(self.folder))) is False:
+            self._show_note(
+                f"No file manager opened the folder. The recordings are in {self.folder}"
+            )
+        else:
+            self.folder_note.hide()
+            self.copy_button.hide()
+
+    def _show_note(self, text: str) -> None:
+        self.folder_note.setText(text)
+        self.folder_note.show()
+        self.copy_button.setText("Copy path")
+        self.copy_button.show()
+
+    def copy_path(self) -> None:
+        QGuiApplication.clipboard().setText(str(self.folder))
+        self.copy_button.setText("Copied")
 
     def delete_selected(self) -> None:
         info = self.selected()

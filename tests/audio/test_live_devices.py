@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +42,11 @@ def speak(folder: Path) -> tuple[Path, np.ndarray]:
 
 
 class Parec:
-    """Record a PulseAudio source to a file; ``started`` is when recording began, roughly."""
+    """Record a PulseAudio source to a file (when it really starts recording is not known)."""
 
     def __init__(self, source: str, path: Path) -> None:
         self.path = path
         self._file = path.open("wb")
-        self.started = time.monotonic()
         self._proc = subprocess.Popen(
             [
                 "parec",
@@ -92,12 +90,9 @@ async def converse(
     assert await task is S.ENDED, log.final.detail
     mic, spk = mouth.stop(), ear.stop()
     at_mouth, at_ear = locate(mic, sentence), locate(spk, sentence)
+    # No mouth-to-ear figure from two parec processes: their start times differ by an unknown
+    # amount (the session's stats carry the delay it measured on one clock).
     print(f"\nmicrophone: {at_mouth}\nspeaker: {at_ear}\n{conv.stats()}")
-    if at_ear.envelope_corr > 0.8:
-        # The two recorders started a few milliseconds apart: put both on one time line.
-        offset = round((ear.started - mouth.started) * RATE)
-        delay_ms = 1000 * (at_ear.lag + offset - at_mouth.lag) / RATE
-        print(f"mouth-to-ear delay: {delay_ms:.0f} ms (within about 10 ms: two recorders)")
     return at_mouth, at_ear, mic, spk, conv.stats().frames_sent
 
 

@@ -89,7 +89,6 @@ class Outcome:
     speaker: np.ndarray
     microphone: np.ndarray
     stats: SessionStats
-    delay_ms: float | None
 
 
 def converse(qtbot: QtBot, gateway: LoopGateway, tmp_path: Path, mode: PttMode) -> Outcome:
@@ -128,13 +127,13 @@ def converse(qtbot: QtBot, gateway: LoopGateway, tmp_path: Path, mode: PttMode) 
     finally:
         session.shutdown()
         microphone, speaker = mouth.stop(), ear.stop()
-    at_mouth, at_ear = locate(microphone, sentence), locate(speaker, sentence)
-    delay_ms = None
-    if at_ear.envelope_corr > 0.8:
-        # The two recorders started a few milliseconds apart: put both on one time line.
-        offset = round((ear.started - mouth.started) * RATE)
-        delay_ms = 1000 * (at_ear.lag + offset - at_mouth.lag) / RATE
-    return Outcome(at_mouth, at_ear, speaker, microphone, stats[-1], delay_ms)
+    # No delay from these two: two parec processes start recording up to hundreds of
+    # milliseconds apart, and nothing says by how much. The session measures its own delay on
+    # one clock (test_recording_alignment.py checks it against the recording);
+    # bench/mouth_to_ear.py measures mouth to ear from outside on one clock.
+    return Outcome(
+        locate(microphone, sentence), locate(speaker, sentence), speaker, microphone, stats[-1]
+    )
 
 
 def test_the_sentence_comes_back_through_the_gateway(
@@ -148,15 +147,15 @@ def test_the_sentence_comes_back_through_the_gateway(
     assert outcome.at_mouth.envelope_corr > 0.9, "the sentence reached the virtual microphone"
     assert outcome.at_ear.envelope_corr > 0.8, f"the sentence did not come back: {outcome.at_ear}"
     assert outcome.at_ear.spectral_corr > 0.6, f"it does not sound like it: {outcome.at_ear}"
-    assert outcome.delay_ms is not None and 0 < outcome.delay_ms < 1_000
     assert gateway.sim.stats.sessions_started == 1, "it went through the gateway to the sim"
+    delay = outcome.stats.delay_ms
+    assert delay is not None and 160 < delay < 1_000, "at least the 160 ms buffer, measured live"
     with capsys.disabled():
         print(
-            f"\nmouth-to-ear through the gateway: {outcome.delay_ms:.0f} ms, rough: two parec "
-            f"recorders whose start times are guessed (bench/mouth_to_ear.py measures it on one "
-            f"clock); jitter target 160 ms, round trip {outcome.stats.rtt_ms} ms"
+            f"\nvoice to echo through the gateway, measured live by the session: {delay:.0f} ms "
+            f"(jitter target 160 ms; network and model {outcome.stats.rtt_ms} ms)"
         )
-    record_property("mouth_to_ear_ms", round(outcome.delay_ms, 1))
+    record_property("live_delay_ms", delay)
 
 
 def test_push_to_talk_released_keeps_the_sentence_from_the_model(

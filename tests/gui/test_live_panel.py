@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 import soundfile as sf
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QRect, Qt, QUrl
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.audio.events import ConversationState, StateChanged
@@ -23,7 +23,8 @@ from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
-from pplex_desktop.ui.live_panel import LivePanel
+from pplex_desktop.ui.live_panel import TALK_LABELS, LivePanel
+from pplex_desktop.ui.look import style_sheet
 from pplex_desktop.ui.shell import DesktopShell, default_pages
 from tests.gui.conftest import WAIT_MS, Launch, url_of
 from tests.paced_audio import FakeAudio, PacedFakeDevice
@@ -145,14 +146,13 @@ def test_push_to_talk_with_space_and_the_button(qtbot: QtBot, launch: Launch) ->
     qtbot.waitUntil(lambda: not panel.talking, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: rms(device.recent_received(2)) < 0.01, timeout=WAIT_MS)
 
-    # Typing in the persona box types a space and leaves the microphone closed.
-    before = panel.persona_edit.toPlainText()
-    panel.persona_edit.setFocus()
-    panel.persona_edit.moveCursor(QTextCursor.MoveOperation.End)
-    qtbot.keyPress(panel.persona_edit, Qt.Key.Key_Space)
-    assert panel.persona_edit.toPlainText() == before + " "
+    # During a call the persona box is read-only, so Space there talks like anywhere else;
+    # typing a space where one can type (the buffer's spin box) stays typing.
+    assert panel.persona_edit.isReadOnly()
+    panel.jitter_spin.setFocus()
+    qtbot.keyPress(panel.jitter_spin, Qt.Key.Key_Space)
     assert not panel.wants_to_talk and not panel.space.held
-    qtbot.keyRelease(panel.persona_edit, Qt.Key.Key_Space)
+    qtbot.keyRelease(panel.jitter_spin, Qt.Key.Key_Space)
 
     # The big button, held with the mouse.
     qtbot.mousePress(panel.talk_button, Qt.MouseButton.LeftButton)
@@ -287,3 +287,110 @@ def test_a_recorded_conversation_is_listed_played_and_deleted(qtbot: QtBot, laun
     qtbot.waitUntil(lambda: box.list.count() == 0, timeout=WAIT_MS)
     assert not info.wav_path.exists() and not info.json_path.exists()
     assert box.empty_label.isVisible()
+
+
+def test_the_layout_stays_put_and_the_big_button_fits(
+    qtbot: QtBot, launch: Launch, qapp: QApplication
+) -> None:
+    qapp.setStyleSheet(style_sheet())  # the real app's fonts: the big button is 12 pt bold
+    try:
+        shell, panel = open_talk(qtbot, launch, FakeAudio())
+        ready(qtbot, panel)
+        # Even squeezed to the smallest the window allows, every label of the button fits.
+        shell.window.resize(400, 300)  # Qt keeps it at what the layouts need at least
+        qtbot.wait(50)
+        button = panel.talk_button
+        for text in TALK_LABELS:
+            needed = button.fontMetrics().horizontalAdvance(text)
+            assert needed < button.width() - 8, f"“{text}” is cut: {needed} px in {button.width()}"
+        shell.window.resize(1080, 700)
+        qtbot.waitUntil(lambda: shell.window.width() == 1080)
+
+        def places(header: QWidget) -> list[QRect]:
+            widgets = (panel.transcript, button, panel.stats_label, panel.state_label, header)
+            return [w.geometry() for w in widgets]
+
+        before = places(panel.connect_button)
+        connect(qtbot, panel)
+        qtbot.waitUntil(lambda: panel.session.state is S.LIVE, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: panel.stats_label.text() != "", timeout=WAIT_MS)
+        qtbot.wait(50)
+        during = places(panel.hangup_button)
+        hang_up(qtbot, panel)
+        qtbot.wait(50)  # the layout settles in the next turn of the loop, before a repaint
+        after = places(panel.connect_button)
+        assert before == during == after, "nothing moved when the call started or ended"
+    finally:
+        qapp.setStyleSheet("")
+
+
+def test_the_persona_is_visibly_read_only_during_a_call(
+    qtbot: QtBot, launch: Launch, qapp: QApplication
+) -> None:
+    qapp.setStyleSheet(style_sheet())
+    try:
+        _shell, panel = open_talk(qtbot, launch, FakeAudio())
+        ready(qtbot, panel)
+        edit = panel.persona_edit
+
+        def background() -> QColor:
+            return edit.viewport().grab().toImage().pixelColor(2, 2)
+
+        editable = background()
+        assert not edit.isReadOnly()
+        connect(qtbot, panel)
+        qtbot.waitUntil(lambda: panel.session.state is S.LIVE, timeout=WAIT_MS)
+        before = edit.toPlainText()
+        edit.setFocus()
+        qtbot.keyClicks(edit, "more")
+        assert edit.toPlainText() == before, "the persona cannot change during a call"
+        assert edit.isReadOnly() and "hang up" in edit.toolTip()
+        assert background() != editable, "and it looks it"
+        hang_up(qtbot, panel)
+        assert not edit.isReadOnly()
+        assert background() == editable
+    finally:
+        qapp.setStyleSheet("")
+
+
+def test_open_folder_without_a_file_manager_says_where_the_folder_is(
+    qtbot: QtBot, launch: Launch, qapp: QApplication
+) -> None:
+    shell, panel = open_talk(qtbot, launch, FakeAudio())
+    box = panel.recordings
+    asked: list[QUrl] = []
+
+    def no_file_manager(url: QUrl) -> bool:
+        asked.append(url)
+        return False  # what QDesktopServices.openUrl says when nothing can open it
+
+    box.open_url = no_file_manager
+    assert not box.folder_note.isVisible()
+    qtbot.mouseClick(box.folder_button, Qt.MouseButton.LeftButton)
+    folder = shell.services.data_dir / "recordings"
+    assert asked == [QUrl.fromLocalFile(str(folder))] and folder.is_dir()
+    assert box.folder_note.isVisible() and str(folder) in box.folder_note.text()
+    assert "No file manager" in box.folder_note.text()
+    qtbot.mouseClick(box.copy_button, Qt.MouseButton.LeftButton)
+    assert qapp.clipboard().text() == str(folder)
+    assert box.copy_button.text() == "Copied"
+    # With a file manager, the note goes away.
+    box.open_url = asked.append
+    qtbot.mouseClick(box.folder_button, Qt.MouseButton.LeftButton)
+    assert not box.folder_note.isVisible()
+
+
+def test_stopping_the_gateway_mid_call_says_why_the_call_ended(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell, panel = open_talk(qtbot, launch, FakeAudio())
+    ready(qtbot, panel)
+    connect(qtbot, panel)
+    qtbot.waitUntil(lambda: panel.session.state is S.LIVE, timeout=WAIT_MS)
+    with qtbot.waitSignal(panel.session.finished, timeout=WAIT_MS):
+        shell.gateway.stop()
+    assert panel.session.state is S.ENDED
+    detail = panel.detail_label.text()
+    # The gateway's own reason (1001 and a sentence), not "the server ended the conversation".
+    assert detail.startswith("The conversation ended: the gateway"), detail
+    assert "server ended the conversation" not in detail

@@ -29,10 +29,10 @@ FLOOD = 500
 
 def _broken(key: str) -> list[bytes]:
     return [
-        f"GET /v1/info?api_key={key}&pad={'A' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
-        f"G@T /v1/info?api_key={key} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
-        f"GET /v1/info HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\x00\r\n\r\n".encode(),
-        f"POST /v1/jobs?api_key={key} HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n".encode(),
+        f"GET /v1/info?api_key={key}&pad={'A' * 9000} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(),
+        f"G@T /v1/info?api_key={key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(),
+        f"GET /v1/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\x00\r\n\r\n".encode(),
+        f"POST /v1/jobs?api_key={key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n".encode(),
         b"\x16\x03\x01\x00\x05hello",
     ]
 

@@ -305,7 +305,7 @@ async def test_a_slow_body_is_answered_408(make_gateway: GatewayFactory) -> None
     boundary = "b0undary"
     writer.write(
         (
-            f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+            f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
             "Content-Length: 100000\r\n\r\n"
             f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n'
@@ -343,7 +343,7 @@ async def test_a_body_that_stops_is_answered_408(make_gateway: GatewayFactory) -
     key = gw.new_key()
     reader, writer = await _raw(gw)
     writer.write(
-        f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+        f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
         "Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 5000\r\n\r\n--zz\r\n".encode()
     )
     try:
@@ -357,7 +357,7 @@ async def test_a_body_that_stops_is_answered_408(make_gateway: GatewayFactory) -
 async def test_partial_headers_are_answered_408_and_closed(make_gateway: GatewayFactory) -> None:
     gw = await make_gateway(header_timeout_s=0.5)
     reader, writer = await _raw(gw)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
     loop = asyncio.get_running_loop()
     start = loop.time()
     try:
@@ -382,13 +382,13 @@ async def test_keep_alive_requests_each_get_the_header_timeout(
     gw = await make_gateway(header_timeout_s=0.5, keepalive_timeout_s=5.0)
     reader, writer = await _raw(gw)
     try:
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         async with asyncio.timeout(3):
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             await reader.readexactly(length)
         await asyncio.sleep(1.0)  # idle past the header timeout: keep-alive allows it
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow:")
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow:")
         status, _body = await _read_answer(reader, 3)
     finally:
         writer.close()
@@ -404,7 +404,7 @@ async def test_when_every_connection_is_busy_newcomers_get_503(
     for _ in range(2):
         reader, writer = await _raw(gw)
         writer.write(
-            f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n"
+            f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
             "Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 5000\r\n\r\n".encode()
         )
         held.append((reader, writer))

@@ -18,18 +18,21 @@ import soundfile as sf
 from aiohttp import web
 
 from pplex_desktop.audio.conversation import (
+    CODEC_DELAY_S,
     Conversation,
     ConversationConfig,
     ConversationState,
     RecordingSaved,
+    close_outcome,
 )
 from pplex_desktop.audio.fake import FakeDuplexDevice
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.backend.sim import SimConfig, SimServer
+from pplex_desktop.core.clock import FakeClock
 from pplex_desktop.moshi import protocol as proto
-from pplex_desktop.moshi.codec import FRAME_SAMPLES
-from tests.conversation_helpers import EventLog
-from tests.signals import rms, tone
+from pplex_desktop.moshi.codec import FRAME_SAMPLES, FRAME_SECONDS
+from tests.conversation_helpers import EventLog, recording_lags
+from tests.signals import chirp_train, rms, tone
 
 F = FRAME_SAMPLES
 S = ConversationState
@@ -98,17 +101,20 @@ async def start(conv: Conversation, log: EventLog) -> asyncio.Task[ConversationS
 
 async def test_tone_in_tone_out_with_text_and_states(make_sim: Factory) -> None:
     sim = await make_sim(echo_delay_frames=0)
-    device = FakeDuplexDevice()
+    # One clock for the device and the conversation: 80 ms pass per frame, as on a sound card.
+    clock = FakeClock()
+    device = FakeDuplexDevice(clock=clock)
     log = EventLog()
-    conv = Conversation(config(sim, record=True), device, log)
+    conv = Conversation(config(sim, record=True), device, log, clock=clock)
     task = await start(conv, log)
     assert device.started
     x = tone(440, 40 * F / 24_000)
     played = []
     for i in range(40):
+        clock.advance(FRAME_SECONDS)  # frame i has been spoken
         device.inject(x[i * F : (i + 1) * F])
         await device.wait_received((i + 1) * F)  # lockstep: the answer is in before we play
-        played.append(device.pull(F))
+        played.append(device.pull(F))  # heard from now
     await conv.hang_up()
     await task
     y = np.concatenate(played)
@@ -130,7 +136,10 @@ async def test_tone_in_tone_out_with_text_and_states(make_sim: Factory) -> None:
     stats = conv.stats()
     assert stats.frames_sent == 40 and stats.frames_received == 40
     assert stats.underruns == 0 and stats.dropped_ms == 0
-    assert stats.rtt_ms is not None and 0 < stats.rtt_ms < 1_000
+    assert stats.rtt_ms is not None  # the network takes no time on a clock that stands still
+    # Frame 0 was spoken from 0 ms; its answer played from 160 ms (one frame to complete it,
+    # one of prebuffer), plus Opus's lookahead both ways: the delay shown live.
+    assert stats.delay_ms == pytest.approx(1000 * (0.16 + CODEC_DELAY_S), abs=0.1)
     assert log.stats, "stats are reported while live"
     loud = [lv for lv in log.levels if lv.input_rms > 0.3]
     assert loud and all(lv.input_peak == pytest.approx(0.5, abs=0.01) for lv in loud)
@@ -141,13 +150,49 @@ async def test_tone_in_tone_out_with_text_and_states(make_sim: Factory) -> None:
     assert len(saved) == 1
     info = saved[0].recording
     data, rate = sf.read(str(info.wav_path), dtype="float32")
-    assert rate == 24_000 and data.shape == (40 * F, 2)
-    np.testing.assert_allclose(data[:, 0], x, atol=1e-4)
-    np.testing.assert_allclose(data[:, 1], y, atol=1e-4)
+    # Both on one timeline: the voice from 0, what played from the end of the first frame.
+    assert rate == 24_000 and data.shape == (41 * F, 2)
+    np.testing.assert_allclose(data[: 40 * F, 0], x, atol=1e-4)
+    np.testing.assert_allclose(data[F:, 1], y, atol=1e-4)
+    assert not data[:F, 1].any() and not data[40 * F :, 0].any()
     meta = json.loads(info.json_path.read_text())
     assert meta["persona"] == PROMPT and meta["voice"] == "NATF2.pt"
     assert [p["text"] for p in meta["transcript"]] == [t.text for t in log.texts]
     assert [p["t"] for p in meta["transcript"]] == pytest.approx(times, abs=2e-3)
+
+
+async def test_the_recording_keeps_both_sides_on_one_clock(make_sim: Factory) -> None:
+    """Through a stalled speaker (400 ms not played, as in an ALSA underrun) and a switch of
+    talk mode, the right channel trails the left by the delay measured live, start to end."""
+    sim = await make_sim(echo_delay_frames=0)
+    clock = FakeClock()
+    device = FakeDuplexDevice(clock=clock)
+    log = EventLog()
+    conv = Conversation(config(sim, record=True), device, log, clock=clock)
+    task = await start(conv, log)
+    frames = 75
+    x = chirp_train(frames * F / 24_000)
+    for i in range(frames):
+        if i == 40:
+            conv.set_ptt_mode(PttMode.HOLD)
+        if i == 45:
+            conv.press()  # the released frames in between are silence, recorded as such
+        clock.advance(FRAME_SECONDS)
+        device.inject(x[i * F : (i + 1) * F])
+        await device.wait_received((i + 1) * F)
+        if not 20 <= i < 25:  # the speaker stalls for five frames
+            device.pull(F)
+    await conv.hang_up()
+    await task
+    info = next(e for e in log.events if isinstance(e, RecordingSaved)).recording
+    data, _ = sf.read(str(info.wav_path), dtype="float32")
+    assert not data[41 * F : 45 * F, 0].any(), "the model heard silence while the key was up"
+    lags = recording_lags(data, log.stats)
+    assert len(lags) >= 7 and lags[0][0] < 1.0 and lags[-1][0] > 4.5, lags
+    for at, lag, low, high in lags:
+        assert low - 20 <= lag <= high + 20, f"off at {at:.1f} s: {lags}"
+    # The stall really changed the delay (the buffer held more), and the recording followed.
+    assert max(h for *_, h in lags) - min(lo for *_, lo, _h in lags) > 40
 
 
 async def _talk(
@@ -369,3 +414,41 @@ async def test_a_conversation_runs_once(make_sim: Factory) -> None:
         await conv.run()
     await conv.hang_up()
     await task
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "state", "sentence"),
+    [
+        (
+            1001,
+            "The gateway is shutting down.",
+            S.ENDED,
+            "The conversation ended: the gateway is shutting down.",
+        ),
+        (
+            1001,
+            "",
+            S.ENDED,
+            "The conversation ended because the server is stopping or restarting.",
+        ),
+        (1000, "", S.ENDED, "The server ended the conversation."),
+        (
+            1000,
+            "The model server ended the session",
+            S.ENDED,
+            "The conversation ended: the model server ended the session.",
+        ),
+        (
+            1008,
+            "An administrator ended the session.",
+            S.ERROR,
+            "The conversation was cut off (close code 1008): an administrator ended the session.",
+        ),
+        (1006, "", S.ERROR, "The connection to the server was lost (close code 1006)."),
+        (None, "", S.ERROR, "The connection to the server was lost."),
+    ],
+)
+def test_a_close_from_the_server_says_why(
+    code: int | None, reason: str, state: ConversationState, sentence: str
+) -> None:
+    assert close_outcome(code, reason) == (state, sentence)

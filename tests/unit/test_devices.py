@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pplex_desktop.audio import devices
-from pplex_desktop.audio.device import AudioUnavailableError
+from pplex_desktop.audio.device import AudioUnavailableError, Played
 from tests.signals import dominant_frequency, tone
 
 
@@ -175,8 +175,8 @@ async def test_48k_device_is_resampled_on_the_loop_side(fake_sd: FakeSd) -> None
     played: list[np.ndarray] = []
     reported = asyncio.Event()
 
-    def on_played(block: np.ndarray) -> None:
-        played.append(block)
+    def on_played(block: Played) -> None:
+        played.append(block.pcm)
         if sum(len(p) for p in played) >= 18_000:
             reported.set()
 
@@ -195,7 +195,7 @@ async def test_48k_device_is_resampled_on_the_loop_side(fake_sd: FakeSd) -> None
             mic.kwargs["callback"](block, 3_840, None, None)
 
     _run_in_thread(capture)
-    got = [await dev.read() for _ in range(12)]
+    got = [(await dev.read()).pcm for _ in range(12)]
     y = np.concatenate(got)
     assert 21_000 < len(y) <= 24_000
     assert dominant_frequency(y[2_000:]) == pytest.approx(440, abs=3)
@@ -249,7 +249,7 @@ async def test_a_stalled_reader_loses_the_oldest_blocks(fake_sd: FakeSd) -> None
             mic.kwargs["callback"](np.full((1_920, 1), i, np.float32), 1_920, None, None)
 
     _run_in_thread(flood)
-    first = await dev.read()
+    first = (await dev.read()).pcm
     assert first[0] == 5, "the five oldest blocks were dropped"
     assert dev.stats().input_overflows == 5
     await dev.stop()

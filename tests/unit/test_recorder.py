@@ -80,7 +80,7 @@ def test_a_stalled_side_does_not_make_the_other_pile_up_in_memory() -> None:
     rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=FakeClock(wall_start=WALL))
     for _ in range(100):  # 8 s of microphone, no speaker at all
         rec.write_user(np.full(F, 0.1, dtype=np.float32))
-    assert rec._left_n <= 5 * 24_000 + F, "older audio went to the file, padded on the right"
+    assert rec._left.pending <= 5 * 24_000 + F, "older audio went to the file, padded on the right"
     info = rec.close()
     assert info.duration_s == pytest.approx(8.0)
 
