@@ -18,6 +18,7 @@ from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.hosts import ALLOWED_HOSTS, gateway_hosts, host_middleware
 from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
 from pplex_desktop.gateway.origin import origin_middleware
+from pplex_desktop.gateway.proxies import proxy_middleware
 from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 _log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
         # Host, then Origin: a name or page that is not ours is refused before its key is even
         # looked at, and the origin check compares against a Host we know is ours.
         middlewares=[
+            proxy_middleware,  # first: every later step books the client it names
             host_middleware,
             origin_middleware,
             error_middleware,
