@@ -51,6 +51,9 @@ class RedactingAccessLogger(AbstractAccessLogger):
             ctx = request.app[CTX]
         except KeyError:
             return
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        ctx.metrics.requests.labels(route, str(response.status)).inc()
         ctx.events.emit(
             RequestServed(
                 at=time.time(),

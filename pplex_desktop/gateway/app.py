@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, jobs_api, live, public, realtime, talk
+from pplex_desktop.gateway import admin, jobs_api, live, metrics_api, public, realtime, talk
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
@@ -98,6 +98,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(ctx.backends.run_checks(), name="backend-health"),
         asyncio.create_task(flush_forever(), name="usage-flush"),
         asyncio.create_task(_watch_revocations(ctx, wake), name="revocations"),
+        asyncio.create_task(ctx.metrics.watch_loop_lag(), name="loop-lag"),
     ]
     yield
     ctx.keystore.remove_listener(keys_changed)
@@ -132,10 +133,13 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app.add_routes(live.routes)
     app.add_routes(realtime.routes)
     app.add_routes(talk.routes)
+    app.add_routes(metrics_api.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_background)
     jobs_api.install(app, ctx)  # after _background: job workers need the backend pool open
+    ctx.metrics.job_counts = app[jobs_api.JOBS].store.counts_by_state
+    ctx.metrics.watch(ctx)
     app.on_shutdown.append(_end_sessions)
     _publish_queue(ctx)
     return app

@@ -30,6 +30,8 @@ from pplex_desktop.gateway.app import create_app
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+from pplex_desktop.gateway.metrics import GatewayFigures, figures
+from pplex_desktop.gateway.metrics_api import LAN_SSL
 from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
 
 if TYPE_CHECKING:
@@ -167,6 +169,8 @@ class GatewayRunner:
         app = create_app(self.ctx)
         if tls is not None:
             app[LAN_TLS] = tls
+        if lan_context is not None:
+            app[LAN_SSL] = lan_context
         runner = web.AppRunner(
             app,
             access_log_class=RedactingAccessLogger,
@@ -275,6 +279,13 @@ class GatewayServer:
     @property
     def runner(self) -> GatewayRunner | None:
         return self._runner
+
+    def figures(self) -> GatewayFigures | None:
+        """What /metrics reads too: sessions, queue, model servers. Call on the gateway thread."""
+        runner = self._runner
+        if runner is None or runner.ctx is None:
+            return None
+        return figures(runner.ctx)
 
     async def _start(self) -> GatewayAddress:
         if self._runner is not None and self._runner.address is not None:
