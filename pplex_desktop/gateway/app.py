@@ -126,7 +126,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
         handler_args={"max_field_size": 16_384},
     )
     app[CTX] = ctx
-    app[ALLOWED_HOSTS] = gateway_hosts(ctx.settings, app)
+    app[ALLOWED_HOSTS] = gateway_hosts(lambda: ctx.settings, app)
     app[public.STARTED_AT] = time.monotonic()
     app.add_routes(public.routes)
     app.add_routes(admin.routes)

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pplex_desktop.core.admin_secret import use_env_admin_secret
@@ -171,14 +171,31 @@ def _print_secret(secret: str, headline: str) -> None:
     )
 
 
-async def _serve(settings: Settings, store: KeyStore, folder: Path) -> int:
+def _reload(runner: GatewayRunner, reread: Callable[[], Settings]) -> None:
+    if runner.ctx is None:
+        return
+    try:
+        settings = reread()
+    except PplexError as exc:
+        _log.warning("The settings were not reloaded: %s", exc.message)
+        return
+    result = runner.reload(settings)
+    if not result.applied and not result.need_restart:
+        _log.info("Reloaded the keys; no setting changed.")
+
+
+async def _serve(
+    settings: Settings, store: KeyStore, folder: Path, reread: Callable[[], Settings]
+) -> int:
     # Handlers before the "listening" line: whoever reads it may signal us right away.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    runner = GatewayRunner(settings, store, tls_folder=folder / TLS_FOLDER)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    runner = GatewayRunner(settings, store, tls_folder=folder / TLS_FOLDER)
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, _reload, runner, reread)
     try:
         address = await runner.start()
     except PplexError as exc:
@@ -250,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(weak_keys_notice(result.weak), flush=True)
             return 0
         _admin_secret(store)
-        return asyncio.run(_serve(settings, store, folder))
+        return asyncio.run(
+            _serve(settings, store, folder, lambda: resolve_settings(args, folder).settings)
+        )
     except PplexError as exc:
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)
         return 2

@@ -30,8 +30,10 @@ from pplex_desktop.gateway.app import create_app
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+from pplex_desktop.gateway.hosts import ALLOWED_HOSTS
 from pplex_desktop.gateway.metrics import GatewayFigures, figures
 from pplex_desktop.gateway.metrics_api import LAN_SSL
+from pplex_desktop.gateway.reload import Reloaded, apply_settings
 from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
 
 if TYPE_CHECKING:
@@ -214,6 +216,15 @@ class GatewayRunner:
             )
         )
         return self.address
+
+    def reload(self, settings: Settings) -> Reloaded:
+        """Read the keys again and take on the settings that need no restart."""
+        if self.ctx is None or self._runner is None:
+            raise GatewayStartError("The gateway is not running; there is nothing to reload.")
+        self.keystore.reload()
+        result = apply_settings(self.ctx, self._runner.app.get(ALLOWED_HOSTS), settings)
+        self.settings = self.ctx.settings
+        return result
 
     def _keys_changed(self) -> None:
         self.events.emit(KeysChanged())

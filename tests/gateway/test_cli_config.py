@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pplex_desktop.core.errors import ConfigError
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.core.settings_schema import _DOCS, BY_NAME, SPECS, Kind, SettingSpec
 from pplex_desktop.gateway.cli import build_parser, resolve_settings
+from tests.gateway.conftest import GatewayFactory
 
 TOKEN = "metrics-token-0123456789abcdef"
 # Settings whose values are constrained: (raw, expected). Every other setting gets a sample
@@ -210,3 +214,127 @@ def test_a_wrong_value_is_one_sentence_not_a_traceback(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         "pplex-gateway: The queue length cannot be negative. (It comes from --queue-max.)"
     )
+
+
+async def _read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
+    async with asyncio.timeout(30):
+        while True:
+            line = (await stream.readline()).decode()
+            assert line, f"the gateway ended before saying {needle!r}: {''.join(seen)}"
+            seen.append(line)
+            if needle in line:
+                return line
+
+
+async def test_sighup_reloads_what_needs_no_restart_and_names_the_rest(tmp_path: Path) -> None:
+    origin = "https://web.example.org"
+    (tmp_path / "settings.json").write_text(json.dumps({"demo": True}))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PPLEX_", "MOSHI_"))}
+    admin = "sighup-admin-secret-0123456789"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pplex_desktop.gateway",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        "0",
+        "--log-level",
+        "INFO",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean | {"PPLEX_ADMIN_SECRET": admin},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = await _read_until(proc.stdout, "is listening on", [])
+        url = line.split("is listening on ", 1)[1].split(" ", 1)[0]
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                url + "/admin/keys/generate",
+                headers={"X-Admin-Secret": admin},
+                data={"name": "web"},
+            ) as resp:
+                key = (await resp.json())["key"]
+            headers = {"X-API-Key": key, "Origin": origin}
+            async with http.get(url + "/v1/info", headers=headers) as resp:
+                assert resp.status == 403
+            (tmp_path / "settings.json").write_text(
+                json.dumps({"demo": True, "allowed_origins": [origin], "lan_port": 9555})
+            )
+            proc.send_signal(signal.SIGHUP)
+            seen: list[str] = []
+            applied = await _read_until(proc.stderr, "Reloaded settings now in effect", seen)
+            assert "allowed_origins" in applied and "lan_port" not in applied
+            restart = await _read_until(proc.stderr, "only after a restart", seen)
+            assert restart.rstrip().endswith("only after a restart: lan_port.")
+            async with http.get(url + "/v1/info", headers=headers) as resp:
+                assert resp.status == 200
+            # A broken file is refused with a sentence; the running settings stay.
+            (tmp_path / "settings.json").write_text(json.dumps({"queue_max": -1}))
+            proc.send_signal(signal.SIGHUP)
+            refused = await _read_until(proc.stderr, "not reloaded", seen)
+            assert "The queue length cannot be negative." in refused
+            async with http.get(url + "/v1/info", headers=headers) as resp:
+                assert resp.status == 200
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+async def _chat_status(url: str, key: str, origin: str) -> int | bytes:
+    """What NVIDIA's web client, served from ``origin``, gets from /api/chat."""
+    query = {"api_key": key, "text_prompt": "Hello.", "voice_prompt": "NATF2.pt"}
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.ws_connect(
+                url.replace("http", "ws", 1) + "/api/chat", params=query, headers={"Origin": origin}
+            ) as ws:
+                msg = await asyncio.wait_for(ws.receive(), 15)
+                return bytes(msg.data)
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+async def test_the_personaplex_web_client_needs_one_flag(tmp_path: Path) -> None:
+    origin = "https://personaplex.example.org"
+    admin = "webclient-admin-secret-0123456789"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PPLEX_", "MOSHI_"))}
+    for extra, expected in (((), 403), (("--allowed-origin", origin), b"\x00")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pplex_desktop.gateway", "--data-dir", str(tmp_path),
+            "--port", "0", "--demo", "--log-level", "WARNING", *extra,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean | {"PPLEX_ADMIN_SECRET": admin},
+        )  # fmt: skip
+        assert proc.stdout is not None
+        try:
+            line = await _read_until(proc.stdout, "is listening on", [])
+            url = line.split("is listening on ", 1)[1].split(" ", 1)[0]
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    url + "/admin/keys/generate",
+                    headers={"X-Admin-Secret": admin},
+                    data={"name": "web client"},
+                ) as resp,
+            ):
+                key = (await resp.json())["key"]
+            answer = await _chat_status(url, key, origin)
+            if isinstance(answer, bytes):
+                answer = answer[:1]  # the handshake byte, then whatever the server adds
+            assert answer == expected
+        finally:
+            proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+async def test_a_reload_takes_new_public_hosts_at_once(make_gateway: GatewayFactory) -> None:
+    gw = await make_gateway()
+    headers = {"Host": "gw.example.org"}
+    async with gw.http.get(gw.url + "/healthz", headers=headers) as resp:
+        assert resp.status == 421
+    result = gw.runner.reload(gw.runner.settings.replace(public_hosts=("gw.example.org",), port=1))
+    assert result.applied == ("public_hosts",) and result.need_restart == ("port",)
+    async with gw.http.get(gw.url + "/healthz", headers=headers) as resp:
+        assert resp.status == 200
