@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -171,3 +172,27 @@ async def test_the_loop_lag_watch_runs_from_the_start(gateway: Gateway) -> None:
             if value(samples, "pplex_event_loop_lag_seconds_count") >= 1:
                 break
             await asyncio.sleep(0.1)  # polling a scrape: there is no event to await
+
+
+def test_the_desktops_gateway_offers_the_figures(tmp_path: Path) -> None:
+    from pplex_desktop.core.keystore import KeyStore
+    from pplex_desktop.core.settings import Settings
+    from pplex_desktop.gateway.metrics import GatewayFigures
+    from pplex_desktop.gateway.server import DEMO_LABEL, GatewayServer
+
+    store = KeyStore(tmp_path / "keys.sqlite3")
+    server = GatewayServer(Settings(port=0, demo=True), store)
+    try:
+        assert server.figures() is None  # not started: nothing to show
+
+        async def read() -> GatewayFigures | None:
+            return server.figures()
+
+        server.start()
+        now = server.thread.submit(read()).result(10)
+        assert now is not None
+        assert (now.live_sessions, now.queue_length) == (0, 0)
+        assert [b.label for b in now.backends] == [DEMO_LABEL]
+    finally:
+        server.shutdown()
+        store.close()
