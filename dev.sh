@@ -11,7 +11,8 @@ LAUNCH_PKGS=(libportaudio2 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-re
   libxcb-cursor0 libxcb-shape0 libxcb-xinerama0 libxkbcommon-x11-0 libegl1 libgl1
   libfontconfig1 libdbus-1-3 fonts-dejavu-core)
 TEST_PKGS=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox xvfb xdotool
-  imagemagick chromium libnss3-tools xclip zbar-tools python3-xlib)
+  imagemagick chromium libnss3-tools xclip zbar-tools python3-xlib
+  systemd)  # systemd: systemd-analyze verifies the service unit
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

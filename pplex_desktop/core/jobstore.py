@@ -207,6 +207,12 @@ class JobStore:
         )
         return int(row[0])
 
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self.db.connection().execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        counts = dict.fromkeys((s.value for s in JobState), 0)
+        counts.update({str(state): int(n) for state, n in rows.fetchall()})
+        return counts
+
     def ids(self) -> set[str]:
         rows = self.db.connection().execute("SELECT id FROM jobs").fetchall()
         return {str(r[0]) for r in rows}

@@ -316,6 +316,10 @@ class KeyStore:
         for listener in list(self._listeners):
             listener()
 
+    def reload(self) -> None:
+        """Forget every cached key (on SIGHUP), so the next request reads the file again."""
+        self._changed()
+
     # -- keys --------------------------------------------------------------------------------
 
     def create(

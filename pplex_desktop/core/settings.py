@@ -7,6 +7,7 @@ Precedence: command line > environment > settings file > defaults.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import tempfile
@@ -118,6 +119,11 @@ class Settings:
     close_grace_s: float = 2.0
     max_connections: int = 0  # 0: derived from the open-file limit
     max_waiting_per_address: int = 64
+    # Reverse proxies whose X-Forwarded-For / Forwarded headers name the real client (for
+    # limits and logs): addresses or networks such as 127.0.0.1 or 10.0.0.0/8.
+    trusted_proxies: tuple[str, ...] = ()
+    metrics_token: str | None = None  # a Bearer token for /metrics besides the admin secret
+    metrics_on_lan: bool = False  # /metrics on the HTTPS site for the network too
     start_minimized: bool = False
     close_action: str = "ask"
 
@@ -168,6 +174,11 @@ class Settings:
         )
         object.__setattr__(self, "default_voice", voice_file_name(self.default_voice))
         object.__setattr__(self, "public_hosts", _public_hosts(self.public_hosts))
+        object.__setattr__(self, "trusted_proxies", _networks(self.trusted_proxies))
+        check(
+            self.metrics_token is None or len(self.metrics_token) >= 16,
+            "metrics_token must be at least 16 characters long (or unset).",
+        )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -179,7 +190,23 @@ class Settings:
         ]
         data["allowed_origins"] = list(self.allowed_origins)
         data["public_hosts"] = list(self.public_hosts)
+        data["trusted_proxies"] = list(self.trusted_proxies)
         return data
+
+
+def _networks(entries: object) -> tuple[str, ...]:
+    if isinstance(entries, str) or not isinstance(entries, (tuple, list)):
+        raise ConfigError('trusted_proxies must be a list of addresses, such as ["127.0.0.1"].')
+    out: list[str] = []
+    for entry in entries:
+        try:
+            out.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"trusted_proxies has {str(entry)[:80]!r}, which is not an IP address or "
+                "network; write addresses such as 127.0.0.1, ::1 or 10.0.0.0/8."
+            ) from None
+    return tuple(dict.fromkeys(out))
 
 
 def _public_hosts(entries: object) -> tuple[str, ...]:
@@ -200,7 +227,7 @@ def _public_hosts(entries: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _from_json(data: Mapping[str, Any]) -> Settings:
+def from_json(data: Mapping[str, Any]) -> Settings:
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -214,38 +241,16 @@ def _from_json(data: Mapping[str, Any]) -> Settings:
             )
         if "allowed_origins" in values:
             values["allowed_origins"] = tuple(values["allowed_origins"])
-        if isinstance(values.get("public_hosts"), list):
-            values["public_hosts"] = tuple(values["public_hosts"])
+        for name in ("public_hosts", "trusted_proxies"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return Settings(**values)
     except (TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(f"The settings file has an entry of the wrong type: {exc}.") from None
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if env.get("MOSHI_HOST") or env.get("MOSHI_PORT"):
-        host = env.get("MOSHI_HOST") or "localhost"
-        port = env.get("MOSHI_PORT") or "8998"
-        if not port.isdigit():
-            raise ConfigError(f"MOSHI_PORT must be a port number, not {port!r}.")
-        out["backends"] = (BackendConfig(f"ws://{host}:{port}"),)
-    if env.get("RATE_LIMIT_RPM"):
-        try:
-            out["default_rpm"] = int(env["RATE_LIMIT_RPM"])
-        except ValueError:
-            raise ConfigError(
-                f"RATE_LIMIT_RPM must be a whole number, not {env['RATE_LIMIT_RPM']!r}."
-            ) from None
-    if env.get("PERSONAPLEX_REPO"):
-        out["personaplex_repo"] = env["PERSONAPLEX_REPO"]
-    if env.get("PERSONAPLEX_PYTHON"):
-        out["personaplex_python"] = env["PERSONAPLEX_PYTHON"]
-    return out
-
-
-def load_settings(folder: Path, env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings.json (if any) from ``folder`` and apply environment overrides."""
-    env = os.environ if env is None else env
+def read_settings_file(folder: Path) -> dict[str, Any]:
+    """The entries of ``folder``'s settings.json as written, or nothing when there is none."""
     path = folder / SETTINGS_NAME
     data: dict[str, Any] = {}
     if path.exists():
@@ -256,9 +261,22 @@ def load_settings(folder: Path, env: Mapping[str, str] | None = None) -> Setting
         if not isinstance(loaded, dict):
             raise ConfigError(f"The settings file {path} must hold a JSON object.")
         data = loaded
-    base = _from_json(data)
-    overrides = _env_overrides(env)
-    return base.replace(**overrides) if overrides else base
+    return data
+
+
+def load_settings(folder: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings.json (if any) from ``folder`` and apply environment overrides."""
+    # Imported here: the schema module describes Settings, so it imports this one.
+    from pplex_desktop.core.settings_schema import env_overrides
+
+    env = os.environ if env is None else env
+    base = from_json(read_settings_file(folder))
+    overrides = env_overrides(env)
+    try:
+        return base.replace(**overrides.values) if overrides.values else base
+    except ConfigError as exc:
+        where = ", ".join(overrides.sources.values())
+        raise ConfigError(f"{exc.message} (It comes from {where}.)") from None
 
 
 def save_settings(folder: Path, settings: Settings) -> Path:

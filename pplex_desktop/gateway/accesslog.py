@@ -11,6 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.context import API_KEY, CTX, REFUSED_KEY
 from pplex_desktop.gateway.events import RequestServed
+from pplex_desktop.gateway.proxies import client_address
 
 _log = logging.getLogger("pplex_desktop.gateway.access")
 # Set on requests the HTTP parser could not read: they were never routed, so they have no
@@ -35,7 +36,7 @@ class RedactingAccessLogger(AbstractAccessLogger):
         # A refused key is booked under its name too: "—" would hide who was turned away.
         record = request.get(API_KEY) or request.get(REFUSED_KEY)
         websocket = isinstance(response, web.WebSocketResponse)
-        client = request.remote or "unknown"
+        client = client_address(request)
         if _log.isEnabledFor(logging.INFO):
             who = f" with key '{record.name}'" if record is not None else ""
             what = "WebSocket session" if websocket else "request"
@@ -53,6 +54,9 @@ class RedactingAccessLogger(AbstractAccessLogger):
             ctx = request.app[CTX]
         except KeyError:
             return
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        ctx.metrics.requests.labels(route, str(response.status)).inc()
         ctx.events.emit(
             RequestServed(
                 at=time.time(),

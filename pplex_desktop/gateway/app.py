@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, jobs_api, live, public, realtime, talk
+from pplex_desktop.gateway import admin, jobs_api, live, metrics_api, public, realtime, talk
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
@@ -18,6 +18,7 @@ from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.hosts import ALLOWED_HOSTS, gateway_hosts, host_middleware
 from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
 from pplex_desktop.gateway.origin import origin_middleware
+from pplex_desktop.gateway.proxies import proxy_middleware
 from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 
 _log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(ctx.backends.run_checks(), name="backend-health"),
         asyncio.create_task(flush_forever(), name="usage-flush"),
         asyncio.create_task(_watch_revocations(ctx, wake), name="revocations"),
+        asyncio.create_task(ctx.metrics.watch_loop_lag(), name="loop-lag"),
     ]
     yield
     ctx.keystore.remove_listener(keys_changed)
@@ -114,6 +116,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
         # Host, then Origin: a name or page that is not ours is refused before its key is even
         # looked at, and the origin check compares against a Host we know is ours.
         middlewares=[
+            proxy_middleware,  # first: every later step books the client it names
             host_middleware,
             origin_middleware,
             error_middleware,
@@ -123,17 +126,20 @@ def create_app(ctx: GatewayContext) -> web.Application:
         handler_args={"max_field_size": 16_384},
     )
     app[CTX] = ctx
-    app[ALLOWED_HOSTS] = gateway_hosts(ctx.settings, app)
+    app[ALLOWED_HOSTS] = gateway_hosts(lambda: ctx.settings, app)
     app[public.STARTED_AT] = time.monotonic()
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
     app.add_routes(live.routes)
     app.add_routes(realtime.routes)
     app.add_routes(talk.routes)
+    app.add_routes(metrics_api.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_background)
     jobs_api.install(app, ctx)  # after _background: job workers need the backend pool open
+    ctx.metrics.job_counts = app[jobs_api.JOBS].store.counts_by_state
+    ctx.metrics.watch(ctx)
     app.on_shutdown.append(_end_sessions)
     _publish_queue(ctx)
     return app

@@ -23,6 +23,7 @@ from pplex_desktop.core.errors import AuthError
 from pplex_desktop.core.keystore import ApiKey, RefusedKeyError
 from pplex_desktop.gateway.access import Access, access_of
 from pplex_desktop.gateway.context import API_KEY, CTX, REFUSED_KEY
+from pplex_desktop.gateway.proxies import client_address
 
 ADMIN_HEADER = "X-Admin-Secret"
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
@@ -59,7 +60,7 @@ def extract_key(request: web.Request) -> str | None:
 
 async def _check_admin(request: web.Request) -> None:
     ctx = request.app[CTX]
-    client = request.remote or "unknown"
+    client = client_address(request)
     ctx.admin_failures.check(client)
     secret = request.headers.get(ADMIN_HEADER)
     # scrypt takes ~50 ms the first time: off the loop, so other clients never wait for it.
@@ -75,7 +76,7 @@ async def _check_admin(request: web.Request) -> None:
 
 def _authenticate(request: web.Request) -> ApiKey:
     ctx = request.app[CTX]
-    client = request.remote or "unknown"
+    client = client_address(request)
     secret = extract_key(request)
     wait = ctx.key_failures.throttled(client)
     # A generated key carries 238 random bits and a checksum: nobody guesses one, so it still

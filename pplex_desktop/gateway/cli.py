@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pplex_desktop.core.admin_secret import use_env_admin_secret
@@ -17,8 +18,18 @@ from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.folder_lock import lock_folder
 from pplex_desktop.core.keystore import KeyStore, weak_keys_notice
 from pplex_desktop.core.paths import data_dir
-from pplex_desktop.core.settings import BackendConfig, Settings, load_settings
-from pplex_desktop.core.voices import DEFAULT_VOICES
+from pplex_desktop.core.settings import BackendConfig, Settings, read_settings_file
+from pplex_desktop.core.settings_schema import (
+    SPECS,
+    Kind,
+    Overrides,
+    Resolved,
+    SettingSpec,
+    describe,
+    env_overrides,
+    resolve,
+    shown_value,
+)
 from pplex_desktop.gateway.server import DEMO_LABEL, GatewayAddress, GatewayRunner
 from pplex_desktop.gateway.tls import TLS_FOLDER, TlsInfo, lan_urls
 
@@ -26,72 +37,119 @@ ADMIN_SECRET_ENV = "PPLEX_ADMIN_SECRET"  # noqa: S105 (a variable name, not a se
 _log = logging.getLogger("pplex_desktop.gateway")
 
 
+_METAVARS = {
+    Kind.TEXT: "TEXT",
+    Kind.OPTIONAL_TEXT: "TEXT",
+    Kind.INT: "N",
+    Kind.FLOAT: "X",
+    Kind.LIST: "VALUE",
+    Kind.BACKENDS: "URL",
+}
+
+
+def _dest(spec: SettingSpec) -> str:
+    return "setting_" + spec.name
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pplex-gateway",
         description="A secure gateway for PersonaPlex/Moshi servers: API keys, rate limits, a "
         "queue, a WebSocket proxy and offline inference.",
+        epilog="Every setting is also read from the environment (PPLEX_ and its name in capitals, "
+        "lists comma-separated, e.g. PPLEX_ALLOWED_ORIGINS) and from settings.json in the data "
+        "folder; a flag wins over the environment, which wins over the file. MOSHI_HOST, "
+        "MOSHI_PORT, RATE_LIMIT_RPM and PERSONAPLEX_REPO work as in the original gateway.",
     )
-    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8000, 0 for any free port)")
-    p.add_argument(
-        "--backend",
-        action="append",
-        metavar="URL",
-        help="model server (ws://, wss://, http:// or https://, with or without /api/chat); "
-        "repeat for several. Default: MOSHI_HOST:MOSHI_PORT or localhost:8998",
+    run = p.add_argument_group("Running")
+    run.add_argument("--data-dir", type=Path, help="folder for keys, jobs and settings")
+    run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    run.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings, each with where it came from, and exit",
     )
-    p.add_argument(
-        "--voices",
-        metavar="NAMES",
-        help="comma-separated voice names the backends offer (default: the 18 PersonaPlex ships)",
-    )
-    p.add_argument("--demo", action="store_true", help="serve the built-in simulated backend")
-    p.add_argument(
+    run.add_argument(
         "--tls",
         choices=("auto", "off"),
         help="auto: serve the network over HTTPS (--host, default 0.0.0.0, port --lan-port) with "
         "a certificate from a local CA made in the data folder, keeping plain HTTP on "
         "127.0.0.1:--port; off: no LAN site",
     )
-    p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate for the HTTPS site")
-    p.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
-    p.add_argument("--lan-port", type=int, help="port of the HTTPS site (default 8443)")
-    p.add_argument("--data-dir", type=Path, help="folder for keys, jobs and settings")
-    p.add_argument(
+    run.add_argument(
+        "--voices",
+        metavar="NAMES",
+        help="comma-separated voice names the backends offer (default: the 18 PersonaPlex ships)",
+    )
+    keys = p.add_argument_group("Key maintenance")
+    keys.add_argument(
         "--reset-admin-secret", action="store_true", help="print a new admin secret and exit"
     )
-    p.add_argument("--import-keys", type=Path, metavar="FILE", help="import api_keys.json and exit")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    keys.add_argument(
+        "--import-keys", type=Path, metavar="FILE", help="import api_keys.json and exit"
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for spec in SPECS:
+        group = groups.get(spec.group) or p.add_argument_group(spec.group)
+        groups[spec.group] = group
+        shown = "" if spec.secret else f"; default {shown_value(spec, spec.default)}"
+        text = f"{spec.help} [{spec.env}{shown}]".replace("%", "%%")
+        if spec.kind is Kind.BOOL:
+            group.add_argument(
+                spec.flag, dest=_dest(spec), action=argparse.BooleanOptionalAction, help=text
+            )
+        else:
+            group.add_argument(
+                spec.flag,
+                dest=_dest(spec),
+                action="append" if spec.many else "store",
+                metavar=_METAVARS[spec.kind],
+                help=text,
+            )
     return p
 
 
-def _settings(args: argparse.Namespace, folder: Path) -> Settings:
-    settings = load_settings(folder)
-    changes: dict[str, object] = {}
-    if args.tls_cert is not None or args.tls_key is not None:
-        changes.update(tls_cert=args.tls_cert, tls_key=args.tls_key, serve_lan=True)
+def flag_overrides(args: argparse.Namespace, current: Settings) -> Overrides:
+    """The settings the command line gives, with the older flags' meanings kept."""
+    out = Overrides()
+    for spec in SPECS:
+        raw = getattr(args, _dest(spec))
+        if raw is None:
+            continue
+        value = raw if isinstance(raw, bool) else spec.parse(raw, spec.flag)
+        out.set(spec.name, value, spec.flag)
+    if "tls_cert" in out.values or "tls_key" in out.values:
+        out.set("serve_lan", True, "--tls-cert")
     if args.tls is not None:
-        changes["serve_lan"] = args.tls == "auto" or "tls_cert" in changes
-    if args.lan_port is not None:
-        changes["lan_port"] = args.lan_port
-    if args.host is not None:
-        # With HTTPS for the network, --host says where that site listens; plain HTTP stays
-        # on loopback whatever it says.
-        lan = changes.get("serve_lan", settings.serve_lan)
-        changes["lan_host" if lan else "host"] = args.host
-    if args.port is not None:
-        changes["port"] = args.port
-    voices = DEFAULT_VOICES
+        out.set("serve_lan", args.tls == "auto" or "tls_cert" in out.values, "--tls")
+    # With HTTPS for the network, --host says where that site listens; plain HTTP stays on
+    # loopback whatever it says.
+    lan = out.values.get("serve_lan", current.serve_lan)
+    if "host" in out.values and lan and "lan_host" not in out.values:
+        out.set("lan_host", out.values.pop("host"), out.sources.pop("host"))
     if args.voices:
         voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
-    if args.backend:
-        changes["backends"] = tuple(BackendConfig(url, voices) for url in args.backend)
-    elif args.voices:
-        changes["backends"] = tuple(BackendConfig(b.url, voices, b.name) for b in settings.backends)
-    if args.demo:
-        changes["demo"] = True
-    return settings.replace(**changes) if changes else settings
+        backends = out.values.get("backends", current.backends)
+        out.set(
+            "backends", tuple(BackendConfig(b.url, voices, b.name) for b in backends), "--voices"
+        )
+    return out
+
+
+def resolve_settings(
+    args: argparse.Namespace, folder: Path, env: Mapping[str, str] | None = None
+) -> Resolved:
+    env = os.environ if env is None else env
+    data = read_settings_file(folder)
+    from_env = env_overrides(env)
+    before_flags = resolve(data, from_env).settings
+    return resolve(data, from_env, flag_overrides(args, before_flags))
+
+
+def _admin_secret_source(folder: Path) -> str:
+    if os.environ.get(ADMIN_SECRET_ENV):
+        return f"The admin secret comes from {ADMIN_SECRET_ENV} (hidden)."
+    return f"The admin secret is the one stored (as a hash) in {folder}."
 
 
 def _admin_secret(store: KeyStore, port: int) -> None:
@@ -115,14 +173,31 @@ def _print_secret(secret: str, headline: str, port: int) -> None:
     )
 
 
-async def _serve(settings: Settings, store: KeyStore, folder: Path) -> int:
+def _reload(runner: GatewayRunner, reread: Callable[[], Settings]) -> None:
+    if runner.ctx is None:
+        return
+    try:
+        settings = reread()
+    except PplexError as exc:
+        _log.warning("The settings were not reloaded: %s", exc.message)
+        return
+    result = runner.reload(settings)
+    if not result.applied and not result.need_restart:
+        _log.info("Reloaded the keys; no setting changed.")
+
+
+async def _serve(
+    settings: Settings, store: KeyStore, folder: Path, reread: Callable[[], Settings]
+) -> int:
     # Handlers before the "listening" line: whoever reads it may signal us right away.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    runner = GatewayRunner(settings, store, tls_folder=folder / TLS_FOLDER)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    runner = GatewayRunner(settings, store, tls_folder=folder / TLS_FOLDER)
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, _reload, runner, reread)
     try:
         address = await runner.start()
     except PplexError as exc:
@@ -159,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serving = not (args.reset_admin_secret or args.import_keys)
+    serving = not (args.reset_admin_secret or args.import_keys or args.print_config)
     lock = None
     try:
         folder = data_dir(args.data_dir)
@@ -167,7 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one's upload spool and re-run its jobs. Key maintenance goes through SQLite's own
         # locking and may run beside a gateway.
         lock = lock_folder(folder, "pplex-gateway") if serving else None
-        settings = _settings(args, folder)
+        resolved = resolve_settings(args, folder)
+        settings = resolved.settings
+        if args.print_config:
+            print(describe(resolved), flush=True)
+            print(_admin_secret_source(folder), flush=True)
+            return 0
         store = KeyStore.in_folder(
             folder,
             default_rpm=settings.default_rpm,
@@ -191,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(weak_keys_notice(result.weak), flush=True)
             return 0
         _admin_secret(store, settings.port)
-        return asyncio.run(_serve(settings, store, folder))
+        return asyncio.run(
+            _serve(settings, store, folder, lambda: resolve_settings(args, folder).settings)
+        )
     except PplexError as exc:
         print(f"pplex-gateway: {exc.message}", file=sys.stderr)
         return 2

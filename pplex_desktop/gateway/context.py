@@ -12,6 +12,7 @@ from pplex_desktop.core.keystore import ApiKey, KeyStore
 from pplex_desktop.core.settings import Settings
 from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.events import EventHub
+from pplex_desktop.gateway.metrics import GatewayMetrics
 from pplex_desktop.gateway.ratelimit import Decision, SlidingWindowLimiter
 from pplex_desktop.gateway.scheduler import Scheduler
 from pplex_desktop.gateway.sessions import SessionRegistry
@@ -36,6 +37,7 @@ class GatewayContext:
     key_failures: FailureThrottle = field(init=False)
     scheduler: Scheduler = field(init=False)
     sessions: SessionRegistry = field(init=False)
+    metrics: GatewayMetrics = field(init=False)
     version: str = __version__
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class GatewayContext:
         )
         self.scheduler = Scheduler(self.backends, max_queue=self.settings.queue_max)
         self.sessions = SessionRegistry()
+        self.metrics = GatewayMetrics()
+        self.scheduler.on_granted = self.metrics.queue_wait.observe
 
 
 CTX = web.AppKey("pplex_context", GatewayContext)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from pplex_desktop.core.errors import PplexError, RateLimitedError, UnavailableError
+from pplex_desktop.core.errors import AuthError, PplexError, RateLimitedError, UnavailableError
 from pplex_desktop.core.redact import redact_url
 
 _log = logging.getLogger(__name__)
@@ -61,11 +61,25 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.St
     return json_error(exc.status, code, message, headers)
 
 
+def _count(request: web.Request, exc: PplexError) -> None:
+    # Imported here: the context module pulls in the whole gateway.
+    from pplex_desktop.gateway.context import CTX
+
+    ctx = request.app.get(CTX)
+    if ctx is None:
+        return
+    if isinstance(exc, AuthError):
+        ctx.metrics.auth_failures.labels(exc.code).inc()
+    elif isinstance(exc, RateLimitedError):
+        ctx.metrics.rate_limited.labels(exc.code).inc()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except PplexError as exc:
+        _count(request, exc)
         return response_for(exc)
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)

@@ -62,6 +62,10 @@ class AllowedHosts:
         self._names, self._suffixes = frozenset(names), tuple(suffixes)
         self._refreshed_at = self._monotonic()
 
+    def forget(self) -> None:
+        """Read the names again at the next request (the settings changed)."""
+        self._names, self._suffixes, self._refreshed_at = frozenset(), (), None
+
     def _known(self, name: str) -> bool:
         return name in self._names or name.endswith(self._suffixes)
 
@@ -80,10 +84,12 @@ ALLOWED_HOSTS = web.AppKey("pplex_allowed_hosts", AllowedHosts)
 VALIDATED_HOST = web.RequestKey("pplex_validated_host", str)
 
 
-def gateway_hosts(settings: Settings, app: web.Application) -> AllowedHosts:
-    """The names a gateway with ``settings`` serves; its LAN certificate is read when needed."""
+def gateway_hosts(current: Callable[[], Settings], app: web.Application) -> AllowedHosts:
+    """The names a gateway with ``current()`` settings serves (read afresh at each refresh, so
+    a reload's public_hosts count); its LAN certificate is read when needed."""
 
     def discover() -> list[str]:
+        settings = current()
         names = list(settings.public_hosts)
         listening = [settings.host] + ([settings.lan_host] if settings.serve_lan else [])
         for host in listening:

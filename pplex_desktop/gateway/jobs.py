@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -224,6 +225,7 @@ class JobService:
         folder = self.job_folder(job.id)
         _log.info("Job %s starts (attempt %d, engine %s).", job.id, job.attempts, job.engine)
         failure: tuple[str, int, str] | None = None
+        began = time.monotonic()
         try:
             pcm = load_input(folder)
             if job.engine == "local":
@@ -250,6 +252,8 @@ class JobService:
                 job.id, now=now, output_s=output_s, transcript=result.text
             )
             if finished is not None:
+                if job.input_s > 0:
+                    self.ctx.metrics.job_rtf.observe((time.monotonic() - began) / job.input_s)
                 self.ctx.keystore.record_usage(
                     job.key_id, audio_in_s=job.input_s, audio_out_s=output_s
                 )

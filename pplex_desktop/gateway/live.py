@@ -8,6 +8,7 @@ from pplex_desktop.core.errors import PplexError
 from pplex_desktop.gateway.chat import NativeRelay
 from pplex_desktop.gateway.context import API_KEY, CTX
 from pplex_desktop.gateway.params import parse_session_params
+from pplex_desktop.gateway.proxies import client_address
 from pplex_desktop.gateway.relay import Relay, make_client_socket
 from pplex_desktop.gateway.stream import PcmRelay, parse_format
 
@@ -27,7 +28,7 @@ async def _serve(request: web.Request, relay_class: type[Relay]) -> web.StreamRe
             status=426,
         )
     ctx.scheduler.check_admission(params.voice)
-    session = ctx.sessions.reserve(record, request.remote or "unknown", relay_class.route)
+    session = ctx.sessions.reserve(record, client_address(request), relay_class.route)
     try:
         await ws.prepare(request)
         relay = relay_class(request, ctx, params, session, ws, **extra)

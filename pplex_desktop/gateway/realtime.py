@@ -30,6 +30,7 @@ from pplex_desktop.core.errors import PplexError, ValidationError
 from pplex_desktop.core.keystore import ApiKey
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
 from pplex_desktop.gateway.params import SessionParams, parse_session_params
+from pplex_desktop.gateway.proxies import client_address
 from pplex_desktop.gateway.realtime_session import (
     EventError,
     RealtimeConfig,
@@ -609,7 +610,7 @@ async def realtime(request: web.Request) -> web.StreamResponse:
             status=426,
         )
     ctx.scheduler.check_admission(params.voice)
-    session = ctx.sessions.reserve(record, request.remote or "unknown", ROUTE)
+    session = ctx.sessions.reserve(record, client_address(request), ROUTE)
     try:
         await ws.prepare(request)
         relay = RealtimeRelay(request, ctx, params, session, ws, config=config, key=record)

@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
+from pplex_desktop.gateway.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.params import SessionParams
 from pplex_desktop.gateway.scheduler import Lease, Priority, QueueTimeoutError, QueueUpdate, Ticket
 from pplex_desktop.gateway.sessions import (
@@ -183,10 +184,14 @@ class Relay(ABC):
                 if self._live:
                     # Forwarding in the reading task itself: no hop through a queue, and a
                     # backend that reads slowly slows this client down through TCP.
+                    timed = self.session.messages_up % RELAY_SAMPLE_EVERY == 0
+                    began = self.loop.time() if timed else 0.0
                     try:
                         await self.forward_up(data)
                     except ConnectionError:
                         raise self.backend_lost() from None
+                    if timed:
+                        self.ctx.metrics.up_hop(self.loop.time() - began)
                     self.session.messages_up += 1
                     continue
                 self._early_bytes += len(data)
@@ -239,6 +244,8 @@ class Relay(ABC):
             and transport.get_write_buffer_size() < DIRECT_SEND_LIMIT
             and not self.ws.closed
         ):
+            timed = self.session.messages_down % RELAY_SAMPLE_EVERY == 0
+            began = self.loop.time() if timed else 0.0
             try:
                 if isinstance(data, str):
                     await self.ws.send_str(data)
@@ -252,6 +259,8 @@ class Relay(ABC):
                     client_gone=True,
                 )
                 return
+            if timed:
+                self.ctx.metrics.down_hop(self.loop.time() - began)
             self.session.messages_down += 1
             return
         self.send(data, audio_s)

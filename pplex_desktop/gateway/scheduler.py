@@ -75,6 +75,7 @@ class Scheduler:
     def __init__(self, pool: BackendPool, *, max_queue: int) -> None:
         self.pool = pool
         self.max_queue = max_queue
+        self.on_granted: Callable[[float], None] | None = None  # how long the ticket waited
         self._waiting: list[Ticket] = []
         self._ids = itertools.count(1)
         self.avg_session_s = DEFAULT_SESSION_S
@@ -230,7 +231,10 @@ class Scheduler:
             backend.sessions_served += 1
             self._round = max(self._round, ticket.start_round)
             ticket.position = 0
-            ticket.future.set_result(Lease(backend, ticket, time.monotonic()))
+            now = time.monotonic()
+            ticket.future.set_result(Lease(backend, ticket, now))
+            if self.on_granted is not None:
+                self.on_granted(now - ticket.created_at)
         self._publish()
 
     def _publish(self) -> None:

@@ -34,8 +34,12 @@ from pplex_desktop.gateway.burstlog import WINDOW_S, BurstLog, install_accept_fi
 from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+from pplex_desktop.gateway.hosts import ALLOWED_HOSTS
 from pplex_desktop.gateway.listener import AcceptGate, GatedSite
+from pplex_desktop.gateway.metrics import GatewayFigures, figures
+from pplex_desktop.gateway.metrics_api import LAN_SSL
 from pplex_desktop.gateway.protocol import GuardedRunner
+from pplex_desktop.gateway.reload import Reloaded, apply_settings
 from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
 
 if TYPE_CHECKING:
@@ -184,6 +188,8 @@ class GatewayRunner:
         app = create_app(self.ctx)
         if tls is not None:
             app[LAN_TLS] = tls
+        if lan_context is not None:
+            app[LAN_SSL] = lan_context
         install_accept_filter()
         install_redacting_filter("aiohttp.server", "aiohttp.web", "aiohttp.access", "asyncio")
         limits = ConnectionLimits.from_settings(self.settings)
@@ -252,6 +258,15 @@ class GatewayRunner:
             )
         )
         return self.address
+
+    def reload(self, settings: Settings) -> Reloaded:
+        """Read the keys again and take on the settings that need no restart."""
+        if self.ctx is None or self._runner is None:
+            raise GatewayStartError("The gateway is not running; there is nothing to reload.")
+        self.keystore.reload()
+        result = apply_settings(self.ctx, self._runner.app.get(ALLOWED_HOSTS), settings)
+        self.settings = self.ctx.settings
+        return result
 
     def _keys_changed(self) -> None:
         self.events.emit(KeysChanged())
@@ -322,6 +337,13 @@ class GatewayServer:
     @property
     def runner(self) -> GatewayRunner | None:
         return self._runner
+
+    def figures(self) -> GatewayFigures | None:
+        """What /metrics reads too: sessions, queue, model servers. Call on the gateway thread."""
+        runner = self._runner
+        if runner is None or runner.ctx is None:
+            return None
+        return figures(runner.ctx)
 
     async def _start(self) -> GatewayAddress:
         if self._runner is not None and self._runner.address is not None:

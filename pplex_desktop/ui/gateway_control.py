@@ -207,7 +207,5 @@ class GatewayController(QObject):
         )
 
     def _statuses(self) -> list[BackendStatus]:
-        runner = self._server.runner
-        if runner is None or runner.ctx is None:
-            return []
-        return runner.ctx.backends.statuses()
+        now = self._server.figures()  # the figures /metrics serves
+        return now.backends if now is not None else []
