@@ -11,10 +11,13 @@ from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
 from pplex_desktop.gateway.access import admin_only
 from pplex_desktop.gateway.context import CTX
 from pplex_desktop.gateway.fields import optional_float, optional_int, path_id, read_fields
+from pplex_desktop.gateway.jsonout import json_response
 from pplex_desktop.gateway.sessions import CLOSE_POLICY
 
 routes = web.RouteTableDef()
 DAY_S = 86_400.0
+# Ten years: longer is "never", which is said by leaving the expiry out.
+MAX_EXPIRY_DAYS = 3650
 
 
 def _public(request: web.Request, record: ApiKey) -> dict[str, Any]:
@@ -25,10 +28,21 @@ def _expiry(request: web.Request, fields: dict[str, Any]) -> float | None:
     now = request.app[CTX].clock.wall()
     days = optional_float(fields, "expires_in_days")
     if days is not None:
-        if days <= 0:
-            raise ValidationError("expires_in_days must be above zero.", code="invalid_expiry")
+        if not 0 < days <= MAX_EXPIRY_DAYS:
+            raise ValidationError(
+                f"expires_in_days must be above zero and at most {MAX_EXPIRY_DAYS} (ten years); "
+                "leave it out for a key that never expires.",
+                code="invalid_expiry",
+            )
         return now + days * DAY_S
-    return optional_float(fields, "expires_at")
+    at = optional_float(fields, "expires_at")
+    if at is not None and at > now + MAX_EXPIRY_DAYS * DAY_S:
+        raise ValidationError(
+            f"expires_at must be at most {MAX_EXPIRY_DAYS} days (ten years) from now; leave it "
+            "out for a key that never expires.",
+            code="invalid_expiry",
+        )
+    return at
 
 
 @routes.post("/admin/keys/generate")
@@ -45,20 +59,20 @@ async def generate_key(request: web.Request) -> web.Response:
     body = _public(request, made.record)
     body["key"] = made.key
     body["notice"] = "Store this key now: it is shown only once and cannot be recovered."
-    return web.json_response(body)
+    return json_response(body)
 
 
 @routes.get("/admin/keys")
 @admin_only
 async def list_keys(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return web.json_response({"keys": [_public(request, k) for k in ctx.keystore.list_keys()]})
+    return json_response({"keys": [_public(request, k) for k in ctx.keystore.list_keys()]})
 
 
 @routes.get("/admin/keys/{id}")
 @admin_only
 async def get_key(request: web.Request) -> web.Response:
-    return web.json_response(_public(request, request.app[CTX].keystore.get(path_id(request))))
+    return json_response(_public(request, request.app[CTX].keystore.get(path_id(request))))
 
 
 @routes.patch("/admin/keys/{id}")
@@ -86,7 +100,7 @@ async def update_key(request: web.Request) -> web.Response:
         max_sessions=UNSET if sessions is None else sessions,
         expires_at=expiry,
     )
-    return web.json_response(_public(request, record))
+    return json_response(_public(request, record))
 
 
 @routes.post("/admin/keys/{id}/revoke")
@@ -94,7 +108,7 @@ async def update_key(request: web.Request) -> web.Response:
 @admin_only
 async def revoke_key(request: web.Request) -> web.Response:
     record = request.app[CTX].keystore.revoke(path_id(request))
-    return web.json_response(_public(request, record))
+    return json_response(_public(request, record))
 
 
 @routes.get("/admin/keys/{id}/usage")
@@ -104,7 +118,7 @@ async def key_usage(request: web.Request) -> web.Response:
     ctx.keystore.flush_usage()
     record = ctx.keystore.get(path_id(request))
     days = [_day(d) for d in ctx.keystore.daily_usage(record.id)]
-    return web.json_response({"key": _public(request, record), "daily": days})
+    return json_response({"key": _public(request, record), "daily": days})
 
 
 def _day(d: DailyUsage) -> dict[str, Any]:
@@ -121,7 +135,7 @@ def _day(d: DailyUsage) -> dict[str, Any]:
 async def usage(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.keystore.flush_usage()
-    return web.json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
+    return json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
 
 
 @routes.get("/admin/activity")
@@ -129,7 +143,7 @@ async def usage(request: web.Request) -> web.Response:
 async def activity(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     recent = list(ctx.events.recent_requests)[-200:]
-    return web.json_response(
+    return json_response(
         {
             "requests": [
                 {
@@ -153,7 +167,7 @@ async def activity(request: web.Request) -> web.Response:
 async def sessions(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     listed = [s.to_public() for s in ctx.sessions.sessions.values()]
-    return web.json_response(
+    return json_response(
         {
             "active": [s for s in listed if s["state"] != "queued"],
             "queued": sorted(
@@ -171,4 +185,4 @@ async def end_session(request: web.Request) -> web.Response:
     session_id = request.match_info["id"]
     if not ctx.sessions.end(session_id, CLOSE_POLICY, "An administrator ended this session."):
         raise NotFoundError(f"There is no live session with id {session_id[:20]!r}.")
-    return web.json_response({"id": session_id, "ended": True})
+    return json_response({"id": session_id, "ended": True})

@@ -144,6 +144,7 @@ class JobService:
                 folder / "upload",
                 max_bytes=int(settings.max_upload_mb * 1024 * 1024),
                 text_fields=TEXT_FIELDS,
+                idle_timeout_s=settings.upload_idle_timeout_s,
             )
             params = parse_offline_params(
                 merge_fields(request.query, upload.fields), settings, self.ctx.backends.voices()
