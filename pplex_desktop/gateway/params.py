@@ -10,9 +10,10 @@ from pplex_desktop.core.settings import Settings
 from pplex_desktop.core.voices import resolve_voice
 
 # The persona travels to the model server in its URL, and the servers (aiohttp apps) refuse a
-# request line over 8,190 bytes with 400. Counted as the most wasteful client would encode it
-# (3 bytes for each UTF-8 byte outside A-Z a-z 0-9 - . _ ~; a CJK character takes 9), 6 KiB
-# leaves 2 KB of that line for the method, path, voice and the gateway's own parameters.
+# request target (path and query) over 8,190 bytes with 400. Counted as the most wasteful
+# client would encode it (3 bytes for each UTF-8 byte outside A-Z a-z 0-9 - . _ ~; a CJK
+# character takes 9), 6 KiB leaves 2 KB of the target for the path, the voice and the gateway's
+# own parameters (the key, the format) in the caller's request.
 MAX_PERSONA_ENCODED_BYTES = 6144
 # Seeds go to PyTorch and NumPy generators, which take 32-bit seeds everywhere.
 MAX_SEED = 2**32 - 1

@@ -15,10 +15,20 @@ from pplex_desktop.core.keystore import ApiKey
 # WebSocket close codes the gateway uses, with what each means to a client.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # the gateway is shutting down
+CLOSE_INVALID_DATA = 1007  # the client's audio is not a valid Ogg Opus stream
 CLOSE_POLICY = 1008  # revoked key, limits, ended by an administrator, client not reading
 CLOSE_BACKEND_ERROR = 1011  # the model server failed during the session
 CLOSE_TRY_LATER = 1013  # queue full or queue wait exceeded
 CLOSE_BAD_GATEWAY = 1014  # the model server could not be reached or refused the session
+
+# Close codes with which a model server refuses what it was sent, not codes of a failing server:
+# it is up and answering, so it stays in service and the caller hears the code.
+INPUT_REFUSALS = {
+    1002: "a protocol error",
+    1003: "data it cannot accept",
+    1007: "invalid data",
+    1009: "a message too big",
+}
 
 
 @dataclass
