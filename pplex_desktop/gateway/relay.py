@@ -199,6 +199,8 @@ class Relay(ABC):
                 self._early.append(data)
             elif msg.type is WSMsgType.TEXT:
                 self.on_client_text(str(msg.data))
+        # aiohttp has already answered the client's close: the key's slot is free from now.
+        self.session.holds_slot = False
         self.request_end(
             CLOSE_NORMAL, "The client closed the session.", reason="client_closed", client_gone=True
         )

@@ -48,6 +48,9 @@ class LiveSession:
     messages_up: int = 0
     messages_down: int = 0
     end: Callable[[int, str], None] | None = field(default=None, repr=False)
+    # False once the client has closed: tearing down the backend side takes a few ms more,
+    # and a client reconnecting at once must not find its own old session in the way.
+    holds_slot: bool = True
 
     def to_public(self) -> dict[str, Any]:
         now = time.time()
@@ -104,7 +107,7 @@ class SessionRegistry:
 
     def check_room(self, key: ApiKey) -> None:
         """Refuse, with the sentence a client sees, a session beyond the key's limit."""
-        active = sum(1 for s in self.sessions.values() if s.key_id == key.id)
+        active = sum(1 for s in self.sessions.values() if s.key_id == key.id and s.holds_slot)
         if active >= key.max_sessions:
             raise RateLimitedError(
                 f"The key '{key.name}' already has {active} live session"
