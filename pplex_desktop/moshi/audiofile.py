@@ -7,6 +7,7 @@ length limit is checked against frames actually decoded, not the header's claim.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,11 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     """Read and sanity-check a file's header; raise a user-facing error if it is not usable."""
     name = Path(path).name
     try:
-        empty = os.path.getsize(path) == 0
+        found = os.stat(path)
     except OSError:
         empty = False
+    else:  # a pipe or device reports no size and may still hold audio
+        empty = stat.S_ISREG(found.st_mode) and found.st_size == 0
     if empty:
         raise EmptyAudioError(f"'{name}' is empty: the file holds no bytes.")
     try:
