@@ -83,7 +83,9 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
         return _json_object(await _body(request))
     if request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
-            form = await request.post()
+            # No read loop to watch here: the deadline bounds the whole (small) body.
+            async with body_deadline(request.app[CTX].settings.upload_idle_timeout_s):
+                form = await request.post()
         except RequestPayloadError:
             raise malformed_body(request) from None
         except ValueError as exc:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import struct
 
 from pplex_desktop.moshi.ogg import FLAG_BOS, FLAG_CONTINUED, OggError, OggPage, OggPageReader
-from pplex_desktop.moshi.opusclock import OPUS_RATE, opus_packet_samples
+from pplex_desktop.moshi.opusclock import FRAME_SAMPLES_48K, OPUS_RATE, opus_packet_samples
 
 MAX_PACKET_BYTES = 65_536  # 120 ms at the highest bitrate is about 60 KB
 MAX_FRAME_BYTES = 1275  # RFC 6716 section 3.2.1
 MAX_PACKET_SAMPLES_48K = 5760  # 120 ms
-# TOC configuration -> samples per frame at 48 kHz, as libopus reads it.
-_FRAME_48K = tuple([480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4)
 
 
 class StreamError(ValueError):
@@ -43,7 +41,7 @@ def check_opus_packet(packet: bytes) -> str | None:
     if not packet:
         return None  # an empty packet is a lost one: decoders conceal it
     toc = packet[0]
-    frame = _FRAME_48K[toc >> 3]
+    frame = FRAME_SAMPLES_48K[toc >> 3]
     code = toc & 0x03
     rest = len(packet) - 1
     if code == 0:
