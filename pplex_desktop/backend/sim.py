@@ -30,6 +30,11 @@ from pplex_desktop.moshi.ogg import split_pages
 _log = logging.getLogger(__name__)
 Flavor = Literal["kyutai", "personaplex"]
 KYUTAI_SPEECH = "Hello, this is the simulated Moshi speaking."
+# The real servers are aiohttp apps with its default request-line limit, which its parser
+# applies to the request target (path and query): a longer one (a long text_prompt,
+# percent-encoded) is answered 400 before the handler runs. Spelled out here so that a change of
+# aiohttp's default cannot make the simulator kinder than the servers.
+REQUEST_LINE_LIMIT = 8190
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class SimConfig:
     close_after_frames: int | None = None
     error_after_frames: int | None = None
     stall_after_frames: int | None = None
+    invalid_after_frames: int | None = None  # refuse the input with 1007, as for corrupt audio
     raw_echo: bool = False  # benchmarks: send each audio message back unchanged, no codec work
 
     def __post_init__(self) -> None:
@@ -82,7 +88,7 @@ class SimServer:
         self.url: str | None = None
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(handler_args={"max_line_size": REQUEST_LINE_LIMIT})
         app.on_shutdown.append(self._close_sockets)
         app.router.add_get("/api/chat", self.handle_chat)
         app.router.add_get("/", self._handle_root)
@@ -330,6 +336,10 @@ class _SimSession:
         if cfg.error_after_frames is not None and n >= cfg.error_after_frames:
             await self.ws.send_bytes(proto.encode(proto.Error("simulated model failure")))
             await self.ws.close(code=1011, message=b"simulated model failure")
+            return False
+        if cfg.invalid_after_frames is not None and n >= cfg.invalid_after_frames:
+            _log.warning("The simulator refuses the input after %d frames, as asked.", n)
+            await self.ws.close(code=1007, message=b"invalid audio stream")
             return False
         if cfg.stall_after_frames is not None and n >= cfg.stall_after_frames:
             self.stalled = True

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pplex_desktop.core.errors import ValidationError
 
 DAY_S = 86_400.0
+# Ten years: longer is "never", which is said by leaving the expiry out (and 1e308 days would
+# make an infinite time that JSON cannot carry).
+MAX_EXPIRY_DAYS = 3650
 
 
 def expiry_time(
@@ -17,7 +20,17 @@ def expiry_time(
 ) -> float | None:
     """The wall-clock time a key stops working, or None for never; ``in_days`` wins over ``at``."""
     if in_days is not None:
-        if in_days <= 0:
-            raise ValidationError("expires_in_days must be above zero.", code="invalid_expiry")
+        if not 0 < in_days <= MAX_EXPIRY_DAYS:
+            raise ValidationError(
+                f"expires_in_days must be above zero and at most {MAX_EXPIRY_DAYS} (ten years); "
+                "leave it out for a key that never expires.",
+                code="invalid_expiry",
+            )
         return now + in_days * DAY_S
+    if at is not None and at > now + MAX_EXPIRY_DAYS * DAY_S:
+        raise ValidationError(
+            f"expires_at must be at most {MAX_EXPIRY_DAYS} days (ten years) from now; leave it "
+            "out for a key that never expires.",
+            code="invalid_expiry",
+        )
     return at

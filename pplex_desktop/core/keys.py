@@ -49,7 +49,8 @@ def is_well_formed(key: str) -> bool:
 
 
 def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    # A header can carry bytes that decode to lone surrogates; they must hash, not raise.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def display_prefix(key: str) -> str:

@@ -23,6 +23,7 @@ import sqlite3
 import string
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -235,6 +236,11 @@ class _Unset:
 UNSET: Final = _Unset()
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    # Older versions accepted expiries like 1e308 days: infinity means "never" and is not JSON.
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _row_to_key(row: sqlite3.Row) -> ApiKey:
     return ApiKey(
         id=row["id"],
@@ -244,7 +250,7 @@ def _row_to_key(row: sqlite3.Row) -> ApiKey:
         created_at=row["created_at"],
         last_used_at=row["last_used_at"],
         revoked_at=row["revoked_at"],
-        expires_at=row["expires_at"],
+        expires_at=_finite_or_none(row["expires_at"]),
         rpm=row["rpm"],
         max_sessions=row["max_sessions"],
         requests=row["requests"],
@@ -257,6 +263,12 @@ def _clean_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("A key needs a name, such as 'kitchen tablet'.", code="invalid_name")
     name = " ".join(name.split())
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise ValidationError(
+            "A key name must be printable Unicode text (no control characters or unpaired "
+            "surrogates).",
+            code="invalid_name",
+        )
     if len(name) > 100:
         raise ValidationError("A key name can be at most 100 characters.", code="invalid_name")
     return name
@@ -340,8 +352,10 @@ class KeyStore:
         if kind not in KINDS:
             raise ValidationError(f"The key kind {kind!r} is unknown.")
         now = self.clock.wall()
-        if expires_at is not None and expires_at <= now:
-            raise ValidationError("The expiry time must be in the future.", code="invalid_expiry")
+        if expires_at is not None and (not math.isfinite(expires_at) or expires_at <= now):
+            raise ValidationError(
+                "The expiry time must be a finite time in the future.", code="invalid_expiry"
+            )
         secret = keys.new_key()
         with self.db.transaction() as conn:
             cur = conn.execute(
@@ -396,9 +410,11 @@ class KeyStore:
                 max_sessions, "Concurrent sessions", 1, MAX_SESSIONS
             )
         if not isinstance(expires_at, _Unset):
-            if expires_at is not None and expires_at <= self.clock.wall():
+            if expires_at is not None and (
+                not math.isfinite(expires_at) or expires_at <= self.clock.wall()
+            ):
                 raise ValidationError(
-                    "The expiry time must be in the future.", code="invalid_expiry"
+                    "The expiry time must be a finite time in the future.", code="invalid_expiry"
                 )
             changes["expires_at"] = expires_at
         current = self.get(key_id)

@@ -89,6 +89,7 @@ class Settings:
     local_engine_timeout_s: float = 3600.0
     max_prompt_chars: int = 2000
     max_upload_mb: float = 200.0
+    upload_idle_timeout_s: float = 30.0  # the longest wait for the next bytes of a body
     max_audio_s: float = 900.0
     max_session_s: float = 3600.0
     idle_timeout_s: float = 30.0
@@ -139,6 +140,7 @@ class Settings:
         check(1 <= self.default_rpm <= 100_000, "The default requests per minute must be 1-100000.")
         check(1 <= self.default_max_sessions <= 100, "The default session limit must be 1-100.")
         check(self.max_upload_mb > 0, "The upload size limit must be above zero.")
+        check(self.upload_idle_timeout_s > 0, "The upload idle timeout must be above zero.")
         check(self.max_audio_s > 0, "The audio length limit must be above zero.")
         check(self.max_session_s > 0, "The session length limit must be above zero.")
         check(self.idle_timeout_s > 0, "The idle timeout must be above zero.")

@@ -12,6 +12,7 @@ from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
 from pplex_desktop.gateway.access import admin_only
 from pplex_desktop.gateway.context import CTX
 from pplex_desktop.gateway.fields import optional_float, optional_int, path_id, read_fields
+from pplex_desktop.gateway.jsonout import json_response
 from pplex_desktop.gateway.sessions import CLOSE_POLICY
 
 routes = web.RouteTableDef()
@@ -43,20 +44,20 @@ async def generate_key(request: web.Request) -> web.Response:
     body = _public(request, made.record)
     body["key"] = made.key
     body["notice"] = "Store this key now: it is shown only once and cannot be recovered."
-    return web.json_response(body)
+    return json_response(body)
 
 
 @routes.get("/admin/keys")
 @admin_only
 async def list_keys(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return web.json_response({"keys": [_public(request, k) for k in ctx.keystore.list_keys()]})
+    return json_response({"keys": [_public(request, k) for k in ctx.keystore.list_keys()]})
 
 
 @routes.get("/admin/keys/{id}")
 @admin_only
 async def get_key(request: web.Request) -> web.Response:
-    return web.json_response(_public(request, request.app[CTX].keystore.get(path_id(request))))
+    return json_response(_public(request, request.app[CTX].keystore.get(path_id(request))))
 
 
 @routes.patch("/admin/keys/{id}")
@@ -84,7 +85,7 @@ async def update_key(request: web.Request) -> web.Response:
         max_sessions=UNSET if sessions is None else sessions,
         expires_at=expiry,
     )
-    return web.json_response(_public(request, record))
+    return json_response(_public(request, record))
 
 
 @routes.post("/admin/keys/{id}/revoke")
@@ -92,7 +93,7 @@ async def update_key(request: web.Request) -> web.Response:
 @admin_only
 async def revoke_key(request: web.Request) -> web.Response:
     record = request.app[CTX].keystore.revoke(path_id(request))
-    return web.json_response(_public(request, record))
+    return json_response(_public(request, record))
 
 
 @routes.get("/admin/keys/{id}/usage")
@@ -102,7 +103,7 @@ async def key_usage(request: web.Request) -> web.Response:
     ctx.keystore.flush_usage()
     record = ctx.keystore.get(path_id(request))
     days = [_day(d) for d in ctx.keystore.daily_usage(record.id)]
-    return web.json_response({"key": _public(request, record), "daily": days})
+    return json_response({"key": _public(request, record), "daily": days})
 
 
 def _day(d: DailyUsage) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def _day(d: DailyUsage) -> dict[str, Any]:
 async def usage(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     ctx.keystore.flush_usage()
-    return web.json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
+    return json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
 
 
 @routes.get("/admin/activity")
@@ -127,7 +128,7 @@ async def usage(request: web.Request) -> web.Response:
 async def activity(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     recent = list(ctx.events.recent_requests)[-200:]
-    return web.json_response(
+    return json_response(
         {
             "requests": [
                 {
@@ -151,7 +152,7 @@ async def activity(request: web.Request) -> web.Response:
 async def sessions(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     listed = [s.to_public() for s in ctx.sessions.sessions.values()]
-    return web.json_response(
+    return json_response(
         {
             "active": [s for s in listed if s["state"] != "queued"],
             "queued": sorted(
@@ -169,4 +170,4 @@ async def end_session(request: web.Request) -> web.Response:
     session_id = request.match_info["id"]
     if not ctx.sessions.end(session_id, CLOSE_POLICY, "An administrator ended this session."):
         raise NotFoundError(f"There is no live session with id {session_id[:20]!r}.")
-    return web.json_response({"id": session_id, "ended": True})
+    return json_response({"id": session_id, "ended": True})

@@ -8,6 +8,7 @@ any 404) proves the process is up without touching the model.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,40 @@ CHECK_TIMEOUT_S = 3.0
 CONNECT_TIMEOUT_S = 10.0
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+
+
+# Answers to the upgrade that refuse this one request (aiohttp answers 400 for a request target
+# over 8,190 bytes) from a server that is up and serving. 401, 403, 404 and 405 are not among
+# them: they say the server refuses every caller, which is a fault of the backend.
+REQUEST_REFUSALS = frozenset({400, 413, 414, 422, 431})
+
+
+def refused_status(exc: BaseException) -> int | None:
+    """The status when the server refused this request only, else None.
+
+    Such a refusal is no reason to take the server out of service.
+    """
+    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status in REQUEST_REFUSALS:
+        return exc.status
+    return None
+
+
+def failure_cause(exc: BaseException) -> str:
+    """Why connecting failed, in words fit for a client: no address, path or query in them."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"it answered HTTP {exc.status} instead of opening a session"
+    if isinstance(exc, TimeoutError):
+        return "the connection timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "its host name does not resolve"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        refused = exc.os_error.errno == errno.ECONNREFUSED
+        return "the connection was refused" if refused else "the connection failed"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "it closed the connection"
+    return "the connection failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from aiohttp import WSMsgType
 
 from pplex_desktop.gateway.relay import Relay, SessionEnd
 from pplex_desktop.gateway.scheduler import QueueUpdate
+from pplex_desktop.gateway.sessions import CLOSE_INVALID_DATA
+from pplex_desktop.moshi.opuscheck import OggOpusChecker, StreamError
 from pplex_desktop.moshi.opusclock import OggOpusDuration
 
 _AUDIO = 0x01
@@ -25,7 +27,7 @@ class NativeRelay(Relay):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._up_clock = OggOpusDuration()
+        self._up_check = OggOpusChecker()
 
     def _meta(self, payload: dict[str, object]) -> None:
         if self.params.status_updates:
@@ -48,7 +50,15 @@ class NativeRelay(Relay):
     async def forward_up(self, data: bytes) -> None:
         assert self.backend_ws is not None
         if data[:1] == b"\x01":
-            self.client_audio(self._up_clock.feed(data[1:]))
+            # Corrupt audio ends the model server's session (Kyutai drops the connection as if
+            # it had crashed): it is refused here, and the model server never sees it.
+            try:
+                seconds = self._up_check.feed(data[1:])
+            except StreamError as exc:
+                raise SessionEnd(
+                    CLOSE_INVALID_DATA, f"{exc} It was not forwarded.", "invalid_audio"
+                ) from None
+            self.client_audio(seconds)
         await self.backend_ws.send_bytes(data)
 
     async def pump_down(self) -> None:

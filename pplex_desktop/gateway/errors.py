@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 
 from pplex_desktop.core.errors import AuthError, PplexError, RateLimitedError, UnavailableError
 from pplex_desktop.core.redact import redact_url
+from pplex_desktop.gateway.jsonout import json_response
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _HTTP_CODES = {
 def json_error(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=headers
     )
 
@@ -46,7 +47,10 @@ def response_for(exc: PplexError) -> web.Response:
     extra = getattr(exc, "headers", None)
     if isinstance(extra, Mapping):
         headers.update(extra)
-    return json_error(exc.status, exc.code, exc.message, headers)
+    response = json_error(exc.status, exc.code, exc.message, headers)
+    if getattr(exc, "close_connection", False):
+        response.force_close()
+    return response
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:

@@ -63,6 +63,7 @@ class JobService:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, _Reporter] = {}  # progress and stage of the running jobs
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
+        self._reserved: dict[int, int] = {}  # job slots held by uploads in flight, per key
 
     def job_folder(self, job_id: str) -> Path:
         return self.folder / job_id
@@ -128,14 +129,39 @@ class JobService:
         self, request: web.Request, record: ApiKey, *, sync: bool
     ) -> tuple[Job, OfflineParams]:
         """Receive, validate and decode an upload, then queue it; raise a 4xx if it is unusable."""
-        settings = self.ctx.settings
-        if self.store.count_unfinished(record.id) >= MAX_UNFINISHED_PER_KEY:
+        self._reserve(record.id)
+        try:
+            return await self._accept(request, record, sync=sync)
+        finally:
+            # The row (if any) was written before this, with no await in between: at no moment
+            # do the rows plus the reservations count a job twice or not at all.
+            self._release(record.id)
+
+    def _reserve(self, key_id: int) -> None:
+        """Take one of the key's job slots before the upload, in one step of the event loop.
+
+        Counting rows alone lets concurrent uploads all pass the check before any of them
+        writes its row (130 at once were all accepted); uploads in flight count too.
+        """
+        held = self._reserved.get(key_id, 0)
+        if self.store.count_unfinished(key_id) + held >= MAX_UNFINISHED_PER_KEY:
             raise RateLimitedError(
-                f"This key already has {MAX_UNFINISHED_PER_KEY} jobs waiting or running; wait "
-                "for some to finish.",
+                f"This key already has {MAX_UNFINISHED_PER_KEY} jobs waiting, running or being "
+                "uploaded; wait for some to finish.",
                 retry_after_s=60,
                 code="too_many_jobs",
             )
+        self._reserved[key_id] = held + 1
+
+    def _release(self, key_id: int) -> None:
+        held = self._reserved.pop(key_id, 1) - 1
+        if held > 0:
+            self._reserved[key_id] = held
+
+    async def _accept(
+        self, request: web.Request, record: ApiKey, *, sync: bool
+    ) -> tuple[Job, OfflineParams]:
+        settings = self.ctx.settings
         self.transcoder.prewarm()  # a decoder starts while the upload arrives
         job_id = new_job_id()
         folder = self.job_folder(job_id)
@@ -145,6 +171,7 @@ class JobService:
                 folder / "upload",
                 max_bytes=int(settings.max_upload_mb * 1024 * 1024),
                 text_fields=TEXT_FIELDS,
+                idle_timeout_s=settings.upload_idle_timeout_s,
             )
             params = parse_offline_params(
                 merge_fields(request.query, upload.fields), settings, self.ctx.backends.voices()

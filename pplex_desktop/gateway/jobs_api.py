@@ -26,6 +26,7 @@ from pplex_desktop.gateway.context import API_KEY, GatewayContext
 from pplex_desktop.gateway.errors import json_error
 from pplex_desktop.gateway.hosts import base_url
 from pplex_desktop.gateway.jobs import JobService
+from pplex_desktop.gateway.jsonout import json_response
 from pplex_desktop.gateway.offline_result import AUDIO_NAME, TRANSCRIPT_NAME
 from pplex_desktop.gateway.uploads import ClientGoneError
 
@@ -150,7 +151,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
         raise _failure(job)
     body = job_json(job, service, _base(request))
     if params.response_format == "json":
-        return web.json_response(
+        return json_response(
             {
                 "id": job.id,
                 "transcript": job.transcript or "",
@@ -180,14 +181,14 @@ async def submit_job(request: web.Request) -> web.StreamResponse:
     except ClientGoneError:
         return _client_gone()
     body = job_json(job, service, _base(request))
-    return web.json_response(body, status=202, headers={"Location": body["url"]})
+    return json_response(body, status=202, headers={"Location": body["url"]})
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not low <= int(raw) <= high:
         raise ValidationError(f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
 
@@ -200,7 +201,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     jobs, total = service.store.list_for_key(request[API_KEY].id, limit=limit, offset=offset)
     base = _base(request)
     after = offset + len(jobs)
-    return web.json_response(
+    return json_response(
         {
             "jobs": [job_json(j, service, base) for j in jobs],
             "total": total,
@@ -224,7 +225,7 @@ async def get_job(request: web.Request) -> web.Response:
         if not 0 <= wait_s <= MAX_WAIT_S:
             raise ValidationError(f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}.")
         job = await service.wait(job.id, wait_s) or job
-    return web.json_response(job_json(job, service, _base(request)))
+    return json_response(job_json(job, service, _base(request)))
 
 
 def _result_file(request: web.Request, name: str) -> Path:
@@ -258,7 +259,7 @@ async def job_audio(request: web.Request) -> web.StreamResponse:
 async def job_transcript(request: web.Request) -> web.Response:
     path = _result_file(request, TRANSCRIPT_NAME)
     data = await asyncio.to_thread(path.read_text, encoding="utf-8")
-    return web.json_response(json.loads(data))
+    return json_response(json.loads(data))
 
 
 @routes.delete("/v1/jobs/{job_id}")
@@ -268,9 +269,9 @@ async def delete_job(request: web.Request) -> web.Response:
     if not job.state.final:
         cancelled = await service.cancel(job.id)
         if cancelled is not None:
-            return web.json_response(job_json(cancelled, service, _base(request)))
+            return json_response(job_json(cancelled, service, _base(request)))
     await service.delete(job.id)
-    return web.json_response({"id": job.id, "deleted": True})
+    return json_response({"id": job.id, "deleted": True})
 
 
 def install(app: web.Application, ctx: GatewayContext) -> None:

@@ -20,7 +20,7 @@ from aiohttp import WSMsgType
 
 from pplex_desktop.core.jobstore import Job
 from pplex_desktop.core.redact import redact_url
-from pplex_desktop.gateway.backends import Backend
+from pplex_desktop.gateway.backends import Backend, failure_cause, refused_status
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.offline_result import (
     EngineError,
@@ -31,6 +31,7 @@ from pplex_desktop.gateway.offline_result import (
     piece_at,
 )
 from pplex_desktop.gateway.scheduler import Lease, Priority, QueueTimeoutError, Ticket
+from pplex_desktop.gateway.sessions import INPUT_REFUSALS
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import (
     FRAME_SAMPLES,
@@ -128,7 +129,8 @@ class _Conversation:
 
     def _ended_early(self, msg: aiohttp.WSMessage) -> EngineError:
         code = self.ws.close_code
-        clean = msg.type is not WSMsgType.ERROR and code == 1000
+        # A server that closes with 1000, or refuses what it received, is up and answering.
+        clean = msg.type is not WSMsgType.ERROR and (code == 1000 or code in INPUT_REFUSALS)
         return EngineError(
             f"The model server ended the conversation after {self._progress_text()} answer "
             f"(close code {code}).",
@@ -274,6 +276,19 @@ class StreamEngine:
                 ws = await self._connect(backend, job)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 detail = str(exc) or type(exc).__name__
+                status = refused_status(exc)
+                if status is not None:
+                    _log.warning(
+                        "The model server %s refused job %s with HTTP %d; it stays in service.",
+                        backend.config.label,
+                        job.id,
+                        status,
+                    )
+                    scheduler.release(lease)
+                    raise EngineError(
+                        f"The model server refused this job's request (HTTP {status}).",
+                        code="backend_refused",
+                    ) from None
                 _log.warning(
                     "The model server %s could not be reached for job %s: %s",
                     backend.config.label,
@@ -284,7 +299,7 @@ class StreamEngine:
                 healthy = [b for b in scheduler.capable(job.voice) if b.healthy is not False]
                 if not healthy or lease.ticket.attempts >= len(self.ctx.backends.backends):
                     raise EngineError(
-                        f"The model server could not be reached ({detail[:80]}).",
+                        f"The model server could not be reached ({failure_cause(exc)}).",
                         code="backend_unreachable",
                     ) from None
                 ticket = scheduler.requeue(lease.ticket)
@@ -306,7 +321,7 @@ class StreamEngine:
             except (aiohttp.ClientError, ConnectionError) as exc:
                 failed = str(exc) or type(exc).__name__
                 raise EngineError(
-                    f"The connection to the model server failed: {failed[:80]}.",
+                    f"The connection to the model server failed ({failure_cause(exc)}).",
                     backend_failed=failed,
                 ) from None
             finally:

@@ -8,7 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from pplex_desktop.gateway.access import public
-from pplex_desktop.gateway.context import API_KEY, CTX
+from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
+from pplex_desktop.gateway.jsonout import json_response
+from pplex_desktop.gateway.params import MAX_PERSONA_ENCODED_BYTES
 
 routes = web.RouteTableDef()
 _VOICE_FAMILIES = {
@@ -27,23 +29,27 @@ def voice_entry(file_name: str) -> dict[str, str]:
     return {"id": ident, "file": file_name, "label": label}
 
 
+def public_name(ctx: GatewayContext, index: int) -> str:
+    """A backend's configured name, never its address: clients have no business with it."""
+    backends = ctx.backends.backends
+    name = backends[index].config.name if index < len(backends) else ""
+    return name or f"backend {index + 1}"
+
+
 @routes.get("/healthz")
 @public
 async def healthz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     statuses = ctx.backends.statuses()
     reachable = sum(1 for s in statuses if s.healthy)
-    return web.json_response(
+    return json_response(
         {
             "status": "ok" if reachable else "degraded",
             "version": ctx.version,
             "uptime_s": round(time.monotonic() - request.app[STARTED_AT], 1),
             "backends_reachable": reachable,
             "backends": [
-                {
-                    "name": s.label if s.label != s.url else f"backend {i + 1}",
-                    "reachable": s.healthy,
-                }
+                {"name": public_name(ctx, i), "reachable": s.healthy}
                 for i, s in enumerate(statuses)
             ],
         }
@@ -55,7 +61,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def voices(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     default = ctx.settings.default_voice
-    return web.json_response(
+    return json_response(
         {
             "voices": [voice_entry(v) for v in ctx.backends.voices()],
             "default": default.rsplit(".", 1)[0],
@@ -81,12 +87,12 @@ async def info(request: web.Request) -> web.Response:
         },
         "backends": [
             {
-                "name": st.label,
+                "name": public_name(ctx, i),
                 "reachable": st.healthy,
                 "busy": st.busy,
                 "voices": [v.rsplit(".", 1)[0] for v in st.voices],
             }
-            for st in ctx.backends.statuses()
+            for i, st in enumerate(ctx.backends.statuses())
         ],
         "voices": [voice_entry(v) for v in ctx.backends.voices()],
         "defaults": {"persona": s.default_persona, "voice": s.default_voice.rsplit(".", 1)[0]},
@@ -96,6 +102,7 @@ async def info(request: web.Request) -> web.Response:
             "max_session_s": s.max_session_s,
             "idle_timeout_s": s.idle_timeout_s,
             "max_prompt_chars": s.max_prompt_chars,
+            "max_prompt_encoded_bytes": MAX_PERSONA_ENCODED_BYTES,
         },
     }
-    return web.json_response(body)
+    return json_response(body)

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from pplex_desktop.core.redact import redact_url
+from pplex_desktop.gateway.backends import failure_cause, refused_status
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
 from pplex_desktop.gateway.metrics import RELAY_SAMPLE_EVERY
@@ -32,6 +33,7 @@ from pplex_desktop.gateway.sessions import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TRY_LATER,
+    INPUT_REFUSALS,
     LiveSession,
 )
 
@@ -205,6 +207,8 @@ class Relay(ABC):
                 self._early.append(data)
             elif msg.type is WSMsgType.TEXT:
                 self.on_client_text(str(msg.data))
+        # aiohttp has already answered the client's close: the key's slot is free from now.
+        self.session.holds_slot = False
         self.request_end(
             CLOSE_NORMAL, "The client closed the session.", reason="client_closed", client_gone=True
         )
@@ -375,20 +379,34 @@ class Relay(ABC):
                 )
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 detail = str(exc) or type(exc).__name__
+                self.lease = None
+                status = refused_status(exc)
+                if status is not None:
+                    _log.warning(
+                        "The model server %s refused session %s with HTTP %d; it stays in service.",
+                        backend.config.label,
+                        self.session.id,
+                        status,
+                    )
+                    scheduler.release(lease)
+                    raise SessionEnd(
+                        CLOSE_BAD_GATEWAY,
+                        f"The model server refused this session's request (HTTP {status}).",
+                        "backend_refused",
+                    ) from None
                 _log.warning(
                     "The model server %s could not be reached for session %s: %s",
                     backend.config.label,
                     self.session.id,
                     redact_url(detail),
                 )
-                self.lease = None
                 scheduler.release(lease, failed=detail)
                 assert self.ticket is not None
                 others = [b for b in scheduler.capable(self.params.voice) if b.healthy is not False]
                 if not others or self.ticket.attempts >= len(self.ctx.backends.backends):
                     raise SessionEnd(
                         CLOSE_BAD_GATEWAY,
-                        f"The model server could not be reached ({detail[:60]}).",
+                        f"The model server could not be reached ({failure_cause(exc)}).",
                         "backend_unreachable",
                     ) from None
                 self.ticket = scheduler.requeue(self.ticket)
@@ -470,6 +488,13 @@ class Relay(ABC):
         code = ws.close_code if ws is not None else None
         if msg.type is not WSMsgType.ERROR and code == CLOSE_NORMAL:
             return SessionEnd(CLOSE_NORMAL, "The model server ended the session.", "backend_closed")
+        if msg.type is not WSMsgType.ERROR and code in INPUT_REFUSALS:
+            return SessionEnd(
+                code,
+                f"The model server ended the session because it received {INPUT_REFUSALS[code]} "
+                f"(close code {code}).",
+                "input_refused",
+            )
         # Going away (1001), an error (1011) or a dropped connection all mean this backend
         # cannot be trusted until a health check says otherwise.
         return SessionEnd(

@@ -15,10 +15,20 @@ from pplex_desktop.core.keystore import ApiKey
 # WebSocket close codes the gateway uses, with what each means to a client.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # the gateway is shutting down
+CLOSE_INVALID_DATA = 1007  # the client's audio is not a valid Ogg Opus stream
 CLOSE_POLICY = 1008  # revoked key, limits, ended by an administrator, client not reading
 CLOSE_BACKEND_ERROR = 1011  # the model server failed during the session
 CLOSE_TRY_LATER = 1013  # queue full or queue wait exceeded
 CLOSE_BAD_GATEWAY = 1014  # the model server could not be reached or refused the session
+
+# Close codes with which a model server refuses what it was sent, not codes of a failing server:
+# it is up and answering, so it stays in service and the caller hears the code.
+INPUT_REFUSALS = {
+    1002: "a protocol error",
+    1003: "data it cannot accept",
+    1007: "invalid data",
+    1009: "a message too big",
+}
 
 
 @dataclass
@@ -38,6 +48,9 @@ class LiveSession:
     messages_up: int = 0
     messages_down: int = 0
     end: Callable[[int, str], None] | None = field(default=None, repr=False)
+    # False once the client has closed: tearing down the backend side takes a few ms more,
+    # and a client reconnecting at once must not find its own old session in the way.
+    holds_slot: bool = True
 
     def to_public(self) -> dict[str, Any]:
         now = time.time()
@@ -94,7 +107,7 @@ class SessionRegistry:
 
     def check_room(self, key: ApiKey) -> None:
         """Refuse, with the sentence a client sees, a session beyond the key's limit."""
-        active = sum(1 for s in self.sessions.values() if s.key_id == key.id)
+        active = sum(1 for s in self.sessions.values() if s.key_id == key.id and s.holds_slot)
         if active >= key.max_sessions:
             raise RateLimitedError(
                 f"The key '{key.name}' already has {active} live session"

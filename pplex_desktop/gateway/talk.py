@@ -17,6 +17,7 @@ from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.gateway.access import public
 from pplex_desktop.gateway.context import API_KEY, CTX
 from pplex_desktop.gateway.errors import json_error
+from pplex_desktop.gateway.jsonout import json_response
 from pplex_desktop.gateway.params import parse_session_params
 from pplex_desktop.gateway.stream import parse_format
 from pplex_desktop.gateway.tls import LAN_TLS
@@ -87,7 +88,7 @@ async def personas(request: web.Request) -> web.Response:
         "presets": [{"title": p.title, "text": p.text} for p in PRESETS],
         "default": request.app[CTX].settings.default_persona,
     }
-    return web.json_response(body, headers=_page_headers(request))
+    return json_response(body, headers=_page_headers(request))
 
 
 @routes.get("/web/{name}")
@@ -129,6 +130,6 @@ async def stream_check(request: web.Request) -> web.Response:
     parse_format(request.query)
     ctx.scheduler.check_admission(params.voice)
     ctx.sessions.check_room(request[API_KEY])
-    return web.json_response(
+    return json_response(
         {"ok": True, "voice": params.voice.rsplit(".", 1)[0], "queued": ctx.sessions.queued_count}
     )

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from pplex_desktop.core.errors import (
     PayloadTooLargeError,
     UnsupportedMediaError,
     ValidationError,
 )
+from pplex_desktop.gateway.bodyread import body_deadline, malformed_body
 
 AUDIO_FIELD = "audio"
 CHUNK_BYTES = 256 * 1024
@@ -54,9 +57,10 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     )
 
 
-async def _read_field(part: BodyPartReader, name: str) -> str:
+async def _read_field(part: BodyPartReader, name: str, progress: Callable[[], None]) -> str:
     data = bytearray()
     while chunk := await part.read_chunk(8192):
+        progress()
         data.extend(chunk)
         if len(data) > MAX_FIELD_BYTES:
             raise ValidationError(
@@ -71,11 +75,14 @@ async def _read_field(part: BodyPartReader, name: str) -> str:
         ) from None
 
 
-async def _spool(part: BodyPartReader, handle: BinaryIO, limit: int) -> int:
+async def _spool(
+    part: BodyPartReader, handle: BinaryIO, limit: int, progress: Callable[[], None]
+) -> int:
     loop = asyncio.get_running_loop()
     size = 0
     batch = bytearray()
     while chunk := await part.read_chunk(CHUNK_BYTES):
+        progress()
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
@@ -89,13 +96,18 @@ async def _spool(part: BodyPartReader, handle: BinaryIO, limit: int) -> int:
 
 
 async def _parts(
-    request: web.Request, folder: Path, limit: int, text_fields: frozenset[str]
+    request: web.Request,
+    folder: Path,
+    limit: int,
+    text_fields: frozenset[str],
+    progress: Callable[[], None],
 ) -> Upload:
     reader = await request.multipart()
     fields: dict[str, str] = {}
     upload: Upload | None = None
     while True:
         part = await reader.next()
+        progress()
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
@@ -108,14 +120,14 @@ async def _parts(
             path = folder / filename
             handle = await asyncio.to_thread(path.open, "wb")
             try:
-                size = await _spool(part, handle, limit)
+                size = await _spool(part, handle, limit, progress)
             finally:
                 await asyncio.to_thread(handle.close)
             upload = Upload(path, filename, size, fields)
         elif name in text_fields:
             if name in fields:
                 raise ValidationError(f"The form field '{name}' was sent twice.")
-            fields[name] = await _read_field(part, name)
+            fields[name] = await _read_field(part, name, progress)
         else:
             accepted = ", ".join(sorted({AUDIO_FIELD, *text_fields}))
             raise ValidationError(
@@ -133,9 +145,17 @@ async def _parts(
 
 
 async def receive_upload(
-    request: web.Request, folder: Path, *, max_bytes: int, text_fields: frozenset[str]
+    request: web.Request,
+    folder: Path,
+    *,
+    max_bytes: int,
+    text_fields: frozenset[str],
+    idle_timeout_s: float,
 ) -> Upload:
-    """Stream a multipart/form-data body into ``folder``; raise a 4xx for anything wrong."""
+    """Stream a multipart/form-data body into ``folder``; raise a 4xx for anything wrong.
+
+    A body that stops arriving for ``idle_timeout_s`` gets a 408 (BodyTimeoutError).
+    """
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaError(
             f"Send the audio as multipart/form-data with an 'audio' file field (curl -F "
@@ -146,11 +166,14 @@ async def receive_upload(
         raise _too_large(max_bytes)
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     try:
-        return await _parts(request, folder, max_bytes, text_fields)
+        async with body_deadline(idle_timeout_s) as progress:
+            return await _parts(request, folder, max_bytes, text_fields, progress)
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(max_bytes) from None
     except ConnectionResetError:
         raise ClientGoneError from None
+    except RequestPayloadError:
+        raise malformed_body(request) from None
     except (ValueError, HttpProcessingError, RuntimeError, LookupError) as exc:
         # aiohttp's multipart parser reports a malformed body with these.
         raise ValidationError(

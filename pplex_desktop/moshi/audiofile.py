@@ -7,6 +7,7 @@ length limit is checked against frames actually decoded, not the header's claim.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,20 @@ class NotAudioError(UnsupportedMediaError):
     code = "not_audio"
 
 
+class EmptyAudioError(NotAudioError):
+    code = "empty_file"
+    status = 422
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    """libsndfile's own words without the file's path (on a desktop, the user's home folder)."""
+    reason = getattr(exc, "error_string", None)
+    if not isinstance(reason, str) or not reason.strip():
+        reason = type(exc).__name__
+    reason = reason.strip().rstrip(".")
+    return reason[:1].lower() + reason[1:]
+
+
 class InvalidAudioError(UnprocessableError):
     code = "invalid_audio"
 
@@ -59,10 +74,19 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     """Read and sanity-check a file's header; raise a user-facing error if it is not usable."""
     name = Path(path).name
     try:
+        found = os.stat(path)
+    except OSError:
+        empty = False
+    else:  # a pipe or device reports no size and may still hold audio
+        empty = stat.S_ISREG(found.st_mode) and found.st_size == 0
+    if empty:
+        raise EmptyAudioError(f"'{name}' is empty: the file holds no bytes.")
+    try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise NotAudioError(
-            f"'{name}' is not an audio file this app can read (WAV, FLAC or OGG): {exc}."
+            f"'{name}' is not an audio file this app can read (WAV, FLAC or OGG): "
+            f"{_libsndfile_reason(exc)}."
         ) from None
     if info.format not in ACCEPTED_FORMATS:
         raise NotAudioError(f"'{name}' is {info.format_info}; send WAV, FLAC or OGG audio instead.")
@@ -128,7 +152,9 @@ def iter_mono(
                 if last:
                     break
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise InvalidAudioError(f"'{name}' could not be decoded: {exc}.") from None
+        raise InvalidAudioError(
+            f"'{name}' could not be decoded: {_libsndfile_reason(exc)}."
+        ) from None
     if decoded == 0:
         raise InvalidAudioError(f"'{name}' holds no audio frames.")
 

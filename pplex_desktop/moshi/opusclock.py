@@ -12,7 +12,7 @@ from pplex_desktop.moshi.ogg import OggError, OggPageReader
 
 OPUS_RATE = 48_000
 # Frame length in 48 kHz samples for each of the 32 TOC configurations.
-_FRAME_SAMPLES = tuple(
+FRAME_SAMPLES_48K = tuple(
     [480, 960, 1920, 2880] * 3  # SILK-only, NB/MB/WB: 10, 20, 40, 60 ms
     + [480, 960] * 2  # hybrid SWB/FB: 10, 20 ms
     + [120, 240, 480, 960] * 4  # CELT-only: 2.5, 5, 10, 20 ms
@@ -24,7 +24,7 @@ def opus_packet_samples(packet: bytes) -> int:
     if not packet:
         return 0
     toc = packet[0]
-    frame = _FRAME_SAMPLES[toc >> 3]
+    frame = FRAME_SAMPLES_48K[toc >> 3]
     code = toc & 0x03
     if code == 0:
         return frame

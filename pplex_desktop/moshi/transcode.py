@@ -72,7 +72,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             "ok": False,
             "status": 422,
             "code": "invalid_audio",
-            "message": _sentence(f"'{source.name}' could not be decoded: {exc}"),
+            # The exception's own text may hold the spool path: only its kind is told.
+            "message": _sentence(f"'{source.name}' could not be decoded ({type(exc).__name__})"),
         }
     return {"ok": True, **result}
 

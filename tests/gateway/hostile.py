@@ -59,7 +59,7 @@ def rejected() -> list[tuple[str, bytes, int, str]]:
     junk = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
     valid = wav_bytes()
     return [
-        ("empty.wav", b"", 415, "not an audio file"),
+        ("empty.wav", b"", 422, "is empty"),
         ("truncated-header.wav", valid[:20], 415, "not an audio file"),
         (
             "riff-size-lies-no-fmt.wav",

@@ -9,6 +9,9 @@ const MAX_BUFFERED_BYTES = 96000; // ~3 s of f32 audio queued in the socket: the
 // A live model sends audio every 80 ms. Silence this long means the network is gone, which a
 // WebSocket on a phone that left the Wi-Fi may not notice for minutes.
 const STALL_MS = 5000;
+// The gateway limits a persona by its size in the URL, where a CJK character takes 9 bytes:
+// the box's 2,000 characters do not fit. /v1/info tells the limit; this is its usual value.
+let personaLimitBytes = 6144;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -186,6 +189,9 @@ async function useKey(candidate, { quiet = false } = {}) {
     ui.keyOk.hidden = false;
     ui.keyName.textContent = info.key.name;
     ui.keyExpiry.textContent = describeExpiry(info.key.expires_at);
+    if (info.limits && info.limits.max_prompt_encoded_bytes > 0) {
+      personaLimitBytes = info.limits.max_prompt_encoded_bytes;
+    }
     fillVoices(info.voices, info.defaults.voice);
     if (!info.backends.some((b) => b.reachable)) {
       showError(
@@ -318,6 +324,28 @@ function microphoneError(error) {
 
 // -- the session -----------------------------------------------------------------------------
 
+function encodedLength(text) {
+  // Counted as the gateway counts: every UTF-8 byte outside A-Z a-z 0-9 - . _ ~ takes three.
+  let size = 0;
+  for (const b of new TextEncoder().encode(text)) {
+    const plain =
+      (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
+      b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e;
+    size += plain ? 1 : 3;
+  }
+  return size;
+}
+
+function personaProblem() {
+  const size = encodedLength(ui.persona.value.trim());
+  if (size <= personaLimitBytes) return null;
+  return (
+    `The persona is too long: it takes ${size} bytes once encoded for the web address, and ` +
+    `the limit is ${personaLimitBytes} (about ${Math.floor(personaLimitBytes / 9)} Chinese, ` +
+    "Japanese or Korean characters, or 2,000 in English). Shorten it and press Talk again."
+  );
+}
+
 function sessionParams() {
   return new URLSearchParams({
     format: "f32le",
@@ -335,6 +363,12 @@ async function start() {
   if (!key) {
     showError("Enter an access key first: pair this device from pplex-desktop or paste a key.");
     ui.keyInput.focus();
+    return;
+  }
+  const tooLong = personaProblem();
+  if (tooLong) {
+    showError(tooLong);
+    ui.persona.focus();
     return;
   }
   const resumed = contextInGesture();
