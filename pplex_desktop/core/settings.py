@@ -55,12 +55,22 @@ class BackendConfig:
     url: str
     voices: tuple[str, ...] = DEFAULT_VOICES
     name: str = ""
+    # The model server's voice folder (its --voice-prompt-dir) when this gateway can write it:
+    # uploaded voices are stored there and every .wav in it is offered (README, "Custom voices").
+    voice_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", normalize_backend_url(self.url))
         if not self.voices:
             raise ConfigError(f"The backend {self.url} needs at least one voice.")
         object.__setattr__(self, "voices", tuple(voice_file_name(v) for v in self.voices))
+        if self.voice_dir is not None and (
+            not isinstance(self.voice_dir, str) or not os.path.isabs(self.voice_dir)
+        ):
+            raise ConfigError(
+                f"The voice folder of {self.url} must be an absolute path, not "
+                f"{str(self.voice_dir)[:80]!r}."
+            )
 
     @property
     def label(self) -> str:
@@ -158,7 +168,8 @@ class Settings:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["backends"] = [
-            {"url": b.url, "voices": list(b.voices), "name": b.name} for b in self.backends
+            {"url": b.url, "voices": list(b.voices), "name": b.name, "voice_dir": b.voice_dir}
+            for b in self.backends
         ]
         data["allowed_origins"] = list(self.allowed_origins)
         data["public_hosts"] = list(self.public_hosts)
@@ -192,7 +203,12 @@ def _from_json(data: Mapping[str, Any]) -> Settings:
     try:
         if "backends" in values:
             values["backends"] = tuple(
-                BackendConfig(b["url"], tuple(b.get("voices") or DEFAULT_VOICES), b.get("name", ""))
+                BackendConfig(
+                    b["url"],
+                    tuple(b.get("voices") or DEFAULT_VOICES),
+                    b.get("name", ""),
+                    b.get("voice_dir"),
+                )
                 for b in values["backends"]
             )
         if "allowed_origins" in values:

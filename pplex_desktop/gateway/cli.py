@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAMES",
         help="comma-separated voice names the backends offer (default: the 18 PersonaPlex ships)",
     )
+    p.add_argument(
+        "--voice-dir",
+        type=Path,
+        metavar="DIR",
+        help="the model servers' voice folder (their --voice-prompt-dir), if this gateway can "
+        "write it: uploaded voices go there and every .wav in it is offered",
+    )
     p.add_argument("--demo", action="store_true", help="serve the built-in simulated backend")
     p.add_argument(
         "--tls",
@@ -85,10 +92,21 @@ def _settings(args: argparse.Namespace, folder: Path) -> Settings:
     voices = DEFAULT_VOICES
     if args.voices:
         voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
+    voice_dir = str(args.voice_dir.resolve()) if args.voice_dir is not None else None
     if args.backend:
-        changes["backends"] = tuple(BackendConfig(url, voices) for url in args.backend)
-    elif args.voices:
-        changes["backends"] = tuple(BackendConfig(b.url, voices, b.name) for b in settings.backends)
+        changes["backends"] = tuple(
+            BackendConfig(url, voices, voice_dir=voice_dir) for url in args.backend
+        )
+    elif args.voices or voice_dir is not None:
+        changes["backends"] = tuple(
+            BackendConfig(
+                b.url,
+                voices if args.voices else b.voices,
+                b.name,
+                voice_dir if voice_dir is not None else b.voice_dir,
+            )
+            for b in settings.backends
+        )
     if args.demo:
         changes["demo"] = True
     return settings.replace(**changes) if changes else settings
