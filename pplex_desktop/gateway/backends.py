@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -18,6 +19,7 @@ from pplex_desktop.core.clock import Clock
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.gateway.events import BackendHealthChanged
+from pplex_desktop.gateway.voice_library import VoiceLibrary
 
 _log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 3.0
@@ -49,6 +51,13 @@ class Backend:
         self.busy = False
         self.sessions_served = 0
         self.queue_length = 0
+        self.library = VoiceLibrary(Path(config.voice_dir)) if config.voice_dir else None
+        # WAV voices found in (or stored into) the library, beside the configured list.
+        self.custom_voices: tuple[str, ...] = self.library.scan() if self.library else ()
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.config.voices + self.custom_voices))
 
     @property
     def url(self) -> str:
@@ -68,7 +77,7 @@ class Backend:
             self.config.label,
             self.healthy,
             self.detail,
-            self.config.voices,
+            self.voices,
             self.busy,
             self.sessions_served,
             self.queue_length,
@@ -131,7 +140,7 @@ class BackendPool:
         """Voices offered by any backend, in first-seen order."""
         seen: dict[str, None] = {}
         for backend in self.backends:
-            seen.update(dict.fromkeys(backend.config.voices))
+            seen.update(dict.fromkeys(backend.voices))
         return tuple(seen)
 
     def _set_health(self, backend: Backend, healthy: bool, detail: str) -> None:
