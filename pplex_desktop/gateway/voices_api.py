@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,23 @@ class ConflictError(PplexError):
     status = 409
 
 
-def _consent_given(value: str | None) -> bool:
+@dataclass(frozen=True, slots=True)
+class StoredVoice:
+    file_name: str
+    report: VoiceReport
+    consent: ConsentRecord
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceFolder:
+    backend: str  # the backend's label
+    writable: bool
+    reason: str | None  # why voices cannot be stored there, as a sentence
+    voices: tuple[str, ...]
+    records: tuple[dict[str, Any] | None, ...]  # the consent record of each voice, if any
+
+
+def consent_given(value: str | None) -> bool:
     if value is None:
         return False
     text = " ".join(value.split())
@@ -65,21 +82,25 @@ def _check_name(ctx: GatewayContext, name: str | None) -> str:
     return file_name
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _store_everywhere(
-    ctx: GatewayContext, source: Path, spool: Path, file_name: str, consent: ConsentRecord
+    targets: list[Backend], source: Path, spool: Path, file_name: str, consent: ConsentRecord
 ) -> VoiceReport:
     prepared = spool / "prepared.wav"
     report = prepare_voice(source, prepared)
-    for backend in _writable(ctx):
+    for backend in targets:
         assert backend.library is not None
         temp = backend.library.new_temp()
         try:
             shutil.copyfile(prepared, temp)
-            fd = os.open(temp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(temp)
             backend.library.store(temp, file_name, consent)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -87,65 +108,127 @@ def _store_everywhere(
     return report
 
 
-async def _upload(request: web.Request, by: str, key_id: int | None) -> web.Response:
-    ctx = request.app[CTX]
-    if not _writable(ctx):
-        raise ForbiddenError(
-            "No model server behind this gateway has a voice folder it can write; set "
-            "voice_dir for a backend (pplex-gateway --voice-dir) to store custom voices.",
-            code="no_voice_folder",
-        )
+def _no_folder() -> ForbiddenError:
+    return ForbiddenError(
+        "No model server behind this gateway has a voice folder it can write; set "
+        "voice_dir for a backend (pplex-gateway --voice-dir) to store custom voices.",
+        code="no_voice_folder",
+    )
+
+
+def _consent_refused() -> ValidationError:
+    return ValidationError(
+        "A voice can be stored only with consent: send the form field consent=true "
+        f"(or the statement itself) to confirm: {CONSENT_STATEMENT}",
+        code="consent_required",
+    )
+
+
+async def add_voice(
+    ctx: GatewayContext,
+    source: Path,
+    name: str | None,
+    *,
+    consent: bool,
+    by: str,
+    key_id: int | None,
+) -> StoredVoice:
+    """Check ``source``, prepare it and store it as a custom voice on every backend whose
+    voice folder this gateway can write. The heavy work runs in a worker thread."""
+    if not consent:
+        raise _consent_refused()
+    targets = await asyncio.to_thread(_writable, ctx)
+    if not targets:
+        raise _no_folder()
+    file_name = _check_name(ctx, name)
+    record = ConsentRecord(CONSENT_STATEMENT, by, key_id, ctx.clock.wall())
     spool = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="pplex-voice-"))
     try:
-        try:
-            upload = await receive_upload(
-                request, spool / "in", max_bytes=MAX_VOICE_UPLOAD_BYTES, text_fields=TEXT_FIELDS
-            )
-        except ClientGoneError:
-            return web.Response(status=499)
-        if not _consent_given(upload.fields.get("consent")):
-            raise ValidationError(
-                "A voice can be stored only with consent: send the form field consent=true "
-                f"(or the statement itself) to confirm: {CONSENT_STATEMENT}",
-                code="consent_required",
-            )
-        file_name = _check_name(ctx, upload.fields.get("name"))
-        consent = ConsentRecord(CONSENT_STATEMENT, by, key_id, ctx.clock.wall())
         report = await asyncio.to_thread(
-            _store_everywhere, ctx, upload.path, spool, file_name, consent
+            _store_everywhere, targets, source, spool, file_name, record
         )
     finally:
         await asyncio.shield(asyncio.to_thread(shutil.rmtree, spool, True))
-    for backend in _writable(ctx):
+    for backend in targets:
         if file_name not in backend.custom_voices:
             backend.custom_voices = (*backend.custom_voices, file_name)
+    return StoredVoice(file_name, report, record)
+
+
+async def remove_voice(ctx: GatewayContext, name: str) -> bool:
+    """Remove the custom voice ``name`` from every writable folder; False if none had it."""
+    file_name = new_voice_file_name(name)
+    removed = False
+    for backend in ctx.backends.backends:
+        library = backend.library
+        if library is None or file_name not in backend.custom_voices:
+            continue
+        if await asyncio.to_thread(library.problem) is not None:
+            continue
+        removed = await asyncio.to_thread(library.delete, file_name) or removed
+        backend.custom_voices = tuple(v for v in backend.custom_voices if v != file_name)
+    return removed
+
+
+def libraries(ctx: GatewayContext) -> list[VoiceFolder]:
+    """Per backend: its voice folder's state and the custom voices in it with their records."""
+    out = []
+    for backend in ctx.backends.backends:
+        library = backend.library
+        if library is None:
+            problem: str | None = "No voice folder is set for this model server."
+        else:
+            problem = library.problem()
+        voices = backend.custom_voices
+        records = tuple(library.record(v) if library else None for v in voices)
+        out.append(VoiceFolder(backend.config.label, problem is None, problem, voices, records))
+    return out
+
+
+async def _upload(request: web.Request, by: str, key_id: int | None) -> web.Response:
+    ctx = request.app[CTX]
+    if not await asyncio.to_thread(_writable, ctx):
+        raise _no_folder()  # before the body is read: nothing could store it
+    spool = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="pplex-voice-in-"))
+    try:
+        try:
+            upload = await receive_upload(
+                request, spool, max_bytes=MAX_VOICE_UPLOAD_BYTES, text_fields=TEXT_FIELDS
+            )
+        except ClientGoneError:
+            return web.Response(status=499)
+        stored = await add_voice(
+            ctx,
+            upload.path,
+            upload.fields.get("name"),
+            consent=consent_given(upload.fields.get("consent")),
+            by=by,
+            key_id=key_id,
+        )
+    finally:
+        await asyncio.shield(asyncio.to_thread(shutil.rmtree, spool, True))
     body = {
-        "voice": file_name,
-        "id": file_name,
+        "voice": stored.file_name,
+        "id": stored.file_name,
         "custom": True,
-        "seconds": round(report.seconds, 2),
-        "source": {"sample_rate": report.source_rate, "channels": report.source_channels},
-        "consent": consent.to_json(),
+        "seconds": round(stored.report.seconds, 2),
+        "source": {
+            "sample_rate": stored.report.source_rate,
+            "channels": stored.report.source_channels,
+        },
+        "consent": stored.consent.to_json(),
     }
     return web.json_response(body, status=201)
 
 
 async def _delete(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    file_name = new_voice_file_name(request.match_info["name"])
-    removed = False
-    for backend in ctx.backends.backends:
-        if backend.library is None or file_name not in backend.custom_voices:
-            continue
-        if backend.library.problem() is not None:
-            continue
-        removed = await asyncio.to_thread(backend.library.delete, file_name) or removed
-        backend.custom_voices = tuple(v for v in backend.custom_voices if v != file_name)
-    if not removed:
+    name = request.match_info["name"]
+    if not await remove_voice(request.app[CTX], name):
         raise NotFoundError(
-            f"There is no custom voice named {file_name!r}.", code="voice_not_found"
+            f"There is no custom voice named {new_voice_file_name(name)!r}.",
+            code="voice_not_found",
         )
-    return web.json_response({"voice": file_name, "removed": True})
+    return web.json_response({"voice": new_voice_file_name(name), "removed": True})
 
 
 def _need_permission(request: web.Request) -> tuple[str, int]:
@@ -159,39 +242,22 @@ def _need_permission(request: web.Request) -> tuple[str, int]:
     return record.name, record.id
 
 
-def library_listing(ctx: GatewayContext) -> list[dict[str, Any]]:
-    """Per backend: its voice folder's state and the custom voices in it with their records."""
-    out = []
-    for backend in ctx.backends.backends:
-        library = backend.library
-        problem = (
-            "No voice folder is set for this model server."
-            if library is None
-            else library.problem()
-        )
-        voices = [
-            {
-                "voice": v,
-                "consent": (library.record(v) or {}).get("consent") if library else None,
-            }
-            for v in backend.custom_voices
-        ]
-        out.append(
-            {
-                "backend": backend.config.label,
-                "writable": problem is None,
-                "reason": problem,
-                "voices": voices,
-            }
-        )
-    return out
-
-
 @routes.get("/admin/voices")
 @admin_only
 async def admin_list(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    listing = await asyncio.to_thread(library_listing, ctx)
+    listing = [
+        {
+            "backend": f.backend,
+            "writable": f.writable,
+            "reason": f.reason,
+            "voices": [
+                {"voice": v, "consent": (r or {}).get("consent")}
+                for v, r in zip(f.voices, f.records, strict=True)
+            ],
+        }
+        for f in await asyncio.to_thread(libraries, ctx)
+    ]
     return web.json_response({"backends": listing, "consent_statement": CONSENT_STATEMENT})
 
 
