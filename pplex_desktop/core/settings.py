@@ -167,13 +167,17 @@ class Settings:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["backends"] = [
-            {"url": b.url, "voices": list(b.voices), "name": b.name, "voice_dir": b.voice_dir}
-            for b in self.backends
-        ]
+        data["backends"] = [_backend_json(b) for b in self.backends]
         data["allowed_origins"] = list(self.allowed_origins)
         data["public_hosts"] = list(self.public_hosts)
         return data
+
+
+def _backend_json(backend: BackendConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"url": backend.url, "voices": list(backend.voices), "name": backend.name}
+    if backend.voice_dir is not None:  # only when set: settings files without one stay as they were
+        out["voice_dir"] = backend.voice_dir
+    return out
 
 
 def _public_hosts(entries: object) -> tuple[str, ...]:

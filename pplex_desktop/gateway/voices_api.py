@@ -24,6 +24,7 @@ from pplex_desktop.core.voices import new_voice_file_name
 from pplex_desktop.gateway.access import admin_only
 from pplex_desktop.gateway.backends import Backend
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
+from pplex_desktop.gateway.events import VoicesChanged
 from pplex_desktop.gateway.uploads import ClientGoneError, receive_upload
 from pplex_desktop.gateway.voice_library import CONSENT_STATEMENT, ConsentRecord
 from pplex_desktop.moshi.voice_check import VoiceReport, prepare_voice
@@ -152,6 +153,7 @@ async def add_voice(
     for backend in targets:
         if file_name not in backend.custom_voices:
             backend.custom_voices = (*backend.custom_voices, file_name)
+    ctx.events.emit(VoicesChanged(ctx.backends.voices()))
     return StoredVoice(file_name, report, record)
 
 
@@ -167,6 +169,8 @@ async def remove_voice(ctx: GatewayContext, name: str) -> bool:
             continue
         removed = await asyncio.to_thread(library.delete, file_name) or removed
         backend.custom_voices = tuple(v for v in backend.custom_voices if v != file_name)
+    if removed:
+        ctx.events.emit(VoicesChanged(ctx.backends.voices()))
     return removed
 
 
