@@ -13,6 +13,11 @@ import pytest
 import soundfile as sf
 
 from pplex_desktop.backend.sim import SimConfig
+from pplex_desktop.core.db import Database
+from pplex_desktop.core.errors import ConfigError, ValidationError
+from pplex_desktop.core.keystore import _MIGRATIONS, KeyStore
+from pplex_desktop.core.settings import BackendConfig, Settings, load_settings, save_settings
+from pplex_desktop.core.voices import resolve_voice
 from pplex_desktop.gateway.voice_library import CONSENT_STATEMENT
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from tests import talk
@@ -352,3 +357,51 @@ async def test_the_upload_size_is_capped(make_gateway: GatewayFactory, tmp_path:
     status, body = await upload(gw, big, name="grandpa", consent="true")
     assert status == 413, body
     assert list(folder.iterdir()) == []
+
+
+# -- names, settings and the key store ------------------------------------------------------
+
+
+def test_names_are_matched_with_their_extension() -> None:
+    voices = ("NATF2.pt", "twin.pt", "twin.wav", "solo.wav")
+    assert resolve_voice("NATF2", voices) == "NATF2.pt"
+    assert resolve_voice("NATF2.pt", voices) == "NATF2.pt"
+    assert resolve_voice("solo.wav", voices) == "solo.wav"
+    assert resolve_voice("solo", voices) == "solo.wav"  # unambiguous
+    assert resolve_voice("twin", voices) == "twin.pt"  # the .pt of the same name wins
+    assert resolve_voice("twin.wav", voices) == "twin.wav"
+    with pytest.raises(ValidationError) as caught:
+        resolve_voice("NATF2.wav", voices)
+    assert "twin.wav, solo.wav, NATF2, twin (GET" in caught.value.message
+
+
+def test_voice_dir_is_kept_in_the_settings_file_and_must_be_absolute(tmp_path: Path) -> None:
+    folder = str(tmp_path / "voices")
+    settings = Settings(backends=(BackendConfig("ws://gpu:8998", voice_dir=folder),))
+    save_settings(tmp_path, settings)
+    assert load_settings(tmp_path, env={}).backends[0].voice_dir == folder
+    plain = Settings()
+    assert "voice_dir" not in plain.to_json()["backends"][0]
+    with pytest.raises(ConfigError) as caught:
+        BackendConfig("ws://gpu:8998", voice_dir="voices")
+    assert "absolute path" in caught.value.message
+
+
+def test_keys_made_before_the_permission_existed_do_not_have_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = Database(path, _MIGRATIONS[:2])
+    with old.transaction() as conn:
+        conn.execute(
+            "INSERT INTO api_keys (name, prefix, digest, kind, created_at, rpm, max_sessions)"
+            " VALUES ('old', 'pk_x', 'digest', 'user', 0, 60, 1)"
+        )
+    old.close()
+    store = KeyStore(path)
+    try:
+        (record,) = store.list_keys()
+        assert record.can_manage_voices is False
+        assert record.to_public(0)["permissions"] == {"voices": False}
+        assert store.update(record.id, can_manage_voices=True).can_manage_voices is True
+        assert store.create("new").record.can_manage_voices is False
+    finally:
+        store.close()
