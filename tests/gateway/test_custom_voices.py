@@ -18,6 +18,8 @@ from pplex_desktop.core.errors import ConfigError, ValidationError
 from pplex_desktop.core.keystore import _MIGRATIONS, KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings, load_settings, save_settings
 from pplex_desktop.core.voices import resolve_voice
+from pplex_desktop.gateway.cli import _settings as cli_settings
+from pplex_desktop.gateway.cli import build_parser
 from pplex_desktop.gateway.voice_library import CONSENT_STATEMENT
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from tests import talk
@@ -126,7 +128,8 @@ async def test_a_wav_voice_through_v1_realtime(
     put_voice(folder, "narrator.wav")
     gw = await voice_gateway(make_gateway, folder)
     async with realtime(gw, gw.new_key(), voice="narrator.wav") as conn:
-        await events_until(conn, "session.created")
+        created = await events_until(conn, "session.created")
+        assert created[-1].session.audio.output.voice == "narrator.wav"
         sender = asyncio.create_task(send_paced(conn, tone(440, 1.0)))
         await events_until(conn, "response.done")
         await sender
@@ -405,3 +408,9 @@ def test_keys_made_before_the_permission_existed_do_not_have_it(tmp_path: Path) 
         assert store.create("new").record.can_manage_voices is False
     finally:
         store.close()
+
+
+def test_the_gateway_command_line_sets_the_voice_folder(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["--backend", "ws://gpu:8998", "--voice-dir", "voices"])
+    settings = cli_settings(args, tmp_path)
+    assert settings.backends[0].voice_dir == str(Path("voices").resolve())
