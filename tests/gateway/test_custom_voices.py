@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from tests import talk
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.gateway.offline_support import form, tone_wav
 from tests.gateway.test_live_stream import stream_session
+from tests.gateway.test_local_engine import STAND_IN
 from tests.gateway.test_realtime import events_until, realtime, send_paced
 from tests.signals import tone
 from tests.voice_samples import clipped, speechlike, wav_bytes
@@ -152,6 +154,32 @@ async def test_an_unknown_voice_is_refused_naming_the_voices_that_exist(
     assert error["code"] == "unknown_voice"
     assert "'NATF2.wav' is not available" in error["message"]
     assert "NATF0" in error["message"] and "narrator.wav" in error["message"]
+
+
+async def test_a_wav_voice_through_the_local_engine(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    folder = voice_folder(tmp_path)
+    put_voice(folder, "narrator.wav")
+    script = STAND_IN.replace(
+        'p.add_argument("--seed"', 'p.add_argument("--voice-prompt-dir")\np.add_argument("--seed"'
+    ).replace(
+        "args = p.parse_args()\n",
+        "args = p.parse_args()\nimport os\n"
+        "assert os.path.isfile(os.path.join(args.voice_prompt_dir, args.voice_prompt))\n",
+    )
+    repo = tmp_path / "personaplex"
+    (repo / "moshi").mkdir(parents=True)
+    (repo / "moshi" / "__init__.py").write_text("")
+    (repo / "moshi" / "offline.py").write_text(script)
+    gw = await voice_gateway(make_gateway, folder, personaplex_repo=str(repo))
+    async with gw.http.post(
+        gw.url + "/v1/inference",
+        headers={"X-API-Key": gw.new_key()},
+        data=form(tone_wav(1.0), engine="local", persona="Hello", voice="narrator"),
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        assert unquote(resp.headers["X-Transcript"]) == "Hello narrator.wav"
 
 
 # -- the voice library --------------------------------------------------------------------
