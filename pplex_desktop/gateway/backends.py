@@ -98,6 +98,9 @@ class BackendPool:
             self._listeners.append(on_change)
         self._session: aiohttp.ClientSession | None = None
         self._ws_session: aiohttp.ClientSession | None = None
+        # Storing and removing custom voices one at a time: two uploads of one name must not
+        # both pass the "name is free" check.
+        self.voices_lock = asyncio.Lock()
 
     def add_listener(self, listener: Callable[[BackendHealthChanged], None]) -> None:
         self._listeners.append(listener)

@@ -141,25 +141,31 @@ async def add_voice(
     targets = await asyncio.to_thread(_writable, ctx)
     if not targets:
         raise _no_folder()
-    file_name = _check_name(ctx, name)
-    record = ConsentRecord(CONSENT_STATEMENT, by, key_id, ctx.clock.wall())
-    spool = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="pplex-voice-"))
-    try:
-        report = await asyncio.to_thread(
-            _store_everywhere, targets, source, spool, file_name, record
-        )
-    finally:
-        await asyncio.shield(asyncio.to_thread(shutil.rmtree, spool, True))
-    for backend in targets:
-        if file_name not in backend.custom_voices:
-            backend.custom_voices = (*backend.custom_voices, file_name)
-    ctx.events.emit(VoicesChanged(ctx.backends.voices()))
+    async with ctx.backends.voices_lock:
+        file_name = _check_name(ctx, name)
+        record = ConsentRecord(CONSENT_STATEMENT, by, key_id, ctx.clock.wall())
+        spool = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="pplex-voice-"))
+        try:
+            report = await asyncio.to_thread(
+                _store_everywhere, targets, source, spool, file_name, record
+            )
+        finally:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, spool, True))
+        for backend in targets:
+            if file_name not in backend.custom_voices:
+                backend.custom_voices = (*backend.custom_voices, file_name)
+        ctx.events.emit(VoicesChanged(ctx.backends.voices()))
     return StoredVoice(file_name, report, record)
 
 
 async def remove_voice(ctx: GatewayContext, name: str) -> bool:
     """Remove the custom voice ``name`` from every writable folder; False if none had it."""
     file_name = new_voice_file_name(name)
+    async with ctx.backends.voices_lock:
+        return await _remove_locked(ctx, file_name)
+
+
+async def _remove_locked(ctx: GatewayContext, file_name: str) -> bool:
     removed = False
     for backend in ctx.backends.backends:
         library = backend.library

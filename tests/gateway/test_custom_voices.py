@@ -316,6 +316,19 @@ async def test_a_name_taken_by_a_builtin_or_stored_voice_is_refused(
         assert (status, body["error"]["code"]) == (409, "voice_exists")
 
 
+async def test_two_uploads_of_one_name_at_once_store_one_voice(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    folder = voice_folder(tmp_path)
+    gw = await voice_gateway(make_gateway, folder)
+    results = await asyncio.gather(
+        upload(gw, GOOD, name="twin", consent="true"),
+        upload(gw, GOOD, name="twin", consent="true"),
+    )
+    assert sorted(status for status, _body in results) == [201, 409]
+    assert sorted(p.name for p in folder.iterdir()) == ["twin.wav", "twin.wav.consent.json"]
+
+
 async def test_a_key_needs_the_voices_permission(
     make_gateway: GatewayFactory, tmp_path: Path
 ) -> None:

@@ -116,3 +116,16 @@ def test_a_silent_recording_is_refused(qtbot: QtBot, launch: Launch, tmp_path: P
     qtbot.mouseClick(tab.save_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "silent" in tab.message.text(), timeout=WAIT_MS)
     assert not tab.saved
+
+
+def test_a_backend_without_a_voice_folder_is_listed_read_only(qtbot: QtBot, launch: Launch) -> None:
+    shell = launch(demo=False, pages=default_pages(FakeAudio()))
+    shell.services.audio = FakeAudio()
+    tab = shell.open_settings().voices_tab
+    qtbot.waitUntil(lambda: tab.voice_list.count() == 1, timeout=WAIT_MS)
+    text = tab.voice_list.item(0).text()
+    assert "read-only" in text and "No voice folder is set for this model server." in text
+    tab.import_file(Path("/nonexistent/take.wav"))
+    tab.name_edit.setText("mine")
+    tab.consent.setChecked(True)
+    assert not tab.save_button.isEnabled()
