@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import aiohttp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -401,6 +403,36 @@ async def test_the_upload_size_is_capped(make_gateway: GatewayFactory, tmp_path:
     status, body = await upload(gw, big, name="grandpa", consent="true")
     assert status == 413, body
     assert list(folder.iterdir()) == []
+
+
+async def test_pplex_sim_serves_wav_voices_from_its_voice_dir(tmp_path: Path) -> None:
+    folder = voice_folder(tmp_path)
+    put_voice(folder, "narrator.wav")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pplex_desktop.backend",
+        "--port",
+        "0",
+        "--prompt-delay",
+        "0",
+        "--voice-dir",
+        str(folder),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        url = line.split("listening on ", 1)[1].strip().replace("http", "ws", 1)
+        async with aiohttp.ClientSession() as http:
+            for voice, first in (("narrator.wav", b"\x00"), ("other.wav", None)):
+                query = {"voice_prompt": voice, "text_prompt": "Hi"}
+                async with http.ws_connect(url, params=query) as ws:
+                    msg = await asyncio.wait_for(ws.receive(), 10)
+                    assert (msg.data if msg.type is aiohttp.WSMsgType.BINARY else None) == first
+    finally:
+        proc.terminate()
+        await proc.wait()
 
 
 # -- names, settings and the key store ------------------------------------------------------
