@@ -25,6 +25,10 @@ DEFAULT_VOICES: tuple[str, ...] = tuple(
 )
 VOICE_EXTENSIONS = (".pt", ".wav")
 SHOWN_IN_ERRORS = 24
+# What every uploader confirms, word for word (README, "Custom voices"); stored with the voice.
+CONSENT_STATEMENT = (
+    "This voice is my own, or I have its owner's permission to use it with this model."
+)
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Names for new voices are stricter: ASCII letters, digits, '-' and '_' only (no dots, so no
 # extension games and no lookalike characters), and not a name Windows reserves for devices.

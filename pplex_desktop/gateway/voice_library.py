@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from pplex_desktop.core.errors import ValidationError
-from pplex_desktop.core.voices import new_voice_file_name
+from pplex_desktop.core.voices import CONSENT_STATEMENT, new_voice_file_name
 
 _log = logging.getLogger(__name__)
+__all__ = ["CONSENT_STATEMENT", "ConsentRecord", "VoiceLibrary"]
 CONSENT_SUFFIX = ".consent.json"
-CONSENT_STATEMENT = (
-    "This voice is my own, or I have its owner's permission to use it with this model."
-)
 
 
 @dataclass(frozen=True, slots=True)
