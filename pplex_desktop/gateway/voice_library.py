@@ -26,6 +26,7 @@ from pplex_desktop.core.voices import CONSENT_STATEMENT, new_voice_file_name
 _log = logging.getLogger(__name__)
 __all__ = ["CONSENT_STATEMENT", "ConsentRecord", "VoiceLibrary"]
 CONSENT_SUFFIX = ".consent.json"
+VOICE_FILE_MODE = 0o644
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ class VoiceLibrary:
         """Move the prepared (fsynced) WAV in place under ``file_name``, its record first."""
         body = json.dumps({"voice": file_name, "consent": consent.to_json()}, indent=2)
         _write_atomic(self.folder, file_name + CONSENT_SUFFIX, body.encode("utf-8") + b"\n")
+        # Temp files are private (0600); the model server may run as another user and must
+        # read the voice. The consent record stays private.
+        os.chmod(prepared, VOICE_FILE_MODE)
         os.replace(prepared, self.folder / file_name)
         _fsync_dir(self.folder)
         _log.info("The voice %s was stored by %s.", file_name, consent.by)

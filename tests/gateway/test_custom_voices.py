@@ -199,6 +199,9 @@ async def test_an_upload_is_prepared_stored_listed_and_survives_a_restart(
     assert sorted(p.name for p in folder.iterdir()) == ["grandpa.wav", "grandpa.wav.consent.json"]
     info = sf.info(str(folder / "grandpa.wav"))
     assert (info.samplerate, info.channels) == (24_000, 1)
+    if sys.platform != "win32":  # the model server may be another user: it must read the voice
+        assert (folder / "grandpa.wav").stat().st_mode & 0o777 == 0o644
+        assert (folder / "grandpa.wav.consent.json").stat().st_mode & 0o077 == 0
     record = json.loads((folder / "grandpa.wav.consent.json").read_text())
     assert record["consent"]["statement"] == CONSENT_STATEMENT
     assert record["consent"]["at"] == gw.clock.wall()
