@@ -323,7 +323,12 @@ class VoicesTab(QWidget):
         )
         self.name_edit.clear()
         self.consent.setChecked(False)
-        self.take = None
+        take, self.take = self.take, None
+        if take is not None and take.parent == self._ctx.data_dir / TAKES_FOLDER:
+            # The model's copy is stored; a second copy of someone's voice has no reason to stay.
+            self._ctx.bridge.call(
+                asyncio.to_thread(take.unlink, missing_ok=True), what="deleting the recording"
+            )
         self.take_label.setText("Nothing recorded yet.")
         self.refresh()
 

@@ -61,6 +61,8 @@ def test_record_listen_save_and_pick(qtbot: QtBot, launch: Launch) -> None:
     qtbot.mouseClick(tab.listen_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: audio.played == [tab.take], timeout=WAIT_MS)
 
+    take = tab.take
+    assert take is not None and take.is_file()
     qtbot.keyClicks(tab.name_edit, "gui-voice")
     assert not tab.save_button.isEnabled()  # no consent yet
     tab.consent.setChecked(True)
@@ -68,6 +70,7 @@ def test_record_listen_save_and_pick(qtbot: QtBot, launch: Launch) -> None:
     qtbot.mouseClick(tab.save_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bool(tab.saved), timeout=WAIT_MS)
     assert "Saved gui-voice" in tab.message.text()
+    qtbot.waitUntil(lambda: not take.exists(), timeout=WAIT_MS)  # the take is not kept
 
     folder = shell.services.data_dir / "voices"
     assert sorted(p.name for p in folder.iterdir()) == [
