@@ -72,11 +72,12 @@ def _check_name(ctx: GatewayContext, name: str | None) -> str:
         raise ValidationError("Give the voice a name (the form field 'name').", code="missing_name")
     file_name = new_voice_file_name(name)
     voices = ctx.backends.voices()
-    if file_name in voices:
+    # Case-insensitive: on macOS and Windows Grandpa.wav would overwrite grandpa.wav.
+    if file_name.lower() in {v.lower() for v in voices}:
         raise ConflictError(
             f"A voice named {file_name!r} exists already; remove it first or choose another name."
         )
-    if file_name.removesuffix(".wav") + ".pt" in voices:
+    if (file_name.removesuffix(".wav") + ".pt").lower() in {v.lower() for v in voices}:
         raise ConflictError(
             f"{file_name.removesuffix('.wav')!r} is the name of a built-in voice; choose another."
         )

@@ -316,7 +316,7 @@ async def test_a_name_taken_by_a_builtin_or_stored_voice_is_refused(
     folder = voice_folder(tmp_path)
     put_voice(folder, "narrator.wav")
     gw = await voice_gateway(make_gateway, folder)
-    for name in ("NATF2", "narrator"):
+    for name in ("NATF2", "natf2", "narrator", "Narrator"):
         status, body = await upload(gw, GOOD, name=name, consent="true")
         assert (status, body["error"]["code"]) == (409, "voice_exists")
 
