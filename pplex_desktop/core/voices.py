@@ -3,8 +3,13 @@
 PersonaPlex's server (moshi/server.py, ``handle_chat``) joins ``voice_prompt`` to its
 ``--voice-prompt-dir`` after refusing anything with a directory part; a name ending in
 ``.pt`` is loaded as precomputed embeddings, any other name (a ``.wav``) goes through
-``load_voice_prompt()``, which reads the audio, resamples it to 24 kHz and normalises it to
--24 LUFS before the model steps through it. So a WAV voice is just its file name on the wire.
+``load_voice_prompt()`` (moshi/models/lm.py), which reads the audio at 24 kHz and normalises
+it to -24 LUFS before the model steps through it frame by frame (the slower first session). So a
+WAV voice is just its file name on the wire. Two upstream details matter: the model keeps the
+last prompt loaded and reloads only when the *path* changes, so a voice removed and stored again
+under the same name may sound like the old one until another voice is used; and a server run
+with save_voice_prompt_embeddings writes ``<name>.pt`` next to the WAV, which is why a bare name
+prefers the .pt only when the gateway's configured list has it.
 
 Naming rule (README, "Custom voices"): names are matched with their extension. ``NATF2`` and
 ``NATF2.pt`` mean NATF2.pt; ``my-voice.wav`` means that WAV, and the bare ``my-voice`` means it
