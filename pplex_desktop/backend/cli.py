@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated voice file names (default: the 18 PersonaPlex ships)",
     )
     p.add_argument(
+        "--voice-dir",
+        metavar="DIR",
+        help="folder of WAV voices: any NAME.wav in it is accepted as voice_prompt=NAME.wav",
+    )
+    p.add_argument(
         "--prompt-delay",
         type=float,
         default=0.5,
@@ -131,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             error_after_frames=args.error_after_frames,
             stall_after_frames=args.stall_after_frames,
             raw_echo=args.raw_echo,
+            voice_dir=args.voice_dir,
         )
     except ValueError as exc:
         print(f"pplex-sim: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -50,6 +51,8 @@ class SimConfig:
     stall_after_frames: int | None = None
     invalid_after_frames: int | None = None  # refuse the input with 1007, as for corrupt audio
     raw_echo: bool = False  # benchmarks: send each audio message back unchanged, no codec work
+    # Like PersonaPlex's --voice-prompt-dir: any .wav in it is a voice, looked up per session.
+    voice_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.flavor not in ("kyutai", "personaplex"):
@@ -158,13 +161,22 @@ class SimServer:
         voice = query.get("voice_prompt")
         if voice is None:
             return "the voice_prompt query parameter is missing"
-        if voice not in self.config.voices:
+        if voice not in self.config.voices and not self._wav_voice_exists(voice):
             return f"the voice prompt {voice!r} is not in the voice directory"
         if not query.get("text_prompt"):
             return "the text_prompt query parameter is missing or empty"
         if "seed" in query:
             return "a seed parameter was sent (upstream raises KeyError: 'seed')"
         return None
+
+    def _wav_voice_exists(self, voice: str) -> bool:
+        # Upstream refuses any name with a directory part (os.path.basename must not change it)
+        # and loads every name not ending in .pt as audio; the sim accepts only .wav files.
+        if self.config.voice_dir is None or not voice.endswith(".wav"):
+            return False
+        if os.path.basename(voice) != voice or voice in (".", ".."):
+            return False
+        return os.path.isfile(os.path.join(self.config.voice_dir, voice))
 
     async def handle_chat(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()

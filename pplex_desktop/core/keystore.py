@@ -81,6 +81,11 @@ _MIGRATIONS = (
     """
     UPDATE api_keys SET prefix = 'legacy-' || lower(hex(randomblob(2))) WHERE kind = 'legacy'
     """,
+    # Permission to store and remove custom voices (README, "Custom voices"); off for every key
+    # that existed before.
+    """
+    ALTER TABLE api_keys ADD COLUMN can_manage_voices INTEGER NOT NULL DEFAULT 0
+    """,
 )
 # Legacy keys below this estimate (length x log2 of the character classes used) are flagged:
 # 80 bits is out of reach of online guessing even from many addresses, and a random 16-character
@@ -115,6 +120,7 @@ class ApiKey:
     requests: int
     audio_in_s: float
     audio_out_s: float
+    can_manage_voices: bool = False
 
     def state(self, now: float) -> KeyState:
         if self.revoked_at is not None:
@@ -137,6 +143,7 @@ class ApiKey:
             "expires_at": self.expires_at,
             "rpm": self.rpm,
             "max_sessions": self.max_sessions,
+            "permissions": {"voices": self.can_manage_voices},
             "usage": {
                 "requests": self.requests,
                 "audio_in_s": round(self.audio_in_s, 3),
@@ -256,6 +263,7 @@ def _row_to_key(row: sqlite3.Row) -> ApiKey:
         requests=row["requests"],
         audio_in_s=row["audio_in_s"],
         audio_out_s=row["audio_out_s"],
+        can_manage_voices=bool(row["can_manage_voices"]),
     )
 
 
@@ -342,6 +350,7 @@ class KeyStore:
         max_sessions: int | None = None,
         expires_at: float | None = None,
         kind: str = KIND_USER,
+        can_manage_voices: bool = False,
     ) -> NewKey:
         name = _clean_name(name)
         rpm = _check_int(
@@ -360,7 +369,7 @@ class KeyStore:
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO api_keys (name, prefix, digest, kind, created_at, expires_at, rpm,"
-                " max_sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " max_sessions, can_manage_voices) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     keys.display_prefix(secret),
@@ -370,6 +379,7 @@ class KeyStore:
                     expires_at,
                     rpm,
                     sessions,
+                    int(bool(can_manage_voices)),
                 ),
             )
             key_id = int(cur.lastrowid or 0)
@@ -399,8 +409,13 @@ class KeyStore:
         rpm: int | _Unset = UNSET,
         max_sessions: int | _Unset = UNSET,
         expires_at: float | _Unset | None = UNSET,
+        can_manage_voices: bool | _Unset = UNSET,
     ) -> ApiKey:
         changes: dict[str, object] = {}
+        if not isinstance(can_manage_voices, _Unset):
+            if not isinstance(can_manage_voices, bool):
+                raise ValidationError("The voices permission must be true or false.")
+            changes["can_manage_voices"] = int(can_manage_voices)
         if not isinstance(name, _Unset):
             changes["name"] = _clean_name(name)
         if not isinstance(rpm, _Unset):

@@ -56,12 +56,22 @@ class BackendConfig:
     url: str
     voices: tuple[str, ...] = DEFAULT_VOICES
     name: str = ""
+    # The model server's voice folder (its --voice-prompt-dir) when this gateway can write it:
+    # uploaded voices are stored there and every .wav in it is offered (README, "Custom voices").
+    voice_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", normalize_backend_url(self.url))
         if not self.voices:
             raise ConfigError(f"The backend {self.url} needs at least one voice.")
         object.__setattr__(self, "voices", tuple(voice_file_name(v) for v in self.voices))
+        if self.voice_dir is not None and (
+            not isinstance(self.voice_dir, str) or not os.path.isabs(self.voice_dir)
+        ):
+            raise ConfigError(
+                f"The voice folder of {self.url} must be an absolute path, not "
+                f"{str(self.voice_dir)[:80]!r}."
+            )
 
     @property
     def label(self) -> str:
@@ -187,9 +197,7 @@ class Settings:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["backends"] = [
-            {"url": b.url, "voices": list(b.voices), "name": b.name} for b in self.backends
-        ]
+        data["backends"] = [_backend_json(b) for b in self.backends]
         data["allowed_origins"] = list(self.allowed_origins)
         data["public_hosts"] = list(self.public_hosts)
         data["trusted_proxies"] = list(self.trusted_proxies)
@@ -209,6 +217,13 @@ def _networks(entries: object) -> tuple[str, ...]:
                 "network; write addresses such as 127.0.0.1, ::1 or 10.0.0.0/8."
             ) from None
     return tuple(dict.fromkeys(out))
+
+
+def _backend_json(backend: BackendConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"url": backend.url, "voices": list(backend.voices), "name": backend.name}
+    if backend.voice_dir is not None:  # only when set: settings files without one stay as they were
+        out["voice_dir"] = backend.voice_dir
+    return out
 
 
 def _public_hosts(entries: object) -> tuple[str, ...]:
@@ -238,7 +253,12 @@ def from_json(data: Mapping[str, Any]) -> Settings:
     try:
         if "backends" in values:
             values["backends"] = tuple(
-                BackendConfig(b["url"], tuple(b.get("voices") or DEFAULT_VOICES), b.get("name", ""))
+                BackendConfig(
+                    b["url"],
+                    tuple(b.get("voices") or DEFAULT_VOICES),
+                    b.get("name", ""),
+                    b.get("voice_dir"),
+                )
                 for b in values["backends"]
             )
         if "allowed_origins" in values:

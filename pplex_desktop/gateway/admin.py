@@ -30,6 +30,19 @@ def _expiry(request: web.Request, fields: dict[str, Any]) -> float | None:
     )
 
 
+def _permission(fields: dict[str, Any]) -> bool:
+    value = fields.get("can_manage_voices", False)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"  # a form sends text
+    if not isinstance(value, bool):
+        raise ValidationError(
+            "can_manage_voices must be true or false (JSON), the permission to store and "
+            "remove custom voices.",
+            code="invalid_permission",
+        )
+    return value
+
+
 @routes.post("/admin/keys/generate")
 @admin_only
 async def generate_key(request: web.Request) -> web.Response:
@@ -40,6 +53,7 @@ async def generate_key(request: web.Request) -> web.Response:
         rpm=optional_int(fields, "rpm"),
         max_sessions=optional_int(fields, "max_sessions"),
         expires_at=_expiry(request, fields),
+        can_manage_voices=_permission(fields),
     )
     body = _public(request, made.record)
     body["key"] = made.key
@@ -66,7 +80,7 @@ async def update_key(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     key_id = path_id(request)
     fields = await read_fields(request)
-    allowed = {"name", "rpm", "max_sessions", "expires_at", "expires_in_days"}
+    allowed = {"name", "rpm", "max_sessions", "expires_at", "expires_in_days", "can_manage_voices"}
     unknown = sorted(set(fields) - allowed)
     if unknown:
         raise ValidationError(
@@ -84,6 +98,7 @@ async def update_key(request: web.Request) -> web.Response:
         rpm=UNSET if rpm is None else rpm,
         max_sessions=UNSET if sessions is None else sessions,
         expires_at=expiry,
+        can_manage_voices=_permission(fields) if "can_manage_voices" in fields else UNSET,
     )
     return json_response(_public(request, record))
 

@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import admin, jobs_api, live, metrics_api, public, realtime, talk
+from pplex_desktop.gateway import (
+    admin,
+    jobs_api,
+    live,
+    metrics_api,
+    public,
+    realtime,
+    talk,
+    voices_api,
+)
 from pplex_desktop.gateway.auth import auth_middleware
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.errors import error_middleware
@@ -130,6 +139,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app[public.STARTED_AT] = time.monotonic()
     app.add_routes(public.routes)
     app.add_routes(admin.routes)
+    app.add_routes(voices_api.routes)
     app.add_routes(live.routes)
     app.add_routes(realtime.routes)
     app.add_routes(talk.routes)

@@ -12,6 +12,7 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -19,6 +20,7 @@ from pplex_desktop.core.clock import Clock
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.gateway.events import BackendHealthChanged
+from pplex_desktop.gateway.voice_library import VoiceLibrary
 
 _log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 3.0
@@ -84,6 +86,13 @@ class Backend:
         self.busy = False
         self.sessions_served = 0
         self.queue_length = 0
+        self.library = VoiceLibrary(Path(config.voice_dir)) if config.voice_dir else None
+        # WAV voices found in (or stored into) the library, beside the configured list.
+        self.custom_voices: tuple[str, ...] = self.library.scan() if self.library else ()
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.config.voices + self.custom_voices))
 
     @property
     def url(self) -> str:
@@ -103,7 +112,7 @@ class Backend:
             self.config.label,
             self.healthy,
             self.detail,
-            self.config.voices,
+            self.voices,
             self.busy,
             self.sessions_served,
             self.queue_length,
@@ -124,6 +133,9 @@ class BackendPool:
             self._listeners.append(on_change)
         self._session: aiohttp.ClientSession | None = None
         self._ws_session: aiohttp.ClientSession | None = None
+        # Storing and removing custom voices one at a time: two uploads of one name must not
+        # both pass the "name is free" check.
+        self.voices_lock = asyncio.Lock()
 
     def add_listener(self, listener: Callable[[BackendHealthChanged], None]) -> None:
         self._listeners.append(listener)
@@ -166,7 +178,7 @@ class BackendPool:
         """Voices offered by any backend, in first-seen order."""
         seen: dict[str, None] = {}
         for backend in self.backends:
-            seen.update(dict.fromkeys(backend.config.voices))
+            seen.update(dict.fromkeys(backend.voices))
         return tuple(seen)
 
     def _set_health(self, backend: Backend, healthy: bool, detail: str) -> None:

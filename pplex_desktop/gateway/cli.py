@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective settings, each with where it came from, and exit",
     )
     run.add_argument(
+        "--voice-dir",
+        type=Path,
+        metavar="DIR",
+        help="the model servers' voice folder (their --voice-prompt-dir), if this gateway can "
+        "write it: uploaded voices go there and every .wav in it is offered",
+    )
+    run.add_argument(
         "--tls",
         choices=("auto", "off"),
         help="auto: serve the network over HTTPS (--host, default 0.0.0.0, port --lan-port) with "
@@ -131,7 +138,17 @@ def flag_overrides(args: argparse.Namespace, current: Settings) -> Overrides:
         voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
         backends = out.values.get("backends", current.backends)
         out.set(
-            "backends", tuple(BackendConfig(b.url, voices, b.name) for b in backends), "--voices"
+            "backends",
+            tuple(BackendConfig(b.url, voices, b.name, b.voice_dir) for b in backends),
+            "--voices",
+        )
+    if args.voice_dir is not None:
+        voice_dir = str(args.voice_dir.resolve())
+        backends = out.values.get("backends", current.backends)
+        out.set(
+            "backends",
+            tuple(BackendConfig(b.url, b.voices, b.name, voice_dir) for b in backends),
+            "--voice-dir",
         )
     return out
 

@@ -47,6 +47,13 @@ class KeysChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class VoicesChanged:
+    """A custom voice was stored or removed; pickers should read the voice list again."""
+
+    voices: tuple[str, ...]  # every voice file offered now
+
+
+@dataclass(frozen=True, slots=True)
 class BackendHealthChanged:
     url: str
     label: str
@@ -132,5 +139,6 @@ GatewayEvent: TypeAlias = (
     | QueueChanged
     | JobChanged
     | JobsExpired
+    | VoicesChanged
 )
 Listener: TypeAlias = Callable[[GatewayEvent], None]

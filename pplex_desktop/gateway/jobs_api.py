@@ -22,6 +22,7 @@ from aiohttp import web
 
 from pplex_desktop.core.errors import NotFoundError, PplexError, ValidationError
 from pplex_desktop.core.jobstore import Job, JobState
+from pplex_desktop.core.voices import display_name
 from pplex_desktop.gateway.context import API_KEY, GatewayContext
 from pplex_desktop.gateway.errors import json_error
 from pplex_desktop.gateway.hosts import base_url
@@ -72,7 +73,7 @@ def job_json(job: Job, service: JobService, base: str) -> dict[str, Any]:
         "error_code": job.error_code,
         "input_name": job.input_name,
         "persona": job.persona,
-        "voice": job.voice.rsplit(".", 1)[0],
+        "voice": display_name(job.voice),
         "seed": job.seed,
         "engine": job.engine,
         "input_s": round(job.input_s, 3),

@@ -108,9 +108,22 @@ class LocalEngine:
             "--output-text",
             str(folder / "local-output.json"),
         ]
+        folder_of_voice = self._voice_folder(job.voice)
+        if folder_of_voice is not None:
+            # Upstream offline.py joins --voice-prompt to --voice-prompt-dir, which defaults to
+            # the downloaded built-in voices; a custom WAV lives in the backend's voice folder.
+            command += ["--voice-prompt-dir", folder_of_voice]
         if job.seed is not None:
             command += ["--seed", str(job.seed)]
         return command
+
+    def _voice_folder(self, voice: str) -> str | None:
+        if not voice.endswith(".wav"):
+            return None
+        for backend in self.settings.backends:
+            if backend.voice_dir and (Path(backend.voice_dir) / voice).is_file():
+                return backend.voice_dir
+        return None
 
     async def run(self, job: Job, folder: Path, pcm: Pcm, report: Reporter) -> EngineResult:
         assert self.settings.personaplex_repo is not None

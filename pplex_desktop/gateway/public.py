@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pplex_desktop.core.voices import display_name
 from pplex_desktop.gateway.access import public
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
 from pplex_desktop.gateway.jsonout import json_response
@@ -22,11 +23,16 @@ _VOICE_FAMILIES = {
 STARTED_AT = web.AppKey("pplex_started_at", float)
 
 
-def voice_entry(file_name: str) -> dict[str, str]:
+def voice_entry(file_name: str) -> dict[str, Any]:
+    """A .pt voice is asked for by its bare name; a WAV voice by its file name (it may share a
+    bare name with a .pt one, which would win), and is marked custom."""
+    if file_name.endswith(".wav"):
+        stem = file_name.removesuffix(".wav")
+        return {"id": file_name, "file": file_name, "label": f"{stem} (custom)", "custom": True}
     ident = file_name.rsplit(".", 1)[0]
     family = _VOICE_FAMILIES.get(ident[:4])
     label = f"{ident} ({family})" if family and ident[4:].isdigit() else ident
-    return {"id": ident, "file": file_name, "label": label}
+    return {"id": ident, "file": file_name, "label": label, "custom": False}
 
 
 def public_name(ctx: GatewayContext, index: int) -> str:
@@ -64,7 +70,7 @@ async def voices(request: web.Request) -> web.Response:
     return json_response(
         {
             "voices": [voice_entry(v) for v in ctx.backends.voices()],
-            "default": default.rsplit(".", 1)[0],
+            "default": display_name(default),
         }
     )
 
@@ -90,12 +96,12 @@ async def info(request: web.Request) -> web.Response:
                 "name": public_name(ctx, i),
                 "reachable": st.healthy,
                 "busy": st.busy,
-                "voices": [v.rsplit(".", 1)[0] for v in st.voices],
+                "voices": [display_name(v) for v in st.voices],
             }
             for i, st in enumerate(ctx.backends.statuses())
         ],
         "voices": [voice_entry(v) for v in ctx.backends.voices()],
-        "defaults": {"persona": s.default_persona, "voice": s.default_voice.rsplit(".", 1)[0]},
+        "defaults": {"persona": s.default_persona, "voice": display_name(s.default_voice)},
         "limits": {
             "max_upload_mb": s.max_upload_mb,
             "max_audio_s": s.max_audio_s,

@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 
 from pplex_desktop.core.errors import PplexError, ValidationError
 from pplex_desktop.core.keystore import ApiKey
+from pplex_desktop.core.voices import display_name
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
 from pplex_desktop.gateway.params import SessionParams, parse_session_params
 from pplex_desktop.gateway.proxies import client_address
@@ -180,7 +181,7 @@ class RealtimeRelay(Relay):
 
     @property
     def voice_name(self) -> str:
-        return self.params.voice.rsplit(".", 1)[0]
+        return display_name(self.params.voice)  # NATF2, or narrator.wav for a WAV voice
 
     def _rate_limits(self) -> dict[str, Any]:
         decision = self.ctx.limiter.peek(self.key.id, self.key.rpm)

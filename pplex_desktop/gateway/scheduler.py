@@ -89,7 +89,7 @@ class Scheduler:
     # -- admission ----------------------------------------------------------------------
 
     def capable(self, voice: str | None) -> list[Backend]:
-        return [b for b in self.pool.backends if voice is None or voice in b.config.voices]
+        return [b for b in self.pool.backends if voice is None or voice in b.voices]
 
     def check_admission(self, voice: str | None, priority: Priority = Priority.LIVE) -> None:
         """Refuse up front what could not be served, before a WebSocket is even upgraded."""
@@ -241,7 +241,7 @@ class Scheduler:
         waiting = self._order()
         for backend in self.pool.backends:
             backend.queue_length = sum(
-                1 for t in waiting if t.voice is None or t.voice in backend.config.voices
+                1 for t in waiting if t.voice is None or t.voice in backend.voices
             )
         for position, ticket in enumerate(waiting, start=1):
             capable = max(1, len(self.capable(ticket.voice)))

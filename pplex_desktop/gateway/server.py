@@ -41,6 +41,13 @@ from pplex_desktop.gateway.metrics_api import LAN_SSL
 from pplex_desktop.gateway.protocol import GuardedRunner
 from pplex_desktop.gateway.reload import Reloaded, apply_settings
 from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
+from pplex_desktop.gateway.voices_api import (
+    StoredVoice,
+    VoiceFolder,
+    add_voice,
+    libraries,
+    remove_voice,
+)
 
 if TYPE_CHECKING:
     from pplex_desktop.backend.sim import SimServer
@@ -121,6 +128,9 @@ def network_urls(address: GatewayAddress, ips: Iterable[IPAddress] | None = None
     return [address.url]
 
 
+DEMO_VOICES_FOLDER = "voices"
+
+
 async def _summarize_bursts(burst: BurstLog) -> None:
     try:
         while True:
@@ -170,9 +180,15 @@ class GatewayRunner:
         # with a real model server never needs.
         from pplex_desktop.backend.sim import SimConfig, SimServer
 
-        self.demo = SimServer(SimConfig(prompt_delay_s=0.3, echo_delay_frames=4))
+        # The demo keeps custom voices in the data folder, as a real single-box server would in
+        # its --voice-prompt-dir, so recording a voice can be tried without a GPU.
+        voices = self.keystore.db.path.parent / DEMO_VOICES_FOLDER
+        await asyncio.to_thread(voices.mkdir, exist_ok=True)
+        self.demo = SimServer(
+            SimConfig(prompt_delay_s=0.3, echo_delay_frames=4, voice_dir=str(voices))
+        )
         url = await self.demo.start("127.0.0.1", 0)
-        return (BackendConfig(url, name=DEMO_LABEL),)
+        return (BackendConfig(url, name=DEMO_LABEL, voice_dir=str(voices)),)
 
     async def start(self) -> GatewayAddress:
         tls: TlsInfo | None = None
@@ -398,6 +414,36 @@ class GatewayServer:
     def stop(self, reason: str = "stopped", timeout: float = 30.0) -> None:
         if self.thread.running:
             self.stop_future(reason).result(timeout)
+
+    def add_voice_future(
+        self, source: Path, name: str, consent: bool
+    ) -> concurrent.futures.Future[StoredVoice]:
+        """Check, prepare and store a recording as the custom voice ``name`` (the desktop
+        owner's own upload, recorded as "admin"). Raises the same PplexErrors as the API."""
+        return self.thread.submit(self._add_voice(source, name, consent))
+
+    async def _add_voice(self, source: Path, name: str, consent: bool) -> StoredVoice:
+        runner = self._runner
+        if runner is None or runner.ctx is None:
+            raise GatewayStartError("The gateway is not running; start it to store voices.")
+        return await add_voice(runner.ctx, source, name, consent=consent, by="admin", key_id=None)
+
+    def remove_voice_future(self, name: str) -> concurrent.futures.Future[bool]:
+        return self.thread.submit(self._remove_voice(name))
+
+    async def _remove_voice(self, name: str) -> bool:
+        runner = self._runner
+        if runner is None or runner.ctx is None:
+            raise GatewayStartError("The gateway is not running; start it to remove voices.")
+        return await remove_voice(runner.ctx, name)
+
+    def voice_libraries(self) -> list[VoiceFolder]:
+        """Each backend's voice folder and its custom voices (blocking file checks: call it
+        off the Qt thread or accept a few milliseconds)."""
+        runner = self._runner
+        if runner is None or runner.ctx is None:
+            return []
+        return libraries(runner.ctx)
 
     def reconfigure(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
         """New settings take effect at the next start."""

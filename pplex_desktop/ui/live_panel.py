@@ -49,6 +49,7 @@ from pplex_desktop.audio.recorder import RecordingInfo, recordings_dir
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.personas import DEFAULT_PERSONA, PRESETS
 from pplex_desktop.core.voices import DEFAULT_VOICES
+from pplex_desktop.gateway.events import VoicesChanged
 from pplex_desktop.gateway.public import voice_entry
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.context import DesktopContext
@@ -150,6 +151,7 @@ class LivePanel(QWidget):
         self.recordings.stop_requested.connect(self.session.stop_playing)
         self.recordings.delete_confirmed.connect(self._delete_recording)
         ctx.gateway.changed.connect(self._gateway_changed)
+        ctx.bridge.any_event.connect(self._event)
 
         self._restore()
         self._show_state(self._last_state)
@@ -557,6 +559,12 @@ class LivePanel(QWidget):
         if self.isVisible():
             self._fetch_voices_if_needed()
         self._update_controls()
+
+    def _event(self, event: object) -> None:
+        if isinstance(event, VoicesChanged):
+            self._voices_for = None  # a voice was stored or removed: read the list again
+            if self.isVisible():
+                self._fetch_voices_if_needed()
 
     def _fetch_voices_if_needed(self) -> None:
         # Only for a page on screen: the voice list costs a request in the gateway's activity.

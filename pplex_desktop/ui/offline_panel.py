@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop.audio.file_player import FilePlayer, output_problem
+from pplex_desktop.gateway.events import VoicesChanged
 from pplex_desktop.gateway.public import voice_entry
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.context import DesktopContext
@@ -271,6 +272,7 @@ class OfflinePanel(QWidget):
         self.queue.removed.connect(self._removed)
         self.queue.changed.connect(self._changed)
         ctx.gateway.changed.connect(self._gateway_changed)
+        ctx.bridge.any_event.connect(self._event)
 
         self._show_matrix()
         self._show_rows()
@@ -578,6 +580,10 @@ class OfflinePanel(QWidget):
             self._ctx.status.post(f"No file manager could open {folder}.")
 
     # -- the gateway and the app ------------------------------------------------------------------
+
+    def _event(self, event: object) -> None:
+        if isinstance(event, VoicesChanged):
+            self._gateway_changed(self._ctx.gateway.view)  # reads the voice list again
 
     def _gateway_changed(self, view: GatewayView) -> None:
         self._show_overall()

@@ -6,6 +6,7 @@ field at a time, so a refusal is shown as its sentence next to the field that ca
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,8 @@ from pplex_desktop.gateway.tls import check_certificate_pair
 from pplex_desktop.ui.admin_secret import AdminSecretReset
 from pplex_desktop.ui.backend_probe import ProbeResult, probe_backend
 from pplex_desktop.ui.context import DesktopContext
+from pplex_desktop.ui.live_audio import AudioSystem
+from pplex_desktop.ui.voices_tab import VoicesTab
 from pplex_desktop.ui.widgets import label, selectable
 
 CLOSE_CHOICES = (
@@ -62,7 +65,13 @@ def _voice_label(file_name: str) -> str:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, ctx: DesktopContext, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        ctx: DesktopContext,
+        parent: QWidget | None = None,
+        *,
+        audio: AudioSystem | None = None,
+    ) -> None:
         super().__init__(parent)
         self._ctx = ctx
         self._base = ctx.settings.current
@@ -80,6 +89,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._build_conversation(), "Conversation")
         self.tabs.addTab(self._build_limits(), "Limits")
         self.tabs.addTab(self._build_network(), "Network")
+        self.voices_tab = VoicesTab(ctx, audio)
+        self.tabs.addTab(self.voices_tab, "Voices")
         self.tabs.addTab(self._build_app(), "Application")
         self.general_error = label(role="error", wrap=True)
         self.general_error.hide()
@@ -420,6 +431,10 @@ class SettingsDialog(QDialog):
             voices = tuple(v.strip() for v in cell(VOICES_COLUMN).split(",") if v.strip())
             try:
                 backend = BackendConfig(url, voices or DEFAULT_VOICES, cell(NAME_COLUMN))
+                # Not edited here: a server's voice folder stays what the settings file says.
+                kept = next((b for b in self._base.backends if b.url == backend.url), None)
+                if kept is not None and kept.voice_dir is not None:
+                    backend = dataclasses.replace(backend, voice_dir=kept.voice_dir)
             except PplexError as exc:
                 raise PplexError(f"Row {row + 1}: {exc.message}") from None
             found.append(backend)

@@ -55,6 +55,7 @@ class Services:
     admin_secret: str | None = None  # only on first launch, to show once
     folder_lock: FolderLock | None = None  # held until the shell has finished
     pages: PageRegistry | None = None  # None: default_pages()
+    audio: AudioSystem | None = None  # None: the real sound devices (the Voices tab)
 
 
 def default_pages(audio: AudioSystem | None = None) -> PageRegistry:
@@ -197,7 +198,7 @@ class DesktopShell(QObject):
         if self.settings_dialog is not None:
             self.settings_dialog.raise_()
             return self.settings_dialog
-        dialog = SettingsDialog(self.context, self.window)
+        dialog = SettingsDialog(self.context, self.window, audio=self.services.audio)
 
         def closed(_result: int) -> None:
             self.settings_dialog = None

@@ -75,7 +75,11 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     made: list[Gateway] = []
 
     async def factory(
-        *, sims: int = 1, sim_config: SimConfig | None = None, **settings: Any
+        *,
+        sims: int = 1,
+        sim_config: SimConfig | None = None,
+        voice_dir: str | None = None,
+        **settings: Any,
     ) -> Gateway:
         servers = []
         for _ in range(sims):
@@ -88,7 +92,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         base = Settings(
             host="127.0.0.1",
             port=0,
-            backends=tuple(BackendConfig(s.url or "") for s in servers)
+            backends=tuple(BackendConfig(s.url or "", voice_dir=voice_dir) for s in servers)
             or (BackendConfig("ws://127.0.0.1:9"),),
         )
         runner = GatewayRunner(base.replace(**settings), store, clock=clock)
