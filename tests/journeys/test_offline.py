@@ -19,7 +19,7 @@ from tests.journeys.harness import JourneyFailure, Screen, wait_until
 # Positions from the window's top-left corner, found once on a screenshot of the page.
 SECOND_PERSONA = (222, 178)  # the box of "Casual conversation"
 DROP_ZONE = (630, 420)
-FIFTH_ROW = (250, 484)  # in the table of jobs, once four answers are listed
+FIRST_ROW = (250, 367)  # in the table of jobs
 DETAIL = (700, 610)  # the transcript-or-error pane under the table
 PERSONAS = ("assistant-trained-role", "casual-conversation")
 VOICE = "NATF2"
@@ -99,8 +99,9 @@ def test_dropped_recordings_come_back_answered_and_a_fake_wav_is_refused(
     screen.key("Return")
     screen.repaints(before, "the refused file's row")
     screen.shot("offline-refused", region=(x, y, w, h))
-    # Its row is the newest; selected, the pane below the table tells why, copyable.
-    screen.click(x + FIFTH_ROW[0], y + FIFTH_ROW[1])
+    # Its row is the newest (the last); selected, the pane below the table tells why, copyable.
+    screen.click(x + FIRST_ROW[0], y + FIRST_ROW[1])
+    screen.key("Down", "Down", "Down", "Down")
     screen.click(x + DETAIL[0], y + DETAIL[1])
     screen.key("ctrl+a", "ctrl+c")
 
