@@ -21,8 +21,7 @@ from pplex_desktop.core.errors import ConfigError, ValidationError
 from pplex_desktop.core.keystore import _MIGRATIONS, KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings, load_settings, save_settings
 from pplex_desktop.core.voices import resolve_voice
-from pplex_desktop.gateway.cli import _settings as cli_settings
-from pplex_desktop.gateway.cli import build_parser
+from pplex_desktop.gateway.cli import build_parser, resolve_settings
 from pplex_desktop.gateway.voice_library import CONSENT_STATEMENT
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from tests import talk
@@ -488,5 +487,5 @@ def test_keys_made_before_the_permission_existed_do_not_have_it(tmp_path: Path) 
 
 def test_the_gateway_command_line_sets_the_voice_folder(tmp_path: Path) -> None:
     args = build_parser().parse_args(["--backend", "ws://gpu:8998", "--voice-dir", "voices"])
-    settings = cli_settings(args, tmp_path)
+    settings = resolve_settings(args, tmp_path, env={}).settings
     assert settings.backends[0].voice_dir == str(Path("voices").resolve())
