@@ -1,8 +1,4 @@
-"""Offline inference through the gateway, streamed through the real Kyutai server.
-
-Written against the documented contract before the routes were merged: each test skips while
-the gateway's ``app.router`` has no such route, and runs as soon as it has.
-"""
+"""Offline inference through the gateway, streamed through the real Kyutai server."""
 
 from __future__ import annotations
 
@@ -14,15 +10,12 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import pytest
 
-from tests.conformance.gateway_support import PERSONA, GatewayFactory, gateway_routes
+from tests.conformance.gateway_support import PERSONA, GatewayFactory
 from tests.conformance.kyutai_env import KyutaiServer
 from tests.conformance.talk import STEP_TIMEOUT
 from tests.signals import tone
 
-ROUTES = gateway_routes()
-NOT_MERGED = "offline inference is not merged yet"
 RATE = 24_000
 INPUT_S = 1.5
 SILENCE_S = 1.0
@@ -67,7 +60,6 @@ def _input(folder: Path) -> bytes:
 EXPECTED = (1, 2, RATE, round((INPUT_S + SILENCE_S) * RATE))
 
 
-@pytest.mark.skipif("/v1/inference" not in ROUTES, reason=NOT_MERGED)
 async def test_inference_answers_a_file_through_the_real_server(
     make_kyutai_gateway: GatewayFactory, kyutai: KyutaiServer, tmp_path: Path
 ) -> None:
@@ -86,7 +78,6 @@ async def test_inference_answers_a_file_through_the_real_server(
     assert len(kyutai.frame_times_ms()) > handled, "the real server did the work"
 
 
-@pytest.mark.skipif("/v1/jobs" not in ROUTES, reason=NOT_MERGED)
 async def test_job_runs_through_the_real_server(
     make_kyutai_gateway: GatewayFactory, kyutai: KyutaiServer, tmp_path: Path
 ) -> None:
