@@ -14,6 +14,7 @@ from pplex_desktop.ui.lan import lan_addresses
 from pplex_desktop.ui.server_panel import ServerPanel
 from pplex_desktop.ui.settings_store import SettingsStore
 from tests.gui.conftest import WAIT_MS, Launch, http, running, url_of
+from tests.skips import skip_or_fail
 
 
 def server_page(shell: object) -> ServerPanel:
@@ -126,7 +127,7 @@ def test_pairing_a_device(qtbot: QtBot, launch: Launch) -> None:
     panel = server_page(shell)
     qtbot.waitUntil(lambda: shell.gateway.view.lan_address is not None, timeout=WAIT_MS)
     if not panel.lan_urls:
-        pytest.skip("This machine has no network interface with an IPv4 address.")
+        skip_or_fail("This machine has no network interface with an IPv4 address.")
     qtbot.mouseClick(panel.pair_button, Qt.MouseButton.LeftButton)
     dialog = panel.pair_dialog
     assert dialog is not None
