@@ -157,6 +157,9 @@ def _handshake(port: int, server_name: str, cafile: Path) -> bytes:
         return data
 
 
+# The refused handshake below is logged as an ERROR by asyncio's debug mode, which the test
+# run turns on (tests/loop_debug.py): "Error on transport creation for incoming connection".
+@pytest.mark.expect_error_logs
 async def test_gateway_serves_https_trusted_through_the_generated_ca(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.sqlite3")
     settings = Settings(
