@@ -10,7 +10,9 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 
+from pplex_desktop.gateway import offline_engine
 from tests.conformance.gateway_support import PERSONA, GatewayFactory
 from tests.conformance.kyutai_env import KyutaiServer
 from tests.conformance.talk import STEP_TIMEOUT
@@ -58,6 +60,16 @@ def _input(folder: Path) -> bytes:
 
 
 EXPECTED = (1, 2, RATE, round((INPUT_S + SILENCE_S) * RATE))
+
+
+@pytest.fixture(autouse=True)
+def _patient_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the answer is complete the engine still has up to a window of frames in flight,
+    and closes with a 2 s grace for the server to answer them. On a loaded CPU the real server
+    took up to 2.8 s for one frame: it would be cut off and raise ("Cannot write to closing
+    transport"), which the tier counts as a fault. These tests check the answer, not how long
+    a slow server is waited for."""
+    monkeypatch.setattr(offline_engine, "CLOSE_TIMEOUT_S", STEP_TIMEOUT)
 
 
 async def test_inference_answers_a_file_through_the_real_server(
