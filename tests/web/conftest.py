@@ -138,7 +138,7 @@ async def browser(chromium: str, fake_mic: Path, browser_home: Path) -> AsyncIte
         skip_or_fail("playwright is not installed (pip install -e '.[test]').")
     playwright = await async_playwright().start()
     try:
-        chromium = await playwright.chromium.launch(
+        launched = await playwright.chromium.launch(
             executable_path=chromium,
             headless=True,
             args=[
@@ -158,8 +158,8 @@ async def browser(chromium: str, fake_mic: Path, browser_home: Path) -> AsyncIte
     except Exception as exc:  # any launch failure means: this machine cannot run the tier
         await playwright.stop()
         skip_or_fail(f"Chromium could not be launched: {exc}")
-    yield chromium
-    await chromium.close()
+    yield launched
+    await launched.close()
     await playwright.stop()
 
 
