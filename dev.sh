@@ -2,6 +2,7 @@
 # One entry point for people and CI:
 #   ./dev.sh launch [ARGS]   install what is needed, then start pplex-desktop
 #   ./dev.sh test [PYTEST ARGS]  install what is needed, then lint, type-check and run every test
+#                                (with no ARGS: with the coverage report and its floor)
 # Works on a fresh Debian/Ubuntu machine as root or as a user with sudo.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -69,6 +70,10 @@ case "$cmd" in
     say "mypy --strict"
     "$VENV/bin/mypy"
     say "pytest"
+    if [ $# -eq 0 ]; then
+      # The whole suite: with the coverage report and its floor (pyproject's fail_under).
+      exec "$VENV/bin/python" -m pytest --cov
+    fi
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

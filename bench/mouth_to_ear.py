@@ -100,7 +100,7 @@ def probe(seconds: float, interval: float, out: Path) -> None:
 def _time_of(index: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Map sample indices to the stream clock from (first sample, time) pairs per callback."""
     rows = np.clip(np.searchsorted(table[:, 0], index, side="right") - 1, 0, len(table) - 1)
-    return table[rows, 1] + (index - table[rows, 0]) / RATE
+    return np.asarray(table[rows, 1] + (index - table[rows, 0]) / RATE)
 
 
 def analyse(path: Path, max_delay: float, interval: float) -> list[float]:

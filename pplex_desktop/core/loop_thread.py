@@ -6,6 +6,11 @@ The gateway and the live conversation each run on one of these, so a busy Qt mai
 The loop is made explicitly, never through the process-wide event-loop policy: ``qasync.run()``
 replaces that policy, and a thread asking it for a loop gets a Qt loop that cannot run off the
 main thread (the Talk page froze for good at real launch when it did).
+
+``PPLEX_ASYNCIO_DEBUG=1`` turns on asyncio's debug mode in every loop thread that was not given
+``debug=`` explicitly, and ``PPLEX_SLOW_CALLBACK_MS`` sets how long a callback may hold the loop
+before asyncio logs it as slow (100 ms by default). They are environment variables so that the
+test suite's settings reach the app, gateway and simulator processes it starts as well.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -23,6 +29,8 @@ from pplex_desktop.core.errors import PplexError
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 START_TIMEOUT_S = 10.0
+DEBUG_ENV = "PPLEX_ASYNCIO_DEBUG"
+SLOW_CALLBACK_ENV = "PPLEX_SLOW_CALLBACK_MS"
 
 
 class LoopThreadError(PplexError, RuntimeError):
@@ -36,6 +44,39 @@ def new_plain_loop() -> asyncio.AbstractEventLoop:
     if sys.platform == "win32":
         return asyncio.ProactorEventLoop()
     return asyncio.SelectorEventLoop()
+
+
+def debug_from_environment() -> bool | None:
+    """True when ``PPLEX_ASYNCIO_DEBUG`` asks for debug mode; None leaves asyncio's default."""
+    return True if os.environ.get(DEBUG_ENV, "").strip() == "1" else None
+
+
+def slow_callback_s_from_environment() -> float | None:
+    """``PPLEX_SLOW_CALLBACK_MS`` in seconds, or None when it is unset or not a positive number."""
+    raw = os.environ.get(SLOW_CALLBACK_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not ms > 0:
+        _log.warning(
+            "Ignoring %s=%r: it must be a positive number of milliseconds.", SLOW_CALLBACK_ENV, raw
+        )
+        return None
+    return ms / 1000.0
+
+
+def apply_debug_settings(loop: asyncio.AbstractEventLoop, debug: bool | None = None) -> None:
+    """Give ``loop`` the debug mode and slow-callback threshold asked for, by argument or by
+    the environment (see the module's docstring)."""
+    debug = debug_from_environment() if debug is None else debug
+    if debug is not None:
+        loop.set_debug(debug)
+    slow = slow_callback_s_from_environment()
+    if slow is not None:
+        loop.slow_callback_duration = slow
 
 
 class LoopThread:
@@ -87,8 +128,7 @@ class LoopThread:
     def _run(self) -> None:
         try:
             loop = self._loop_factory()
-            if self._debug is not None:
-                loop.set_debug(self._debug)
+            apply_debug_settings(loop, self._debug)
             asyncio.set_event_loop(loop)
         except Exception as exc:  # noqa: BLE001 (handed to start(), which raises a sentence)
             self._failure = exc

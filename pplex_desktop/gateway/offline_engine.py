@@ -47,7 +47,6 @@ WINDOW_FRAMES = 20  # 1.6 s of audio ahead of what came back
 EXTRA_FRAMES = 4  # covers a dropped first frame and codec look-ahead
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
-DRAIN_S = 0.5
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.float32)
 _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
@@ -176,18 +175,21 @@ class _Conversation:
     async def _drain(self) -> None:
         """Take the answers to frames still in flight, so the server is not cut off mid-send.
 
-        A server that drops a first frame (Kyutai) owes one answer less: the short grace ends
-        the wait for it.
+        Only up to one answer short of what was sent: a server that drops a first frame
+        (Kyutai) owes one less, and waiting for it with a timeout would not do. aiohttp takes
+        a receive() that timed out or was cancelled for an abnormal closure, and its close()
+        then drops the socket without a handshake: a server still answering raises on it
+        ("Cannot write to closing transport"). The answer that may still be owed is read and
+        discarded by close(), which waits for the server's close frame behind it.
         """
         # The answer is complete: nothing that happens now can fail the job.
         with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
-            async with asyncio.timeout(DRAIN_S):
-                while self.out_samples < self.sent * FRAME_SAMPLES:
-                    msg = await self.ws.receive()
-                    if msg.type is not WSMsgType.BINARY:
-                        return
-                    with contextlib.suppress(EngineError):
-                        self._on_message(msg.data)
+            while self.out_samples < (self.sent - 1) * FRAME_SAMPLES:
+                msg = await self.ws.receive(timeout=self.stall_s)
+                if msg.type is not WSMsgType.BINARY:
+                    return
+                with contextlib.suppress(EngineError):
+                    self._on_message(msg.data)
 
 
 async def _handshake(ws: aiohttp.ClientWebSocketResponse, timeout_s: float) -> None:

@@ -8,6 +8,7 @@ server's handshake, because PersonaPlex silently discards anything sent while it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -20,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.protocol import State
 
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.redact import redact_url
@@ -144,6 +146,8 @@ class MoshiSession:
         self.samples_received = 0
         self.http_status: int | None = None
         self._closed_event: ClosedEvent | None = None
+        self._receiving = False  # an events() reader is waiting for the next message
+        self._drain: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -276,11 +280,17 @@ class MoshiSession:
     async def events(self) -> AsyncIterator[Event]:
         """Yield what the server sends until the connection ends with a ClosedEvent."""
         while True:
+            if self._drain is not None:
+                # close() is reading what the server still sends; the end is all that is left.
+                await asyncio.shield(self._drain)
+            self._receiving = True
             try:
                 raw = await self._ws.recv()
             except ConnectionClosed as exc:
                 yield self._closed(exc)
                 return
+            finally:
+                self._receiving = False
             if isinstance(raw, str):
                 continue
             try:
@@ -315,7 +325,24 @@ class MoshiSession:
         return self._closed_event
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        await self._ws.close(code, reason)
+        """Close, and wait for the server's close frame.
+
+        Messages the server still sends come before its close frame. When no events() reader
+        takes them, they are discarded here: left unread, they fill the socket's queue, reading
+        pauses, and the close frame waits behind them until the close timeout (10 s) ends the
+        connection as if it were lost."""
+        if self._receiving or self._ws.state is State.CLOSED:
+            await self._ws.close(code, reason)
+            return
+        closing = asyncio.ensure_future(self._ws.close(code, reason))
+        if self._drain is None:
+            self._drain = asyncio.ensure_future(self._discard_until_closed())
+        await asyncio.gather(closing, asyncio.shield(self._drain))
+
+    async def _discard_until_closed(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self._ws.recv()
 
     @property
     def close_code(self) -> int | None:

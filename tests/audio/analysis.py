@@ -28,7 +28,7 @@ def xcorr_lag(haystack: npt.ArrayLike, needle: npt.ArrayLike) -> int:
 def envelope(pcm: npt.ArrayLike) -> npt.NDArray[np.float64]:
     x = np.asarray(pcm, dtype=np.float64)
     frames = len(x) // HOP
-    return np.sqrt(np.mean(x[: frames * HOP].reshape(frames, HOP) ** 2, axis=1))
+    return np.asarray(np.sqrt(np.mean(x[: frames * HOP].reshape(frames, HOP) ** 2, axis=1)))
 
 
 def log_spectrogram(pcm: npt.ArrayLike, bands: int = 24) -> npt.NDArray[np.float64]:
@@ -42,7 +42,7 @@ def log_spectrogram(pcm: npt.ArrayLike, bands: int = 24) -> npt.NDArray[np.float
     spec = np.abs(np.fft.rfft(x[idx] * np.hanning(win), axis=1)) ** 2
     usable = spec[:, 1 : 1 + (spec.shape[1] * 2 // 3) // bands * bands]
     energy = usable.reshape(frames, bands, -1).sum(axis=2)
-    return np.log10(energy + 1e-9)
+    return np.asarray(np.log10(energy + 1e-9), dtype=np.float64)
 
 
 def _pearson(a: npt.ArrayLike, b: npt.ArrayLike) -> float:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.audio import pulse
 from tests.backend.conftest import make_sim  # noqa: F401 - the pplex-sim fixture, shared
+from tests.skips import skip_or_fail
 
 _log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def pulse_devices() -> Iterator[pulse.PulseSetup]:
     try:
         setup = pulse.start()
     except pulse.PulseUnavailable as exc:
-        pytest.skip(f"PulseAudio cannot run on this machine: {exc}")
+        skip_or_fail(f"PulseAudio cannot run on this machine: {exc}")
     try:
         from pplex_desktop.audio.devices import list_devices, refresh_devices
 
@@ -27,7 +28,7 @@ def pulse_devices() -> Iterator[pulse.PulseSetup]:
         refresh_devices()
         names = {d.name for d in list_devices()}
         if not names & {"pulse", "default"}:
-            pytest.skip(
+            skip_or_fail(
                 "PulseAudio runs, but PortAudio sees no 'pulse' or 'default' device: the ALSA "
                 "PulseAudio plugin (libasound2-plugins) is missing."
             )

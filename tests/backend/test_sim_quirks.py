@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 from tests.backend.conftest import SimFactory
 from tests.signals import tone
 
-GOOD = {"text_prompt": "Be brief.", "voice_prompt": "NATM1.pt"}
+GOOD: dict[str, Any] = {"text_prompt": "Be brief.", "voice_prompt": "NATM1.pt"}
 
 
 @pytest.mark.parametrize(
@@ -74,9 +75,10 @@ async def test_empty_and_unknown_messages_are_skipped(make_sim: SimFactory) -> N
     await ws.send(b"\x03\x01")
     await ws.send(proto.encode(proto.Audio(enc.encode(tone(440, 0.08)))))
     # PersonaPlex sends its two Ogg header pages first; the third audio message is the echo.
-    audio = []
+    audio: list[bytes] = []
     while len(audio) < 3:
         msg = await asyncio.wait_for(ws.recv(), 5)
+        assert isinstance(msg, bytes)
         if proto.peek_kind(msg) is proto.Kind.AUDIO:
             audio.append(msg)
     assert sim.stats.frames_out == 1

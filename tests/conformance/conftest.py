@@ -30,6 +30,7 @@ from tests.conformance.kyutai_env import (
     cache_root,
     prepare,
 )
+from tests.skips import skip_or_fail
 
 HERE = Path(__file__).resolve().parent
 REPORT_KEY = pytest.StashKey[Report]()
@@ -84,7 +85,7 @@ def kyutai_server(
     report = conformance_report
     _prepare_into(report)
     if report.skip_reason:
-        pytest.skip(report.skip_reason)
+        skip_or_fail(report.skip_reason)
     if report.build_error or report.env is None:
         pytest.fail(f"Building the conformance assets failed: {report.build_error}", pytrace=False)
     server = KyutaiServer(report.env, tmp_path_factory.mktemp("kyutai") / "server.log")

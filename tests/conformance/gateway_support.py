@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from pplex_desktop.core.clock import SystemClock
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
-from pplex_desktop.gateway.app import create_app
-from pplex_desktop.gateway.backends import BackendPool
 from pplex_desktop.gateway.context import GatewayContext
-from pplex_desktop.gateway.events import EventHub
 from pplex_desktop.gateway.server import GatewayRunner
 from tests.conformance.kyutai_env import KyutaiServer
 
@@ -100,22 +95,3 @@ async def stop_gateway(gw: KyutaiGateway) -> None:
     await gw.http.close()
     await gw.runner.stop()
     gw.store.close()
-
-
-def gateway_routes() -> frozenset[str]:
-    """The paths the gateway's app serves, read from a freshly built ``app.router``.
-
-    Tests for routes another branch is still building skip on this, so they start running the
-    moment that work is merged, with no flag to remember."""
-    with tempfile.TemporaryDirectory() as tmp:
-        store = KeyStore(Path(tmp) / "probe.sqlite3")
-        try:
-            settings = gateway_settings("ws://127.0.0.1:9")
-            pool = BackendPool(settings.backends, SystemClock())
-            ctx = GatewayContext(settings, store, SystemClock(), EventHub(), pool)
-            app = create_app(ctx)
-            return frozenset(
-                resource.canonical for resource in app.router.resources() if resource.canonical
-            )
-        finally:
-            store.close()

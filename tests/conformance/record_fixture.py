@@ -42,17 +42,23 @@ async def record(url: str) -> list[tuple[str, bytes]]:
             )
             await ws.send(message)
             log.append(("in", message))
-        # The server answers every frame before it answers our close: see converse() in the
-        # conformance tests. Replies interleave with our sends on the wire; recording them after
+        # The server stops answering once it reads our close, so close only after the
+        # FRAMES - 1 audio answers (see converse() in the conformance tests), then keep what
+        # still comes. Replies interleave with our sends on the wire; recording them after
         # ours keeps each direction in order, which is all a stream needs.
-        closing = asyncio.create_task(ws.close())
+        closing: asyncio.Task[None] | None = None
+        answers = 0
         try:
             while True:
                 reply = await asyncio.wait_for(ws.recv(), 30)
                 assert isinstance(reply, bytes)
                 log.append(("out", reply))
+                answers += reply[:1] == b"\x01"
+                if closing is None and answers == FRAMES - 1:
+                    closing = asyncio.create_task(ws.close())
         except websockets.ConnectionClosedOK:
             pass
+        assert closing is not None
         await closing
     return log
 

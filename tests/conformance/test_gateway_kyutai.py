@@ -13,12 +13,14 @@ import contextlib
 import json
 import os
 import struct
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 import websockets
 
+from pplex_desktop.gateway import relay
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
@@ -159,13 +161,17 @@ async def test_api_chat_relays_the_servers_bytes_unchanged(
 
 
 async def test_hanging_up_mid_answer_closes_the_server_socket_cleanly(
-    kyutai_gateway: KyutaiGateway, kyutai: KyutaiServer
+    kyutai_gateway: KyutaiGateway, kyutai: KyutaiServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A caller who hangs up while the model still has frames to answer: the gateway must close
     the server's socket with a close handshake, so the server finishes those frames and ends
-    its handler normally instead of raising on a dropped connection. (The gateway waits
-    CLOSE_GRACE_S, 2 s, for that: the backlog here is a few frames, well inside it even on a
-    loaded machine.)"""
+    its handler normally instead of raising on a dropped connection.
+
+    The gateway waits CLOSE_GRACE_S (2 s) for that. On a loaded CPU the real server took up to
+    2.8 s for one frame, so the backlog of five can outlast any fixed grace: the test gives the
+    gateway as long as it gives every step, since what it checks is the close handshake, not
+    how long a slow server is waited for."""
+    monkeypatch.setattr(relay, "CLOSE_GRACE_S", STEP_TIMEOUT)
     handled, closed, done = (
         len(kyutai.frame_times_ms()),
         kyutai.count(CLOSED),
@@ -179,7 +185,7 @@ async def test_hanging_up_mid_answer_closes_the_server_socket_cleanly(
     try:
         # Logged right after "connection closed" when the handler ends normally, never when
         # it raised.
-        await kyutai.wait_for_count(DONE, done + 1, 2.0)
+        await kyutai.wait_for_count(DONE, done + 1, STEP_TIMEOUT)
     except TimeoutError:
         pytest.fail(f"The server's handler raised:\n{kyutai.log_text()[log_before:][-2000:]}")
     new = kyutai.log_text()[log_before:]
@@ -364,11 +370,19 @@ async def test_gateway_added_latency_against_the_real_server(
     kyutai_gateway: KyutaiGateway, kyutai: KyutaiServer, conformance_report: Report
 ) -> None:
     """The same lock-step client, direct and through the gateway, in alternating short rounds
-    so both see the same machine load; the figures go to the tier's summary, never asserted."""
+    so both see the same machine load; the figures go to the tier's summary, never asserted.
+
+    On a loaded CPU a frame can take seconds: the rounds stop once the budget is spent, so a
+    slow machine gives fewer figures rather than a timeout."""
     rounds, frames = 6, 16
+    budget_s = 45.0
     direct: list[float] = []
     gateway: list[float] = []
+    started = time.monotonic()
+    completed = 0
     for index in range(rounds):
+        if completed and time.monotonic() - started > budget_s:
+            break
         batch = noise_frames(frames, seed=50 + index)
         async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
             direct += await lock_step(session, batch)
@@ -376,7 +390,8 @@ async def test_gateway_added_latency_against_the_real_server(
             kyutai_gateway.url, via(kyutai_gateway.new_key(f"round{index}"))
         ) as session:
             gateway += await lock_step(session, batch)
-    assert len(direct) == len(gateway) == rounds * (frames - 1)
+        completed += 1
+    assert len(direct) == len(gateway) == completed * (frames - 1)
     conformance_report.paired_direct_ms = direct
     conformance_report.paired_gateway_ms = gateway
     conformance_report.paired_load = os.getloadavg()[0]

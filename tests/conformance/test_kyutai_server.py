@@ -22,12 +22,14 @@ from tests.conformance.kyutai_env import KyutaiServer, Report
 from tests.conformance.talk import (
     OPTIONS,
     STEP_TIMEOUT,
+    STEP_TIMEOUT_PER_FRAME,
     Conversation,
     collect,
     converse,
     exchange,
     lock_step,
     noise_frames,
+    wait_for_audio,
 )
 from tests.signals import tone
 
@@ -77,12 +79,17 @@ async def test_server_stream_layout_matches_protocol_md(kyutai: KyutaiServer) ->
         assert await asyncio.wait_for(ws.recv(), STEP_TIMEOUT) == b"\x00"
         for frame in noise_frames(6):
             await ws.send(proto.encode(proto.Audio(encoder.encode(frame))))
-        closing = asyncio.create_task(ws.close())
+        # Close only once the five answers are in: the server stops answering when it reads
+        # the close, and under load it is still behind.
+        closing: asyncio.Task[None] | None = None
         with pytest.raises(websockets.ConnectionClosedOK):
             while True:
                 message = await asyncio.wait_for(ws.recv(), STEP_TIMEOUT)
                 assert isinstance(message, bytes)
                 messages.append(message)
+                if closing is None and sum(m[:1] == b"\x01" for m in messages) == 5:
+                    closing = asyncio.create_task(ws.close())
+        assert closing is not None
         await asyncio.wait_for(closing, STEP_TIMEOUT)
     decoded = [proto.decode(m) for m in messages]
     assert {type(m) for m in decoded} <= {proto.Audio, proto.Text}
@@ -114,7 +121,7 @@ async def test_unknown_kinds_and_empty_messages_are_skipped(kyutai: KyutaiServer
         await session.send_frame(frames[0])
         await session.send_message(proto.Control(proto.ControlAction.PAUSE))
         await session.send_message(proto.Ping())
-        talk = await converse(session, frames[1:])
+        talk = await converse(session, frames[1:], expect=3)
     assert len(talk.audio) == 3
     assert kyutai.log_text().count("unknown message kind") - unknown_before == 2
 
@@ -134,10 +141,11 @@ async def test_odd_blocks_and_flush_are_framed_for_the_server(kyutai: KyutaiServ
     result = Conversation()
     async with await MoshiSession.connect(kyutai.url, OPTIONS) as session:
         receiver = asyncio.create_task(collect(session, result))
-        async with asyncio.timeout(STEP_TIMEOUT):
+        async with asyncio.timeout(STEP_TIMEOUT + 13 * STEP_TIMEOUT_PER_FRAME):
             for start in range(0, len(x), 1000):
                 await session.send_pcm(x[start : start + 1000])
             await session.flush()
+            await wait_for_audio(result, receiver, 12)
             await session.close()
             await receiver
         assert session.frames_sent == 13

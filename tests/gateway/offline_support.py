@@ -12,12 +12,12 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import pytest
 import soundfile as sf
 
 from pplex_desktop.gateway.events import JobChanged, JobsExpired
 from pplex_desktop.moshi.audiofile import read_mono
 from tests.signals import Pcm, tone
+from tests.skips import skip_or_fail
 
 PERSONA = "You are a sarcastic robot."
 
@@ -25,7 +25,7 @@ PERSONA = "You are a sarcastic robot."
 def speech_wav(folder: Path, name: str, *, rate: int, channels: int, text: str) -> Path:
     """A sentence spoken by espeak-ng, converted by sox to ``rate`` Hz and ``channels``."""
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("espeak-ng and sox are needed (./dev.sh test installs them)")
+        skip_or_fail("espeak-ng and sox are needed (./dev.sh test installs them).")
     raw = folder / f"{name}-espeak.wav"
     subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, capture_output=True)
     out = folder / f"{name}.wav"

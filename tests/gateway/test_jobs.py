@@ -24,7 +24,7 @@ from tests.gateway.offline_support import (
 
 
 def _jobs_folder(gw: Gateway) -> Path:
-    return gw.ctx.keystore.db.path.parent / "jobs"
+    return Path(gw.ctx.keystore.db.path).parent / "jobs"
 
 
 async def test_a_job_runs_to_done_and_its_results_download(make_gateway: GatewayFactory) -> None:

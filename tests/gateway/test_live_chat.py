@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ async def converse(
 
 @pytest.mark.parametrize("flavor", ["personaplex", "kyutai"])
 async def test_audio_and_persona_through_the_gateway(
-    make_gateway: GatewayFactory, flavor: str
+    make_gateway: GatewayFactory, flavor: Literal["kyutai", "personaplex"]
 ) -> None:
     gw = await make_gateway(sim_config=SimConfig(flavor=flavor, echo_delay_frames=1))
     key = gw.new_key()
@@ -68,7 +69,7 @@ async def test_bytes_are_relayed_unchanged(gateway: Gateway) -> None:
     async def collect(url: str) -> list[bytes]:
         received: list[bytes] = []
         async with websockets.connect(url, compression=None, proxy=None) as ws:
-            received.append(await ws.recv())  # handshake
+            received.append(await ws.recv(decode=False))  # handshake
             from pplex_desktop.moshi import protocol as proto
             from pplex_desktop.moshi.codec import OpusEncoder
 
@@ -78,7 +79,7 @@ async def test_bytes_are_relayed_unchanged(gateway: Gateway) -> None:
                     proto.encode(proto.Audio(enc.encode(np.zeros(FRAME_SAMPLES, np.float32))))
                 )
             while len(received) < 9:
-                received.append(await asyncio.wait_for(ws.recv(), 5))
+                received.append(await asyncio.wait_for(ws.recv(decode=False), 5))
         return received
 
     direct = await collect(

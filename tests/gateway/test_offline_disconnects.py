@@ -22,6 +22,7 @@ async def test_an_upload_cut_short_leaves_nothing(make_gateway: GatewayFactory, 
 
     gw.ctx.events.subscribe(on_event)
     address = gw.runner.address
+    assert address is not None
     _reader, writer = await asyncio.open_connection(address.host, address.port)
     head = (
         f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {gw.new_key()}\r\n"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -81,7 +82,7 @@ async def test_the_local_ca_downloads_as_der(make_gateway: GatewayFactory) -> No
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-async def _check(gateway: Gateway, key: str | None, **params: str) -> tuple[int, dict[str, object]]:
+async def _check(gateway: Gateway, key: str | None, **params: str) -> tuple[int, dict[str, Any]]:
     headers = {"X-API-Key": key} if key else {}
     async with gateway.http.get(
         gateway.url + "/v1/stream/check", params=params, headers=headers

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import qasync
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QTableWidget, QTableWidgetItem
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.app import Options, open_services
@@ -51,6 +52,13 @@ def http(
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def cell(table: QTableWidget, row: int, column: int) -> QTableWidgetItem:
+    """A table cell that must be there (Qt answers None for an empty one)."""
+    item = table.item(row, column)
+    assert item is not None, f"no item at row {row}, column {column}"
+    return item
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,8 @@ and once revoked in the panel it is refused."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QStyle
 from pytestqt.qtbot import QtBot
@@ -47,7 +49,7 @@ def create_key(qtbot: QtBot, panel: KeysPanel, name: str, rpm: int = 60) -> str:
 
 def select(qtbot: QtBot, panel: KeysPanel, name: str) -> ApiKey:
     for row in range(panel.proxy.rowCount()):
-        record = panel.proxy.index(row, 0).data(KEY_ROLE)
+        record = cast(ApiKey, panel.proxy.index(row, 0).data(KEY_ROLE))
         if record.name == name:
             panel.select_key(record.id)
             assert panel.selected() == record

@@ -257,7 +257,7 @@ def test_an_answer_that_could_not_be_saved_is_fetched_again_on_retry_and_rows_go
     assert page.play_answer_button.isEnabled() == (page.sound_problem is None)
     assert page.sound_label.text() == (page.sound_problem or "")
     opened = FolderOpener()
-    QDesktopServices.setUrlHandler("file", opened, "open")
+    QDesktopServices.setUrlHandler("file", opened, "open")  # type: ignore[arg-type]
     try:
         page.open_folder_button.click()
     finally:

@@ -13,7 +13,7 @@ from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
 from pplex_desktop.ui.lan import lan_addresses
 from pplex_desktop.ui.server_panel import ServerPanel
 from pplex_desktop.ui.settings_store import SettingsStore
-from tests.gui.conftest import WAIT_MS, Launch, http, running, url_of
+from tests.gui.conftest import WAIT_MS, Launch, cell, http, running, url_of
 from tests.journeys.http import https_via_loopback
 
 
@@ -33,12 +33,12 @@ def test_running_on_the_demo_backend(qtbot: QtBot, launch: Launch) -> None:
     qtbot.waitUntil(
         lambda: (
             panel.backends_table.rowCount() == 1
-            and panel.backends_table.item(0, 1).text() == "answering"
+            and cell(panel.backends_table, 0, 1).text() == "answering"
         ),
         timeout=WAIT_MS,
     )
-    assert panel.backends_table.item(0, 0).text() == DEMO_LABEL
-    assert panel.backends_table.item(0, 2).text() == "idle"
+    assert cell(panel.backends_table, 0, 0).text() == DEMO_LABEL
+    assert cell(panel.backends_table, 0, 2).text() == "idle"
     assert not panel.use_demo_button.isVisible()
 
 
@@ -185,13 +185,13 @@ def test_an_unreachable_model_server_offers_the_demo(qtbot: QtBot, launch: Launc
         panel = server_page(shell)
         qtbot.waitUntil(panel.use_demo_button.isVisible, timeout=WAIT_MS)
         assert "No model server answers" in panel.no_backend_label.text()
-        assert panel.backends_table.item(0, 1).text() == "unreachable"
+        assert cell(panel.backends_table, 0, 1).text() == "unreachable"
         qtbot.mouseClick(panel.use_demo_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: running(shell) and shell.gateway.view.demo, timeout=WAIT_MS)
         qtbot.waitUntil(
             lambda: (
                 panel.backends_table.rowCount() == 1
-                and panel.backends_table.item(0, 0).text() == DEMO_LABEL
+                and cell(panel.backends_table, 0, 0).text() == DEMO_LABEL
             ),
             timeout=WAIT_MS,
         )
@@ -228,7 +228,7 @@ def test_a_live_session_shows_as_active(qtbot: QtBot, launch: Launch) -> None:
         qtbot.waitUntil(lambda: shell.counters.counts.active_sessions == 1, timeout=WAIT_MS)
         qtbot.waitUntil(lambda: panel.sessions_figure.value.text() == "1", timeout=WAIT_MS)
         qtbot.waitUntil(
-            lambda: panel.backends_table.item(0, 2).text() == "in a conversation",
+            lambda: cell(panel.backends_table, 0, 2).text() == "in a conversation",
             timeout=WAIT_MS,
         )
         client.run(session.close(), timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import cast
 
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
@@ -12,12 +13,13 @@ from pytestqt.qtbot import QtBot
 from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.core.settings import SETTINGS_NAME
 from pplex_desktop.gateway.server import GatewayState
+from pplex_desktop.ui.backend_probe import ProbeResult
 from pplex_desktop.ui.settings_dialog import SettingsDialog
-from tests.gui.conftest import WAIT_MS, Launch, http, running, url_of
+from tests.gui.conftest import WAIT_MS, Launch, cell, http, running, url_of
 
 
 def open_dialog(shell: object) -> SettingsDialog:
-    dialog = shell.open_settings()  # type: ignore[attr-defined]
+    dialog = cast(SettingsDialog, shell.open_settings())  # type: ignore[attr-defined]
     assert dialog.isVisible()
     return dialog
 
@@ -29,14 +31,14 @@ def click_save(qtbot: QtBot, dialog: SettingsDialog) -> None:
 
 def saved_file(shell: object) -> dict[str, object]:
     path = shell.services.data_dir / SETTINGS_NAME  # type: ignore[attr-defined]
-    return json.loads(path.read_text())
+    return cast(dict[str, object], json.loads(path.read_text()))
 
 
 def test_refusals_are_shown_next_to_their_fields(qtbot: QtBot, launch: Launch) -> None:
     shell = launch()
     dialog = open_dialog(shell)
     dialog.demo_check.setChecked(False)
-    dialog.backends_table.item(0, 0).setText("ftp://nowhere")
+    cell(dialog.backends_table, 0, 0).setText("ftp://nowhere")
     dialog.persona_edit.setPlainText("   ")
     dialog.voice_combo.setCurrentText("../../etc/passwd")
     click_save(qtbot, dialog)
@@ -66,8 +68,8 @@ def test_save_normalises_writes_and_restarts_on_the_new_port(qtbot: QtBot, launc
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
     dialog = open_dialog(shell)
-    dialog.backends_table.item(0, 0).setText("http://gpu-box:9000/api/chat")
-    dialog.backends_table.item(0, 2).setText("NATF1, my-voice.wav")
+    cell(dialog.backends_table, 0, 0).setText("http://gpu-box:9000/api/chat")
+    cell(dialog.backends_table, 0, 2).setText("NATF1, my-voice.wav")
     dialog.persona_combo.setCurrentText(PRESETS[2].title)
     dialog.voice_combo.setCurrentText("NATF1")
     dialog._numbers["port"].setValue(free_port)
@@ -75,7 +77,11 @@ def test_save_normalises_writes_and_restarts_on_the_new_port(qtbot: QtBot, launc
     click_save(qtbot, dialog)
     qtbot.waitUntil(lambda: shell.settings_dialog is None, timeout=WAIT_MS)
     qtbot.waitUntil(
-        lambda: running(shell) and shell.gateway.view.address.port == free_port,  # type: ignore[union-attr]
+        lambda: (
+            running(shell)
+            and (address := shell.gateway.view.address) is not None
+            and address.port == free_port
+        ),
         timeout=WAIT_MS,
     )
     data = saved_file(shell)
@@ -110,7 +116,11 @@ def test_ui_only_changes_do_not_restart_the_gateway(qtbot: QtBot, launch: Launch
 def test_testing_a_model_server_from_the_dialog(qtbot: QtBot, launch: Launch) -> None:
     shell = launch()
     dialog = open_dialog(shell)
-    dialog.backends_table.item(0, 0).setText(shell.services.server.runner.demo.url)  # type: ignore[union-attr]
+    runner = shell.services.server.runner
+    assert runner is not None
+    demo = runner.demo
+    assert demo is not None and demo.url is not None
+    cell(dialog.backends_table, 0, 0).setText(demo.url)
     dialog.handshake_check.setChecked(True)
     qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.last_probe is not None, timeout=WAIT_MS)
@@ -123,10 +133,11 @@ def test_testing_a_model_server_from_the_dialog(qtbot: QtBot, launch: Launch) ->
         dead = closed.getsockname()[1]
         dialog.last_probe = None
         dialog.handshake_check.setChecked(False)
-        dialog.backends_table.item(0, 0).setText(f"127.0.0.1:{dead}")
+        cell(dialog.backends_table, 0, 0).setText(f"127.0.0.1:{dead}")
         qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: dialog.last_probe is not None, timeout=WAIT_MS)
-    assert dialog.last_probe is not None and not dialog.last_probe.reachable
+    probe = cast(ProbeResult | None, dialog.last_probe)  # set by the click, not by the test
+    assert probe is not None and not probe.reachable
     assert dialog.probe_label.text().startswith(f"Nothing answers at ws://127.0.0.1:{dead}")
     dialog.reject()
 

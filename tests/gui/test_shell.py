@@ -55,9 +55,13 @@ def test_a_plug_in_page_gets_the_owner_key_and_the_gateway_url(
     assert page.stopped
 
 
+def _blank_page(_context: DesktopContext) -> QWidget:
+    return QWidget()
+
+
 def test_the_registry_orders_and_refuses_duplicates() -> None:
     registry = default_pages()
-    registry.register(PageSpec("extra", "Extra", QWidget, order=25))
+    registry.register(PageSpec("extra", "Extra", _blank_page, order=25))
     assert [s.key for s in registry.specs()] == [
         "server",
         "live",
@@ -67,7 +71,7 @@ def test_the_registry_orders_and_refuses_duplicates() -> None:
         "activity",
     ]
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(PageSpec("keys", "Keys again", QWidget))
+        registry.register(PageSpec("keys", "Keys again", _blank_page))
     assert "extra" in registry and "live" not in PageRegistry()
 
 
@@ -231,7 +235,7 @@ def test_settings_is_last_in_the_sidebar_and_opens_the_dialog(qtbot: QtBot, laun
     qtbot.mouseClick(navigation.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.waitUntil(lambda: shell.settings_dialog is not None, timeout=WAIT_MS)
     with pytest.raises(ValueError, match="settings entry"):
-        shell.window.add_page(PageSpec("settings", "Mine", QWidget))
+        shell.window.add_page(PageSpec("settings", "Mine", lambda _ctx: QWidget()))
 
 
 def test_a_long_status_message_is_elided_beside_the_gateway_state(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from PySide6.QtCore import Qt
@@ -16,6 +17,7 @@ from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.server import DEMO_LABEL
+from pplex_desktop.ui.backend_probe import ProbeResult
 from pplex_desktop.ui.settings_store import SettingsStore
 from pplex_desktop.ui.welcome import WelcomeDialog
 from tests.gui.conftest import WAIT_MS, Launch, http, quit_gracefully, running, url_of
@@ -102,7 +104,8 @@ def test_first_launch_with_a_model_server_that_answers(
     dialog.last_probe = None
     qtbot.mouseClick(dialog.test_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.last_probe is not None, timeout=WAIT_MS)
-    assert dialog.last_probe is not None and dialog.last_probe.handshake is True
+    probe = cast(ProbeResult | None, dialog.last_probe)  # set by the click, not by the test
+    assert probe is not None and probe.handshake is True
     # The handshake used the default persona and voice, as a PersonaPlex server requires.
     query = sim.stats.queries[-1]
     assert query["voice_prompt"] == "NATF2.pt" and query["text_prompt"]

@@ -7,7 +7,6 @@ import asyncio
 import importlib.abc
 import subprocess
 import sys
-import threading
 from types import ModuleType
 from typing import Any
 
@@ -162,12 +161,6 @@ def test_missing_devices_are_explained(fake_sd: FakeSd) -> None:
         devices._plan(fake_sd, 1, "output")
 
 
-def _run_in_thread(fn: Any) -> None:
-    thread = threading.Thread(target=fn)
-    thread.start()
-    thread.join(10)
-
-
 async def test_48k_device_is_resampled_on_the_loop_side(fake_sd: FakeSd) -> None:
     fake_sd.default = (0, 0)
     fake_sd.mono = False  # a headset that only opens in stereo
@@ -194,7 +187,7 @@ async def test_48k_device_is_resampled_on_the_loop_side(fake_sd: FakeSd) -> None
             block = np.column_stack((x48[i : i + 3_840], np.zeros(3_840, np.float32)))
             mic.kwargs["callback"](block, 3_840, None, None)
 
-    _run_in_thread(capture)
+    await asyncio.to_thread(capture)
     got = [(await dev.read()).pcm for _ in range(12)]
     y = np.concatenate(got)
     assert 21_000 < len(y) <= 24_000
@@ -212,7 +205,7 @@ async def test_48k_device_is_resampled_on_the_loop_side(fake_sd: FakeSd) -> None
     model = tone(1_000, 0.8)
     for i in range(0, len(model), 1_920):
         dev.play(model[i : i + 1_920])
-        _run_in_thread(render)
+        await asyncio.to_thread(render)  # the callback's own thread, the loop free meanwhile
     out = np.concatenate(outs)
     np.testing.assert_array_equal(out[:, 0], out[:, 1])
     audible = out[np.flatnonzero(np.abs(out[:, 0]) > 0.1)[0] :, 0]
@@ -233,7 +226,7 @@ async def test_a_microphone_that_stops_by_itself_is_reported(fake_sd: FakeSd) ->
     dev = devices.SoundDeviceDuplex()
     await dev.start()
     mic = fake_sd.streams[0]
-    _run_in_thread(mic.kwargs["finished_callback"])
+    await asyncio.to_thread(mic.kwargs["finished_callback"])
     with pytest.raises(AudioUnavailableError, match="stopped delivering audio"):
         await dev.read()
     await dev.stop()
@@ -248,7 +241,7 @@ async def test_a_stalled_reader_loses_the_oldest_blocks(fake_sd: FakeSd) -> None
         for i in range(devices.MAX_QUEUED_INPUT_BLOCKS + 5):
             mic.kwargs["callback"](np.full((1_920, 1), i, np.float32), 1_920, None, None)
 
-    _run_in_thread(flood)
+    await asyncio.to_thread(flood)
     first = (await dev.read()).pcm
     assert first[0] == 5, "the five oldest blocks were dropped"
     assert dev.stats().input_overflows == 5

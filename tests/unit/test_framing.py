@@ -18,6 +18,8 @@ def test_frames_preserve_every_sample_in_order(sizes: list[int]) -> None:
         pos += size
     assert all(f.shape == (1920,) for f in frames)
     tail = framer.flush()
-    out = np.concatenate([*frames, tail] if tail is not None else frames or [np.zeros(0)])
+    out = np.concatenate(
+        [*frames, tail] if tail is not None else frames or [np.zeros(0, np.float32)]
+    )
     assert np.array_equal(out[:total], source)
     assert len(frames) == total // 1920

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> KeyStore:
+def store(tmp_path: Path, clock: FakeClock) -> Iterator[KeyStore]:
     s = KeyStore(tmp_path / "keys.sqlite3", clock=clock)
     yield s
     s.close()
@@ -104,7 +105,7 @@ def test_validation_messages(store: KeyStore, clock: FakeClock) -> None:
         ({"name": "x", "expires_at": clock.wall() - 1}, "future"),
     ):
         with pytest.raises(ValidationError, match=words):
-            store.create(**kwargs)  # type: ignore[arg-type]
+            store.create(**kwargs)
     with pytest.raises(NotFoundError):
         store.get(42)
 

@@ -29,6 +29,7 @@ from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.server import GatewayRunner
 from pplex_desktop.gateway.tls import TLS_FOLDER, TlsInfo, ensure_local_certificates
+from tests.skips import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
 SPOKEN = "Hello there. I would like to book a tune up for my bicycle on Tuesday morning."
@@ -70,7 +71,7 @@ WebGatewayFactory = Callable[..., Awaitable[WebGateway]]
 def fake_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A spoken sentence at 48 kHz: what Chromium's fake microphone plays in a loop."""
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (./dev.sh test installs it)")
+        skip_or_fail("espeak-ng is not installed (./dev.sh test installs it).")
     folder = tmp_path_factory.mktemp("mic")
     raw = folder / "espeak.wav"
     subprocess.run(["espeak-ng", "-w", str(raw), SPOKEN], check=True, capture_output=True)
@@ -92,7 +93,7 @@ def web_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsInfo:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM} (./dev.sh test installs it)")
+        skip_or_fail(f"Chromium is not installed at {CHROMIUM} (./dev.sh test installs it).")
     return CHROMIUM
 
 
@@ -100,7 +101,7 @@ def chromium() -> str:
 def browser_home(tmp_path_factory: pytest.TempPathFactory, web_tls: TlsInfo) -> Path:
     """A HOME whose NSS database trusts the gateway's CA and nothing else of ours."""
     if shutil.which("certutil") is None:
-        pytest.skip("certutil is not installed (libnss3-tools; ./dev.sh test installs it)")
+        skip_or_fail("certutil is not installed (libnss3-tools; ./dev.sh test installs it).")
     home = tmp_path_factory.mktemp("browser-home")
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
@@ -134,10 +135,10 @@ async def browser(chromium: str, fake_mic: Path, browser_home: Path) -> AsyncIte
     try:
         from playwright.async_api import async_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+        skip_or_fail("playwright is not installed (pip install -e '.[test]').")
     playwright = await async_playwright().start()
     try:
-        chromium = await playwright.chromium.launch(
+        launched = await playwright.chromium.launch(
             executable_path=chromium,
             headless=True,
             args=[
@@ -156,9 +157,9 @@ async def browser(chromium: str, fake_mic: Path, browser_home: Path) -> AsyncIte
         )
     except Exception as exc:  # any launch failure means: this machine cannot run the tier
         await playwright.stop()
-        pytest.skip(f"Chromium could not be launched: {exc}")
-    yield chromium
-    await chromium.close()
+        skip_or_fail(f"Chromium could not be launched: {exc}")
+    yield launched
+    await launched.close()
     await playwright.stop()
 
 

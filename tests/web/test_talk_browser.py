@@ -159,7 +159,9 @@ async def test_a_page_from_a_foreign_origin_is_refused(
     try:
         gateway = await make_web_gateway(allowed_origins=(allowed_origin,))
         key = gateway.new_key("shared", max_sessions=2)
-        target = f"wss://localhost:{gateway.runner.lan_address.port}/ws/stream?api_key={key}"
+        lan = gateway.runner.lan_address
+        assert lan is not None
+        target = f"wss://localhost:{lan.port}/ws/stream?api_key={key}"
         query = "?" + urlencode({"ws": target})
 
         page = await page_factory()

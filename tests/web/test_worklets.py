@@ -7,6 +7,7 @@ plays silence on an underrun, and drops old audio after a burst.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,11 @@ import pytest
 import pytest_asyncio
 
 from tests.signals import dominant_frequency, rms, tone
+from tests.skips import skip_or_fail
 from tests.web.conftest import WebGatewayFactory
 
-pytest.importorskip("playwright.async_api")
+if importlib.util.find_spec("playwright") is None:
+    skip_or_fail("playwright is not installed (pip install -e '.[test]').", allow_module_level=True)
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CAPTURE = """async (freq) => {

@@ -1,0 +1,127 @@
+"""Blocking work on an event loop fails the test that caused it.
+
+Every loop of the test run is in asyncio's debug mode, where a callback (a task step, a
+``call_soon`` handle) that holds the loop longer than ``slow_callback_duration`` is logged by
+the ``asyncio`` logger as "Executing <Handle ...> took 0.123 seconds". The collector here picks
+those records up, and ``tests/conftest.py`` fails the test they came from.
+
+asyncio measures wall time, and on a machine shared with other work a callback that was merely
+preempted looks as slow as one that blocked. So each callback's CPU time is measured too (the
+thread's own clock, which stands still while the thread waits for a core), and a slow callback
+fails the test when either:
+
+- its CPU time reached ``PPLEX_SLOW_CALLBACK_MS`` (100 ms): work that belongs in a thread
+  (encoding, key generation, a large JSON document), however loaded the machine is; or
+- its wall time reached ``PPLEX_STALLED_CALLBACK_MS`` (1 s) whatever its CPU time: a blocking
+  wait (a SQLite busy timeout, a blocking socket, a sleep) that no preemption explains.
+
+A test whose loop really blocks, and whose fix belongs elsewhere, is marked
+``@pytest.mark.slow_callbacks_allowed(reason=...)``; the thresholds are not raised for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from pplex_desktop.core.loop_thread import DEBUG_ENV, SLOW_CALLBACK_ENV
+
+DEFAULT_SLOW_CALLBACK_MS = 100.0
+DEFAULT_STALLED_CALLBACK_MS = 1_000.0
+STALLED_CALLBACK_ENV = "PPLEX_STALLED_CALLBACK_MS"
+# The format string asyncio's loop logs a slow callback with (base_events._run_once).
+SLOW_CALLBACK_MESSAGE = "Executing %s took %.3f seconds"
+
+
+def _ms_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = default
+    return value if value > 0 else default
+
+
+def slow_callback_ms() -> float:
+    return _ms_from_env(SLOW_CALLBACK_ENV, DEFAULT_SLOW_CALLBACK_MS)
+
+
+def stalled_callback_ms() -> float:
+    return _ms_from_env(STALLED_CALLBACK_ENV, DEFAULT_STALLED_CALLBACK_MS)
+
+
+def export_settings() -> None:
+    """Put the settings where loop threads, here and in subprocesses, read them."""
+    os.environ.setdefault(DEBUG_ENV, "1")
+    os.environ[SLOW_CALLBACK_ENV] = f"{slow_callback_ms():g}"
+
+
+def watch(loop: asyncio.AbstractEventLoop) -> None:
+    """Debug mode and the threshold, for a loop the test run made itself (pytest-asyncio's)."""
+    loop.set_debug(True)
+    loop.slow_callback_duration = slow_callback_ms() / 1000.0
+
+
+_last_run = threading.local()
+
+
+def meter_callback_cpu() -> None:
+    """Wrap asyncio's ``Handle._run`` (pure Python, task steps included) to note each
+    callback's CPU time for the warning asyncio logs right after it, on the same thread."""
+    original = asyncio.Handle._run
+    if getattr(original, "_pplex_metered", False):
+        return
+
+    def _run(self: asyncio.Handle) -> None:
+        start = time.thread_time()
+        try:
+            original(self)
+        finally:
+            _last_run.cpu_s = time.thread_time() - start
+
+    _run._pplex_metered = True  # type: ignore[attr-defined]
+    asyncio.Handle._run = _run  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class SlowCallback:
+    message: str
+    wall_s: float
+    cpu_s: float | None
+
+    @property
+    def blocking(self) -> bool:
+        if self.cpu_s is not None and self.cpu_s * 1000 >= slow_callback_ms():
+            return True
+        return self.wall_s * 1000 >= stalled_callback_ms()
+
+    def describe(self) -> str:
+        cpu = "" if self.cpu_s is None else f" ({1000 * self.cpu_s:.0f} ms of it on the CPU)"
+        return self.message + cpu
+
+
+class SlowCallbackCollector(logging.Handler):
+    """Keeps asyncio's slow-callback warnings, from any thread's loop, with their CPU time."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[SlowCallback] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name != "asyncio" or record.msg != SLOW_CALLBACK_MESSAGE:
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        wall = args[1] if len(args) == 2 and isinstance(args[1], float) else 0.0
+        cpu = getattr(_last_run, "cpu_s", None)
+        self.records.append(SlowCallback(record.getMessage(), wall, cpu))
+
+    def install(self) -> None:
+        meter_callback_cpu()
+        logger = logging.getLogger("asyncio")
+        logger.addHandler(self)
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
