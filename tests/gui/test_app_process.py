@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from pplex_desktop.app import EXIT_WHEN_SHOWN_ENV
@@ -56,19 +57,32 @@ def test_sigterm_stops_the_gateway_gracefully(tmp_path: Path) -> None:
         text=True,
     )
     lines: list[str] = []
-    try:
+    listening = threading.Event()
+
+    def read() -> None:
         assert process.stderr is not None
         for line in process.stderr:
             lines.append(line)
             if "The gateway listens on" in line:
-                break
+                listening.set()
+
+    # A reader thread, so a start that never logs fails in 30 s with what the app said, rather
+    # than holding the test until its timeout.
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        started = listening.wait(30)
         process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=30)
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    output = "".join(lines) + rest
+        reader.join(10)
+        assert process.stderr is not None
+        process.stderr.close()
+    output = "".join(lines)
+    assert started, f"The gateway never said it listens; the app logged:\n{output}"
     assert process.returncode == 0, output
     assert "The gateway has stopped (the application is quitting)." in output
     assert "pplex-desktop has stopped." in output
