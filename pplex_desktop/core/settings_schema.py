@@ -75,6 +75,7 @@ _DOCS: dict[str, tuple[str, str]] = {
     "trusted_proxies": ("Browsers and proxies", "proxy address whose X-Forwarded-For counts"),
     "metrics_token": ("Metrics", "Bearer token for /metrics, besides the admin secret"),
     "metrics_on_lan": ("Metrics", "serve /metrics on the HTTPS site for the network too"),
+    "upload_idle_timeout_s": ("Connections", "an upload body may pause this long, seconds"),
     "header_timeout_s": ("Connections", "request line and headers must arrive within, s"),
     "body_timeout_s": ("Connections", "longest pause in a request body, seconds"),
     "body_min_bytes_per_s": ("Connections", "slowest average body rate after that, bytes/s"),

@@ -72,7 +72,9 @@ async def test_prefixes_stored_by_earlier_imports_are_replaced(tmp_path: Path) -
         " VALUES ('old kiosk', ?, ?, 'legacy', 0, 60, 1)",
         (SHORT, keys.digest(SHORT)),
     )
-    conn.execute("UPDATE schema_version SET version = 1")  # as the previous version left it
+    # As the version before the prefix fix left it: schema 1, without later columns.
+    conn.execute("ALTER TABLE api_keys DROP COLUMN can_manage_voices")
+    conn.execute("UPDATE schema_version SET version = 1")
     conn.close()
     running = await start_gateway(tmp_path)
     assert await running.stop() == 0

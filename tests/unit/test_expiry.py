@@ -26,4 +26,7 @@ def test_days_that_are_not_ahead_are_refused_with_a_sentence(days: float) -> Non
     with pytest.raises(ValidationError) as caught:
         expiry_time(NOW, in_days=days)
     assert caught.value.code == "invalid_expiry"
-    assert caught.value.message == "expires_in_days must be above zero."
+    assert caught.value.message == (
+        "expires_in_days must be above zero and at most 3650 (ten years); leave it out for a "
+        "key that never expires."
+    )
