@@ -270,7 +270,13 @@ async def job_row(
 
 async def job_backend(speed: float) -> tuple[asyncio.subprocess.Process, str]:
     """The offline job's model server: paced to ``speed`` times real time (0: raw echo)."""
-    pace = ["--raw-echo"] if speed <= 0 else ["--frame-delay-ms", f"{80 / speed:g}"]
+    # A raw echo returns the caller's own Ogg stream, which only the Kyutai flavor (no prompt
+    # audio of its own before it) leaves a single stream.
+    pace = (
+        ["--raw-echo", "--flavor", "kyutai"]
+        if speed <= 0
+        else ["--frame-delay-ms", f"{80 / speed:g}"]
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
