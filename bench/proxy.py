@@ -9,7 +9,17 @@ direct to the backends, through pplex-gateway and through nginx, in the same run
 added latency is its round trip minus the direct one. Also the gateway's CPU time per relayed
 message and its memory per session.
 
-    .venv/bin/python -m bench.proxy [--seconds 10] [--sessions 1,10,50]
+One more row, in the same run: the live round trip through the gateway while a 10-minute offline
+job (a synthetic WAV through POST /v1/jobs) streams through a model server of its own (a voice
+only it offers keeps live sessions off it), faster than real time (--job-speed, 8x by default,
+like a fast GPU; 0 for as fast as an echo answers, which saturates the gateway), against the
+same sessions without the job; rounds alternate so drift hits both.
+The gateway's loop must not let the job's work delay live audio (goal: at most +5 ms p99).
+
+nginx is an optional comparison: without it installed the nginx column is left out, and the
+output and the result file say so.
+
+    .venv/bin/python -m bench.proxy [--seconds 10] [--sessions 1,10,50] [--job-sessions 10]
 """
 
 from __future__ import annotations
@@ -30,10 +40,79 @@ import aiohttp
 import numpy as np
 
 from bench.common import save, summary
+from pplex_desktop.core.settings import BackendConfig, Settings, save_settings
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 
 ADMIN = "bench-admin-secret-0123456789"
+JOB_AUDIO_S = 600.0
+JOB_VOICE = "BENCHJOB.pt"  # offered by the job's model server only
+NO_NGINX = (
+    "nginx is not installed, so this run has no nginx column; install nginx (apt-get install "
+    "nginx) to compare the gateway against it."
+)
+
+
+def long_wav(folder: Path, seconds: float) -> Path:
+    """A synthetic spoken-length input: a slowly swelling tone, 24 kHz mono 16-bit."""
+    import soundfile as sf
+
+    t = np.arange(int(seconds * 24_000)) / 24_000
+    pcm = 0.2 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+    path = folder / "long.wav"
+    sf.write(path, pcm.astype(np.float32), 24_000, subtype="PCM_16")
+    return path
+
+
+class OfflineJob:
+    """One long job on the gateway for the length of a round: sent, seen streaming, cancelled."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, base: str, key: str, wav: Path, speed: float
+    ) -> None:
+        self.http, self.base, self.wav, self.speed = http, base, wav, speed
+        self.headers = {"X-API-Key": key}
+        self.job_id: str | None = None
+
+    async def state(self) -> dict[str, Any]:
+        async with self.http.get(
+            f"{self.base}/v1/jobs/{self.job_id}", headers=self.headers
+        ) as resp:
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def start(self) -> float:
+        """Send the file and return once the job streams; the seconds that took."""
+        began = time.monotonic()
+        with self.wav.open("rb") as handle:
+            data = aiohttp.FormData()
+            data.add_field("audio", handle, filename="long.wav", content_type="audio/wav")
+            data.add_field("silence_s", "0")
+            data.add_field("voice", JOB_VOICE)
+            async with self.http.post(
+                self.base + "/v1/jobs", headers=self.headers, data=data
+            ) as resp:
+                body = await resp.json()
+                if resp.status != 202:
+                    raise RuntimeError(f"The gateway refused the offline job: {body}")
+        self.job_id = str(body["id"])
+        for _ in range(600):
+            job = await self.state()
+            if job["state"] == "running" and job.get("progress", 0) > 0:
+                return time.monotonic() - began
+            if job["state"] in ("done", "failed", "cancelled"):
+                raise RuntimeError(f"The offline job ended before it was measured: {job}")
+            await asyncio.sleep(0.1)
+        raise RuntimeError("The offline job did not start streaming within a minute.")
+
+    async def stop(self) -> dict[str, Any]:
+        """The job as the round ends (still running, we hope), then cancelled."""
+        job = await self.state()
+        async with self.http.delete(
+            f"{self.base}/v1/jobs/{self.job_id}", headers=self.headers
+        ) as resp:
+            await resp.read()
+        return job
 
 
 def frames(count: int) -> list[bytes]:
@@ -153,7 +232,76 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def main(seconds: float, counts: list[int], reps: int = 3) -> dict[str, Any]:
+async def job_row(
+    urls: list[str], payloads: list[bytes], job: OfflineJob, reps: int
+) -> dict[str, Any]:
+    """Live sessions through the gateway with and without a long offline job beside them."""
+    samples: dict[str, list[float]] = {"without_job": [], "with_job": []}
+    progress: list[tuple[float, float]] = []
+    running_throughout = 0
+    for rep in range(reps):
+        order = ["without_job", "with_job"] if rep % 2 == 0 else ["with_job", "without_job"]
+        for mode in order:
+            if mode == "without_job":
+                samples[mode] += await run_mode(urls, payloads)
+                continue
+            await job.start()
+            first = await job.state()
+            samples[mode] += await run_mode(urls, payloads)
+            last = await job.stop()
+            progress.append((float(first.get("progress", 0)), float(last.get("progress", 0))))
+            running_throughout += last["state"] == "running"
+    row: dict[str, Any] = {
+        "sessions": len(urls),
+        "rounds": reps,
+        "offline_job_audio_s": JOB_AUDIO_S,
+        "job_speed_x_real_time": job.speed or "as fast as an echo answers",
+        "without_job_ms": summary(samples["without_job"]),
+        "with_job_ms": summary(samples["with_job"]),
+        # How far the job got during each measured round: it streamed all along if it moved
+        # and had not finished when the round ended.
+        "job_progress_per_round": [[round(a, 3), round(b, 3)] for a, b in progress],
+        "job_running_at_every_round_end": running_throughout == reps,
+    }
+    for p in ("p50", "p99"):
+        row[f"job_added_{p}_ms"] = row["with_job_ms"][p] - row["without_job_ms"][p]
+    return row
+
+
+async def job_backend(speed: float) -> tuple[asyncio.subprocess.Process, str]:
+    """The offline job's model server: paced to ``speed`` times real time (0: raw echo)."""
+    # A raw echo returns the caller's own Ogg stream, which only the Kyutai flavor (no prompt
+    # audio of its own before it) leaves a single stream.
+    pace = (
+        ["--raw-echo", "--flavor", "kyutai"]
+        if speed <= 0
+        else ["--frame-delay-ms", f"{80 / speed:g}"]
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pplex_desktop.backend",
+        *pace,
+        "--voices",
+        JOB_VOICE,
+        "--port",
+        "0",
+        "--log-level",
+        "WARNING",
+        stdout=subprocess.PIPE,
+    )
+    line = await read_line(proc, "is listening on")
+    return proc, line.split("is listening on ", 1)[1].strip().removesuffix("/api/chat")
+
+
+async def main(
+    seconds: float,
+    counts: list[int],
+    reps: int = 3,
+    job_sessions: int = 10,
+    job_speed: float = 8.0,
+) -> dict[str, Any]:
+    job_sessions = max(0, min(job_sessions, max(counts)))
     most = max(counts)
     payloads = frames(int(seconds / 0.08))
     tmp = Path(tempfile.mkdtemp(prefix="pplex-bench-"))
@@ -183,6 +331,14 @@ async def main(seconds: float, counts: list[int], reps: int = 3) -> dict[str, An
             )
         backend_ports = [int(u.rsplit(":", 1)[1].split("/")[0]) for u in backend_urls]
         gw_args = [a for u in backend_urls for a in ("--backend", u)]
+        if job_sessions:
+            job_sim, job_url = await job_backend(job_speed)
+            procs.append(job_sim)
+            # Voices per model server come only from the settings file, not the command line.
+            backends = [BackendConfig(u) for u in backend_urls]
+            backends.append(BackendConfig(job_url, (JOB_VOICE,), "offline job"))
+            save_settings(tmp / "gw", Settings(backends=tuple(backends)))
+            gw_args = []
         gateway = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -212,7 +368,9 @@ async def main(seconds: float, counts: list[int], reps: int = 3) -> dict[str, An
             key = (await resp.json())["key"]
         nginx_port = free_port()
         nginx: asyncio.subprocess.Process | None = None
-        if shutil.which("nginx"):
+        if not shutil.which("nginx"):
+            print(NO_NGINX, flush=True)
+        else:
             conf = nginx_conf(tmp, nginx_port, backend_ports)
             nginx = await asyncio.create_subprocess_exec(
                 "nginx", "-c", str(conf), "-p", str(tmp), stderr=subprocess.PIPE
@@ -237,6 +395,8 @@ async def main(seconds: float, counts: list[int], reps: int = 3) -> dict[str, An
             "runs": [],
         }
         results["gateway_idle_cpu_percent"] = round(idle_cpu_per_s * 100, 2)
+        if nginx is None:
+            results["nginx"] = NO_NGINX
         ws_gw = gw_url.replace("http", "ws", 1)
         for count in counts:
             query = "?text_prompt=Bench&voice_prompt=NATF2.pt"
@@ -293,6 +453,16 @@ async def main(seconds: float, counts: list[int], reps: int = 3) -> dict[str, An
                     row[f"nginx_added_{p}_ms"] = row["nginx_ms"][p] - row["direct_ms"][p]
             results["runs"].append(row)
             print(_describe(row), flush=True)
+        if job_sessions:
+            minutes = JOB_AUDIO_S / 60
+            print(f"Writing a {minutes:.0f}-minute input for the offline job...", flush=True)
+            wav = await asyncio.to_thread(long_wav, tmp, JOB_AUDIO_S)
+            query = "?text_prompt=Bench&voice_prompt=NATF2.pt"
+            live = [f"{ws_gw}/api/chat{query}&api_key={key}" for _ in range(job_sessions)]
+            async with aiohttp.ClientSession() as http:
+                job = OfflineJob(http, gw_url, key, wav, job_speed)
+                results["offline_job"] = await job_row(live, payloads, job, reps)
+            print(_describe_job(results["offline_job"]), flush=True)
         return results
     finally:
         for proc in procs:
@@ -323,15 +493,47 @@ def _describe(row: dict[str, Any]) -> str:
     return text
 
 
+def _describe_job(row: dict[str, Any]) -> str:
+    speed = row["job_speed_x_real_time"]
+    pace = f"{speed:g}x real time" if isinstance(speed, (int, float)) else speed
+    text = (
+        f"{row['sessions']:>3} sessions beside a {row['offline_job_audio_s'] / 60:.0f}-minute "
+        f"offline job ({pace}): p99 {row['with_job_ms']['p99']:.2f} ms with it, "
+        f"{row['without_job_ms']['p99']:.2f} ms without, so the job adds "
+        f"{row['job_added_p99_ms']:+.2f} ms p99 ({row['job_added_p50_ms']:+.2f} ms p50)"
+    )
+    if not row["job_running_at_every_round_end"]:
+        text += "; the job finished before some rounds ended, so they ran partly without it"
+    return text
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sessions", default="1,10,50")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--job-sessions",
+        type=int,
+        default=10,
+        help="live sessions measured beside the offline job (0: leave that row out)",
+    )
+    parser.add_argument(
+        "--job-speed",
+        type=float,
+        default=8.0,
+        help="the offline job's model server, in times real time (0: as fast as an echo)",
+    )
     args = parser.parse_args()
     started = time.time()
     data = asyncio.run(
-        main(args.seconds, [int(n) for n in args.sessions.split(",")], max(1, args.rounds))
+        main(
+            args.seconds,
+            [int(n) for n in args.sessions.split(",")],
+            max(1, args.rounds),
+            args.job_sessions,
+            args.job_speed,
+        )
     )
     data["wall_s"] = round(time.time() - started, 1)
     save("proxy", data)

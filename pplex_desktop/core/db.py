@@ -10,18 +10,37 @@ digests and users' jobs, so their files are owner-only (0600), fixed at opening 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pplex_desktop.core.errors import PplexError
+from pplex_desktop.core.errors import PplexError, UnavailableError
 from pplex_desktop.core.paths import make_private
 
 _COMPANIONS = ("-wal", "-shm", "-journal")
+T = TypeVar("T")
+BUSY_RETRY_S = 5
+
+
+async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn`` (a store write) in a worker thread, so the caller's loop never waits on a lock;
+    a database locked for longer than SQLite's busy timeout is a 503 with a sentence."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        raise UnavailableError(
+            "The gateway's database is locked by another program; try again in a few seconds.",
+            retry_after_s=BUSY_RETRY_S,
+            code="database_busy",
+        ) from None
 
 
 class StoreError(PplexError):

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pplex_desktop.core.db import off_loop
 from pplex_desktop.core.errors import NotFoundError, ValidationError
 from pplex_desktop.core.expiry import expiry_time
 from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
@@ -48,7 +49,8 @@ def _permission(fields: dict[str, Any]) -> bool:
 async def generate_key(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     fields = await read_fields(request)
-    made = ctx.keystore.create(
+    made = await off_loop(
+        ctx.keystore.create,
         fields.get("name", ""),
         rpm=optional_int(fields, "rpm"),
         max_sessions=optional_int(fields, "max_sessions"),
@@ -92,7 +94,8 @@ async def update_key(request: web.Request) -> web.Response:
         expiry = _expiry(request, fields)
     rpm = optional_int(fields, "rpm")
     sessions = optional_int(fields, "max_sessions")
-    record = ctx.keystore.update(
+    record = await off_loop(
+        ctx.keystore.update,
         key_id,
         name=fields.get("name", UNSET),
         rpm=UNSET if rpm is None else rpm,
@@ -107,7 +110,7 @@ async def update_key(request: web.Request) -> web.Response:
 @routes.delete("/admin/keys/{id}")
 @admin_only
 async def revoke_key(request: web.Request) -> web.Response:
-    record = request.app[CTX].keystore.revoke(path_id(request))
+    record = await off_loop(request.app[CTX].keystore.revoke, path_id(request))
     return json_response(_public(request, record))
 
 
@@ -115,7 +118,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 @admin_only
 async def key_usage(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    ctx.keystore.flush_usage()
+    await off_loop(ctx.keystore.flush_usage)
     record = ctx.keystore.get(path_id(request))
     days = [_day(d) for d in ctx.keystore.daily_usage(record.id)]
     return json_response({"key": _public(request, record), "daily": days})
@@ -134,7 +137,7 @@ def _day(d: DailyUsage) -> dict[str, Any]:
 @admin_only
 async def usage(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    ctx.keystore.flush_usage()
+    await off_loop(ctx.keystore.flush_usage)
     return json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
 
 

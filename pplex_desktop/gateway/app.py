@@ -98,7 +98,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     async def flush_forever() -> None:
         while True:
             await asyncio.sleep(USAGE_FLUSH_S)
-            ctx.keystore.flush_usage()
+            # A write: in a worker thread, so a lock held elsewhere never stalls live audio.
+            await asyncio.to_thread(ctx.keystore.flush_usage)
             ctx.limiter.forget_idle()
             ctx.admin_failures.forget_idle()
             ctx.key_failures.forget_idle()

@@ -4,6 +4,10 @@ A job's files live in ``<data>/jobs/<id>/``: ``input.f32`` (the decoded upload),
 ``response.wav`` and ``transcript.json``. The row in ``jobs.sqlite3`` is written only once the
 input is safely decoded, so every row a caller was told about can be run again after a crash.
 POST /v1/inference is a job too: it just waits for its own job to finish.
+
+Writes to the job store run in worker threads: another process holding the database's lock
+keeps one request waiting (up to SQLite's busy timeout, then a 503), never the gateway's loop
+and the live sessions on it. Reads stay on the loop; in WAL mode a writer never blocks them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pplex_desktop.core.db import off_loop
 from pplex_desktop.core.errors import PplexError, RateLimitedError, UnavailableError
 from pplex_desktop.core.jobstore import (
     PRIORITY_BATCH,
@@ -80,7 +85,7 @@ class JobService:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        requeued, failed = self.store.recover(now=self.ctx.clock.wall())
+        requeued, failed = await off_loop(self.store.recover, now=self.ctx.clock.wall())
         if requeued:
             _log.info("%d interrupted offline job(s) are queued to run again.", len(requeued))
         for job_id in failed:
@@ -197,7 +202,7 @@ class JobService:
                 silence_s=params.silence_s,
                 input_s=decoded.seconds,
             )
-            job = self.store.create(new, job_id=job_id, now=self.ctx.clock.wall())
+            job = await off_loop(self.store.create, new, job_id=job_id, now=self.ctx.clock.wall())
         except BaseException:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, folder, True))
             raise
@@ -221,7 +226,7 @@ class JobService:
         while True:
             self._wake.clear()
             try:
-                job = self.store.claim_next(self.ctx.clock.wall())
+                job = await off_loop(self.store.claim_next, self.ctx.clock.wall())
             except PplexError as exc:  # the database is locked or the disk is full
                 _log.warning("The job queue cannot be read (%s); retrying in a second.", exc)
                 await asyncio.sleep(1.0)
@@ -254,7 +259,7 @@ class JobService:
         failure: tuple[str, int, str] | None = None
         began = time.monotonic()
         try:
-            pcm = load_input(folder)
+            pcm = await asyncio.to_thread(load_input, folder)
             if job.engine == "local":
                 result = await self.local_engine.run(job, folder, pcm, report)
             else:
@@ -275,8 +280,8 @@ class JobService:
             )
         now = self.ctx.clock.wall()
         if failure is None:
-            finished = self.store.mark_done(
-                job.id, now=now, output_s=output_s, transcript=result.text
+            finished = await off_loop(
+                self.store.mark_done, job.id, now=now, output_s=output_s, transcript=result.text
             )
             if finished is not None:
                 if job.input_s > 0:
@@ -287,8 +292,8 @@ class JobService:
                 _log.info("Job %s is done: %.1f s of answer.", job.id, output_s)
         else:
             code, status, message = failure
-            finished = self.store.mark_failed(
-                job.id, now=now, code=code, status=status, message=message
+            finished = await off_loop(
+                self.store.mark_failed, job.id, now=now, code=code, status=status, message=message
             )
         # The decoded input is only needed to run the job: a finished job keeps its results.
         await asyncio.to_thread((folder / INPUT_NAME).unlink, missing_ok=True)
@@ -329,7 +334,7 @@ class JobService:
 
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel an unfinished job and drop its files; None if it had already finished."""
-        job = self.store.mark_cancelled(job_id, now=self.ctx.clock.wall())
+        job = await off_loop(self.store.mark_cancelled, job_id, now=self.ctx.clock.wall())
         if job is None:
             return None
         task = self._running.get(job_id)
@@ -342,12 +347,12 @@ class JobService:
         return job
 
     async def delete(self, job_id: str) -> None:
-        self.store.delete(job_id)
+        await off_loop(self.store.delete, job_id)
         await asyncio.to_thread(shutil.rmtree, self.job_folder(job_id), True)
 
     async def expire(self) -> list[str]:
         retention_s = self.ctx.settings.job_retention_h * 3600
-        expired = self.store.expired(self.ctx.clock.wall() - retention_s)
+        expired = await off_loop(self.store.expired, self.ctx.clock.wall() - retention_s)
         for job_id in expired:
             await self.delete(job_id)
         if expired:
@@ -360,7 +365,10 @@ class JobService:
         interval = min(60.0, max(1.0, retention_s / 20))
         while True:
             await asyncio.sleep(interval)
-            await self.expire()
+            try:
+                await self.expire()
+            except PplexError as exc:  # locked by another program: the next round tries again
+                _log.warning("Finished jobs could not be expired (%s); trying again later.", exc)
 
 
 class _Reporter:

@@ -13,11 +13,11 @@ import errno
 import ipaddress
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
@@ -29,11 +29,17 @@ from pplex_desktop.core.redact import install_redacting_filter
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.accesslog import RedactingAccessLogger
 from pplex_desktop.gateway.app import create_app
-from pplex_desktop.gateway.backends import BackendPool
+from pplex_desktop.gateway.backends import BackendPool, BackendStatus
 from pplex_desktop.gateway.burstlog import WINDOW_S, BurstLog, install_accept_filter
 from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits
 from pplex_desktop.gateway.context import GatewayContext
-from pplex_desktop.gateway.events import EventHub, GatewayStarted, GatewayStopped, KeysChanged
+from pplex_desktop.gateway.events import (
+    EventHub,
+    GatewayStarted,
+    GatewayStopped,
+    KeysChanged,
+    RequestServed,
+)
 from pplex_desktop.gateway.hosts import ALLOWED_HOSTS
 from pplex_desktop.gateway.listener import AcceptGate, GatedSite
 from pplex_desktop.gateway.metrics import GatewayFigures, figures
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
     from pplex_desktop.backend.sim import SimServer
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEMO_LABEL = "demo: echoes your voice"
 SHUTDOWN_TIMEOUT_S = 5.0
 
@@ -172,6 +179,7 @@ class GatewayRunner:
         self.guard: ConnectionGuard | None = None
         self._runner: web.AppRunner | None = None
         self._burst_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _backends(self) -> tuple[BackendConfig, ...]:
         if not self.settings.demo:
@@ -257,6 +265,7 @@ class GatewayRunner:
         self.address = bound[0]
         self.lan_address = bound[1] if len(bound) > 1 else None
         self.tls = tls
+        self._loop = asyncio.get_running_loop()
         self.keystore.add_listener(self._keys_changed)
         _log.info("The gateway listens on %s.", self.address.url)
         if self.lan_address is not None and tls is not None:
@@ -285,7 +294,19 @@ class GatewayRunner:
         return result
 
     def _keys_changed(self) -> None:
-        self.events.emit(KeysChanged())
+        # The desktop writes keys in its own disk thread: the event still goes out on this loop.
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self.events.emit(KeysChanged())
+            return
+        try:
+            loop.call_soon_threadsafe(self.events.emit, KeysChanged())
+        except RuntimeError:
+            _log.debug("A key changed after the gateway's loop closed; nobody is told.")
 
     async def _stop_demo(self) -> None:
         if self.demo is not None:
@@ -311,7 +332,12 @@ class GatewayRunner:
 
 
 class GatewayServer:
-    """The gateway on its own thread, for the desktop app; every method is thread-safe."""
+    """The gateway on its own thread, for the desktop app.
+
+    Its loop does gateway work only: the desktop has its own I/O loop and disk thread. What
+    the UI reads of the running gateway goes through the methods below that return futures;
+    they hop onto the gateway's loop, where its state lives.
+    """
 
     def __init__(
         self,
@@ -399,6 +425,38 @@ class GatewayServer:
             await runner.stop(reason)
         finally:
             self.state = GatewayState.STOPPED
+
+    def _on_loop(
+        self, read: Callable[[GatewayRunner], T], empty: T
+    ) -> concurrent.futures.Future[T]:
+        """``read(runner)`` on the gateway's loop, or ``empty`` while it is not serving."""
+
+        async def hop() -> T:
+            runner = self._runner
+            return empty if runner is None or runner.ctx is None else read(runner)
+
+        self.thread.start()
+        return self.thread.submit(hop())
+
+    def backend_statuses(self) -> concurrent.futures.Future[list[BackendStatus]]:
+        """The model servers' health, busy flag and counters."""
+        return self._on_loop(lambda r: r.ctx.backends.statuses() if r.ctx else [], [])
+
+    def recent_requests(self) -> concurrent.futures.Future[list[RequestServed]]:
+        """The requests served lately, oldest first (kept across restarts)."""
+
+        async def hop() -> list[RequestServed]:
+            return list(self.events.recent_requests)
+
+        self.thread.start()
+        return self.thread.submit(hop())
+
+    def voices(self) -> concurrent.futures.Future[tuple[tuple[str, ...], str] | None]:
+        """The voices of the model servers that run now and the default voice."""
+        return self._on_loop(
+            lambda r: (r.ctx.backends.voices(), r.ctx.settings.default_voice) if r.ctx else None,
+            None,
+        )
 
     def start_future(self) -> concurrent.futures.Future[GatewayAddress]:
         self.thread.start()

@@ -56,10 +56,8 @@ class ActivityPanel(QWidget):
         for line in ctx.log_handler.carrier.backlog:
             self._on_log(line)
         ctx.log_handler.carrier.lines.connect(self._on_lines)
-        ctx.bridge.call_fn(
-            lambda: list(ctx.server.events.recent_requests),
-            on_done=self._history,
-            what="reading the recent requests",
+        ctx.bridge.watch(
+            ctx.server.recent_requests(), self._history, what="reading the recent requests"
         )
 
     def _build_requests(self) -> QWidget:

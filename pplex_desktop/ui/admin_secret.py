@@ -113,7 +113,7 @@ class AdminSecretReset:
         box.open()
 
     def _reset(self) -> None:
-        self._ctx.bridge.call_fn(
+        self._ctx.io.call_fn(
             self._ctx.keystore.new_admin_secret,
             on_done=self._show,
             on_error=lambda error: self._ctx.errors.report("resetting the admin secret", error),

@@ -1,5 +1,10 @@
 """The one crossing between the Qt main thread and an asyncio loop thread.
 
+Two loops serve the desktop: the gateway's (``GatewayBridge``: its events, and the calls of
+``GatewayServer`` that must touch gateway state) and the desktop's own I/O loop (``IoBridge``:
+the pages' HTTP clients, and their disk work in a thread beside it), so nothing the pages do
+ever delays the live audio the gateway relays.
+
 UI → loop: ``call`` schedules a coroutine on the loop with ``run_coroutine_threadsafe`` and never
 waits; the outcome comes back on the Qt thread through a queued signal. Loop → UI: gateway
 events are re-emitted as Qt signals. Everything emitted from the loop thread goes through one
@@ -182,6 +187,45 @@ class LoopBridge(QObject):
         """Refuse new work and drop callbacks still waiting (the app is quitting)."""
         self._closed = True
         self._waiting.clear()
+
+
+class IoBridge(LoopBridge):
+    """The desktop's I/O loop, with one disk thread beside it.
+
+    ``call_fn`` runs its function (SQLite, settings saves with fsync, file checks) in the disk
+    thread, never on a loop; one thread, so writes land in the order they were asked for.
+    Coroutines on the loop reach the same thread with ``on_disk``.
+    """
+
+    def __init__(self, thread: LoopThread, parent: QObject | None = None) -> None:
+        super().__init__(thread, parent)
+        self._disk = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{thread.name}-disk"
+        )
+
+    def call_fn(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_done: Callable[[T], None] | None = None,
+        on_error: OnError | None = None,
+        what: str = "",
+    ) -> concurrent.futures.Future[T]:
+        """Run a plain function in the disk thread; the outcome comes back on the Qt thread."""
+        what = what or getattr(fn, "__qualname__", repr(fn))
+        if self._closed:
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            future.set_exception(BridgeClosedError("The application is quitting."))
+            return future
+        return self.watch(self._disk.submit(fn, *args), on_done, on_error, what=what)
+
+    async def on_disk(self, fn: Callable[..., T], *args: Any) -> T:
+        """Await ``fn`` in the disk thread from a coroutine on any loop."""
+        return await asyncio.wrap_future(self._disk.submit(fn, *args))
+
+    def finish(self) -> None:
+        """Wait for the disk work already asked for (the last saves), at exit."""
+        self._disk.shutdown(wait=True)
 
 
 class GatewayBridge(LoopBridge):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.gateway.server import GatewayServer
-from pplex_desktop.ui.bridge import GatewayBridge
+from pplex_desktop.ui.bridge import GatewayBridge, IoBridge
 from pplex_desktop.ui.counters import LiveCounters
 from pplex_desktop.ui.errors import ErrorReporter
 from pplex_desktop.ui.gateway_control import GatewayController
@@ -28,7 +28,8 @@ class DesktopContext:
     data_dir: Path
     server: GatewayServer
     keystore: KeyStore
-    bridge: GatewayBridge
+    bridge: GatewayBridge  # the gateway's events, and what only its loop may read
+    io: IoBridge  # the desktop's own work: HTTP on its loop, disk in its thread
     gateway: GatewayController
     settings: SettingsKeeper
     counters: LiveCounters

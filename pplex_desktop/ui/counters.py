@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.gateway.backends import BackendStatus
 from pplex_desktop.gateway.events import QueueChanged, RequestServed
-from pplex_desktop.ui.bridge import GatewayBridge
+from pplex_desktop.ui.bridge import GatewayBridge, LoopBridge
 
 WINDOW_S = 60.0
 USAGE_POLL_MS = 5_000
@@ -44,11 +44,13 @@ class LiveCounters(QObject):
         keystore: KeyStore,
         poll_backends: Poll,
         *,
+        io: LoopBridge | None = None,
         now: Callable[[], float] = time.time,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._bridge = bridge
+        self._io: LoopBridge = io if io is not None else bridge  # where the usage is read
         self._keystore = keystore
         self._now = now
         self._poll_backends = poll_backends
@@ -137,7 +139,7 @@ class LiveCounters(QObject):
             self._audio_minutes = minutes
             self._publish()
 
-        self._bridge.call_fn(read, on_done=got, what="reading today's usage")
+        self._io.call_fn(read, on_done=got, what="reading today's usage")
 
     def _on_request(self, event: RequestServed) -> None:
         self._served.append(event.at)

@@ -202,10 +202,9 @@ class GatewayController(QObject):
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         """The model servers' health, busy flag and counters, read on the gateway thread."""
-        self._bridge.call_fn(
-            self._statuses, on_done=on_done, on_error=on_error, what="reading the model servers"
+        self._bridge.watch(
+            self._server.backend_statuses(),
+            on_done,
+            on_error,
+            what="reading the model servers",
         )
-
-    def _statuses(self) -> list[BackendStatus]:
-        now = self._server.figures()  # the figures /metrics serves
-        return now.backends if now is not None else []

@@ -1,7 +1,8 @@
 """The keys page: create (shown once), edit limits, revoke, delete; filter and sort.
 
-Every store operation runs on the gateway thread through the bridge, so the window never waits
-on SQLite. It works the same while the gateway is stopped: the store is the same file.
+Every store operation runs in the desktop's disk thread through the I/O bridge, so neither the
+window nor the gateway's loop waits on SQLite. It works the same while the gateway is stopped:
+the store is the same file.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class KeysPanel(QWidget):
 
     def refresh(self) -> None:
         selected = self.selected()
-        self._ctx.bridge.call_fn(
+        self._ctx.io.call_fn(
             self._ctx.keystore.list_keys,
             on_done=lambda keys: self._loaded(keys, selected.id if selected else None),
             what="reading the API keys",
@@ -197,7 +198,7 @@ class KeysPanel(QWidget):
             else:
                 self._ctx.errors.report(what, error)
 
-        self._ctx.bridge.call_fn(fn, *args, on_done=on_done, on_error=failed, what=what)
+        self._ctx.io.call_fn(fn, *args, on_done=on_done, on_error=failed, what=what)
 
     def create_key(self) -> None:
         settings = self._ctx.settings.current

@@ -543,7 +543,7 @@ class OfflinePanel(QWidget):
         def failed(error: BaseException) -> None:
             self._ctx.errors.report("playing a file", error)
 
-        self._ctx.bridge.call(
+        self._ctx.io.call(
             asyncio.to_thread(self.player.play, path),
             on_done=lambda seconds: self._ctx.status.post(
                 f"Playing '{path.name}' ({seconds:.1f} s)."
@@ -564,7 +564,7 @@ class OfflinePanel(QWidget):
 
     def stop_playing(self) -> None:
         if self.sound_problem is None:
-            self._ctx.bridge.call(asyncio.to_thread(self.player.stop), what="stopping playback")
+            self._ctx.io.call(asyncio.to_thread(self.player.stop), what="stopping playback")
 
     def folder_of(self, item: Item) -> Path:
         if item.audio_path is not None:
@@ -589,30 +589,24 @@ class OfflinePanel(QWidget):
         self._show_overall()
         if view.state is not GatewayState.RUNNING:
             return
-        server = self._ctx.server
 
-        def read() -> tuple[list[tuple[str, str]], str] | None:
-            # In-process, on the gateway thread: the voices of the servers that run now, without
-            # a request of ours showing up in everybody's activity list at every start.
-            runner = server.runner
-            if runner is None or runner.ctx is None:
-                return None
-            entries = [voice_entry(v) for v in runner.ctx.backends.voices()]
-            default = voice_entry(runner.ctx.settings.default_voice)["id"]
-            return [(e["id"], e["label"]) for e in entries], default
+        def got(answer: tuple[tuple[str, ...], str] | None) -> None:
+            if answer is None or not answer[0]:
+                return
+            entries = [voice_entry(v) for v in answer[0]]
+            default = voice_entry(answer[1])["id"]
+            self.form.set_voices([(e["id"], e["label"]) for e in entries], default)
 
-        def got(answer: tuple[list[tuple[str, str]], str] | None) -> None:
-            if answer is not None and answer[0]:
-                self.form.set_voices(*answer)
-
-        self._ctx.bridge.call_fn(read, on_done=got, what="reading the voices")
+        # In-process: the voices of the servers that run now, without a request of ours showing
+        # up in everybody's activity list at every start.
+        self._ctx.bridge.watch(self._ctx.server.voices(), got, what="reading the voices")
 
     def page_shown(self) -> None:
         self.queue.poll()
         if not self._sound_asked:
             # Asked once the page is seen: opening PortAudio is not free, and many never come.
             self._sound_asked = True
-            self._ctx.bridge.call(
+            self._ctx.io.call(
                 asyncio.to_thread(output_problem),
                 on_done=self._sound_checked,
                 what="looking for a speaker",

@@ -1,7 +1,8 @@
 """The Offline page's work: files checked, sent as jobs, followed, and their answers saved.
 
-Everything slow happens on the gateway's loop thread through the bridge: file checks (in a
-worker thread there), uploads and downloads over HTTP with the owner key, the page's record.
+Everything slow happens off the Qt thread and off the gateway's loop, through the desktop's
+I/O bridge: uploads and downloads over HTTP with the owner key on its loop, file checks and
+the page's record in its disk thread.
 The Qt thread only changes rows and starts work. News comes two ways: the gateway's JobChanged
 events (immediate) and a light poll of GET /v1/jobs (catches anything an event did not say,
 such as the stage of a running job, or jobs that finished while the app was closed).
@@ -152,9 +153,9 @@ class OfflineQueue(QObject):
     def __init__(self, ctx: DesktopContext, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._ctx = ctx
-        self._bridge = ctx.bridge
+        self._bridge = ctx.io
         self.client = JobClient(ctx.owner_key)
-        self._record: BatchRecord | None = None  # opened and used on the gateway thread only
+        self._record: BatchRecord | None = None  # opened and used in the disk thread only
         self._data_folder = ctx.keystore.db.path.parent  # where the gateway keeps its jobs
         self.items: dict[int, Item] = {}
         self._by_job: dict[str, int] = {}
@@ -267,8 +268,8 @@ class OfflineQueue(QObject):
         max_bytes = int(settings.max_upload_mb * 1024 * 1024)
         max_seconds = settings.max_audio_s
 
-        async def prepare() -> list[Item]:
-            checks = await asyncio.to_thread(check_all, paths, max_bytes, max_seconds)
+        def prepare() -> list[Item]:
+            checks = check_all(paths, max_bytes, max_seconds)
             record = self._rec()
             batch = record.next_batch()
             now = time.time()
@@ -293,7 +294,7 @@ class OfflineQueue(QObject):
             ]
             return record.add(new)
 
-        self._bridge.call(prepare(), on_done=self._added, what="adding files to the offline page")
+        self._bridge.call_fn(prepare, on_done=self._added, what="adding files to the offline page")
 
     def _added(self, items: list[Item]) -> None:
         if self._closed:

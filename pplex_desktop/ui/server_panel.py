@@ -420,7 +420,7 @@ class ServerPanel(QWidget):
     def _pair(self) -> None:
         if not self.lan_urls:
             return
-        dialog = PairDialog(self._ctx.bridge, self._ctx.keystore, self.lan_urls[0], self)
+        dialog = PairDialog(self._ctx.io, self._ctx.keystore, self.lan_urls[0], self)
         dialog.setModal(True)
         dialog.open()
         self.pair_dialog = dialog

@@ -558,7 +558,7 @@ class SettingsDialog(QDialog):
             self.test_button.setEnabled(True)
             self._ctx.errors.report("testing a model server", error)
 
-        self._ctx.bridge.call(
+        self._ctx.io.call(
             probe_backend(url, handshake=handshake, persona=persona, voice=voice),
             then,
             failed,

@@ -57,7 +57,7 @@ class SettingsKeeper(QObject):
 
         def write() -> None:
             save_settings(self.store.folder, to_file)
-            # Read by create() on this same thread: new keys get the new defaults.
+            # Read by create() in this same disk thread: new keys get the new defaults.
             keystore.default_rpm = wanted.default_rpm
             keystore.default_max_sessions = wanted.default_max_sessions
 

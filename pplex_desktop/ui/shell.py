@@ -15,11 +15,12 @@ from PySide6.QtWidgets import QApplication, QCheckBox, QDialog, QMessageBox
 
 from pplex_desktop.core.folder_lock import FolderLock
 from pplex_desktop.core.keystore import KeyStore
+from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.gateway.server import GatewayServer, GatewayState
 from pplex_desktop.ui import log_handler, ui_state
 from pplex_desktop.ui.activity_panel import ActivityPanel
-from pplex_desktop.ui.bridge import GatewayBridge
+from pplex_desktop.ui.bridge import GatewayBridge, IoBridge
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.counters import LiveCounters
 from pplex_desktop.ui.errors import ErrorReporter
@@ -98,19 +99,25 @@ class DesktopShell(QObject):
         self.log_handler = log_handler.QtLogHandler()
         log_handler.install(self.log_handler)
         self.bridge = GatewayBridge(server.thread, server.events, self)
+        # The desktop's own chores (key listing, settings saves, the Offline page's record and
+        # uploads) never run on the gateway's loop, beside the live audio it relays.
+        self.io_thread = LoopThread("pplex-desktop-io")
+        self.io = IoBridge(self.io_thread, self)
         self.gateway = GatewayController(server, self.bridge, self)
         self.settings = SettingsKeeper(
-            services.settings, self.bridge, self.gateway, services.keystore, self
+            services.settings, self.io, self.gateway, services.keystore, self
         )
         self.counters = LiveCounters(
-            self.bridge, services.keystore, self.gateway.poll_backends, parent=self
+            self.bridge, services.keystore, self.gateway.poll_backends, io=self.io, parent=self
         )
         self.bridge.failed.connect(self.errors.report)
+        self.io.failed.connect(self.errors.report)
         self.context = DesktopContext(
             data_dir=services.data_dir,
             server=server,
             keystore=services.keystore,
             bridge=self.bridge,
+            io=self.io,
             gateway=self.gateway,
             settings=self.settings,
             counters=self.counters,
@@ -320,10 +327,13 @@ class DesktopShell(QObject):
                 "The gateway did not stop within %d s; quitting anyway.", QUIT_TIMEOUT_MS // 1000
             )
         self.bridge.close()
-        try:
-            self.services.server.thread.stop()
-        except RuntimeError as exc:
-            _log.warning("%s", exc)
+        self.io.close()
+        for thread in (self.services.server.thread, self.io_thread):
+            try:
+                thread.stop()
+            except RuntimeError as exc:
+                _log.warning("%s", exc)
+        self.io.finish()  # the last saves reach the disk before the stores close
         self.services.keystore.close()
         if self.services.folder_lock is not None:
             self.services.folder_lock.release()

@@ -174,7 +174,7 @@ class WelcomeDialog(QDialog):
                 self.test_button.setEnabled(True)
             self._ctx.errors.report("testing the model server", error)
 
-        self.probe_future = self._ctx.bridge.call(
+        self.probe_future = self._ctx.io.call(
             probe_backend(
                 url,
                 handshake=self.handshake_check.isChecked(),
