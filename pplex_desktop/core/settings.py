@@ -24,6 +24,8 @@ from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
 
 SETTINGS_NAME = "settings.json"
 CLOSE_ACTIONS = ("ask", "minimize", "quit")
+# The longest trailing silence an offline job may ask for (the model's time to answer).
+MAX_SILENCE_S = 30.0
 OFFLINE_ENGINES = ("stream", "local")
 
 
@@ -170,7 +172,10 @@ class Settings:
         check(self.queue_max >= 0, "The queue length cannot be negative.")
         check(self.queue_max_wait_s > 0, "The maximum queue wait must be above zero.")
         check(self.job_retention_h > 0, "The job retention must be above zero hours.")
-        check(0 <= self.offline_silence_s <= 30, "The trailing silence must be 0-30 seconds.")
+        check(
+            0 <= self.offline_silence_s <= MAX_SILENCE_S,
+            f"The trailing silence must be 0-{MAX_SILENCE_S:g} seconds.",
+        )
         check(self.local_engine_timeout_s > 0, "The local engine timeout must be above zero.")
         check(self.offline_engine in OFFLINE_ENGINES, "offline_engine must be stream or local.")
         check(

@@ -20,6 +20,7 @@ changes what an existing client gets).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pplex_desktop.core.errors import ValidationError
 
@@ -94,3 +95,23 @@ def new_voice_file_name(name: str) -> str:
             code="invalid_voice_name",
         )
     return text + ".wav"
+
+
+_VOICE_FAMILIES = {
+    "NATF": "natural female",
+    "NATM": "natural male",
+    "VARF": "varied female",
+    "VARM": "varied male",
+}
+
+
+def voice_entry(file_name: str) -> dict[str, Any]:
+    """A .pt voice is asked for by its bare name; a WAV voice by its file name (it may share a
+    bare name with a .pt one, which would win), and is marked custom."""
+    if file_name.endswith(".wav"):
+        stem = file_name.removesuffix(".wav")
+        return {"id": file_name, "file": file_name, "label": f"{stem} (custom)", "custom": True}
+    ident = file_name.rsplit(".", 1)[0]
+    family = _VOICE_FAMILIES.get(ident[:4])
+    label = f"{ident} ({family})" if family and ident[4:].isdigit() else ident
+    return {"id": ident, "file": file_name, "label": label, "custom": False}

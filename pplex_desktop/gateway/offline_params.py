@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pplex_desktop.core.errors import ValidationError
-from pplex_desktop.core.settings import OFFLINE_ENGINES, Settings
+from pplex_desktop.core.settings import MAX_SILENCE_S, OFFLINE_ENGINES, Settings
 from pplex_desktop.gateway.params import parse_session_params
 
-MAX_SILENCE_S = 30.0
 FORMATS = ("wav", "json")
 TEXT_FIELDS = frozenset(
     {"persona", "text_prompt", "voice", "voice_prompt", "seed", "silence_s", "format", "engine"}

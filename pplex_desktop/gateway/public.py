@@ -7,32 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from pplex_desktop.core.voices import display_name
+from pplex_desktop.core.voices import display_name, voice_entry
 from pplex_desktop.gateway.access import public
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
 from pplex_desktop.gateway.jsonout import json_response
 from pplex_desktop.gateway.params import MAX_PERSONA_ENCODED_BYTES
 
 routes = web.RouteTableDef()
-_VOICE_FAMILIES = {
-    "NATF": "natural female",
-    "NATM": "natural male",
-    "VARF": "varied female",
-    "VARM": "varied male",
-}
 STARTED_AT = web.AppKey("pplex_started_at", float)
-
-
-def voice_entry(file_name: str) -> dict[str, Any]:
-    """A .pt voice is asked for by its bare name; a WAV voice by its file name (it may share a
-    bare name with a .pt one, which would win), and is marked custom."""
-    if file_name.endswith(".wav"):
-        stem = file_name.removesuffix(".wav")
-        return {"id": file_name, "file": file_name, "label": f"{stem} (custom)", "custom": True}
-    ident = file_name.rsplit(".", 1)[0]
-    family = _VOICE_FAMILIES.get(ident[:4])
-    label = f"{ident} ({family})" if family and ident[4:].isdigit() else ident
-    return {"id": ident, "file": file_name, "label": label, "custom": False}
 
 
 def public_name(ctx: GatewayContext, index: int) -> str:

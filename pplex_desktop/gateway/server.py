@@ -29,7 +29,8 @@ from pplex_desktop.core.redact import install_redacting_filter
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.accesslog import RedactingAccessLogger
 from pplex_desktop.gateway.app import create_app
-from pplex_desktop.gateway.backends import BackendPool, BackendStatus
+from pplex_desktop.gateway.backends import BackendPool
+from pplex_desktop.gateway.backends import BackendStatus as BackendStatus  # noqa: PLC0414 (re-exported for the UI)
 from pplex_desktop.gateway.burstlog import WINDOW_S, BurstLog, install_accept_filter
 from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits
 from pplex_desktop.gateway.context import GatewayContext
@@ -47,9 +48,9 @@ from pplex_desktop.gateway.metrics_api import LAN_SSL
 from pplex_desktop.gateway.protocol import GuardedRunner
 from pplex_desktop.gateway.reload import Reloaded, apply_settings
 from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
+from pplex_desktop.gateway.voices_api import StoredVoice as StoredVoice  # noqa: PLC0414 (re-exported for the UI)
+from pplex_desktop.gateway.voices_api import VoiceFolder as VoiceFolder  # noqa: PLC0414 (re-exported for the UI)
 from pplex_desktop.gateway.voices_api import (
-    StoredVoice,
-    VoiceFolder,
     add_voice,
     libraries,
     remove_voice,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from pplex_desktop.core.keystore import KeyStore
-from pplex_desktop.gateway.backends import BackendStatus
 from pplex_desktop.gateway.events import QueueChanged, RequestServed
+from pplex_desktop.gateway.server import BackendStatus
 from pplex_desktop.ui.bridge import GatewayBridge, LoopBridge
 
 WINDOW_S = 60.0

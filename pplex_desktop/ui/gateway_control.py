@@ -15,8 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.settings import Settings
-from pplex_desktop.gateway.backends import BackendStatus
-from pplex_desktop.gateway.server import GatewayAddress, GatewayServer, GatewayState
+from pplex_desktop.gateway.server import BackendStatus, GatewayAddress, GatewayServer, GatewayState
 from pplex_desktop.gateway.tls import TlsInfo
 from pplex_desktop.ui.bridge import GatewayBridge
 

@@ -48,9 +48,8 @@ from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.audio.recorder import RecordingInfo, recordings_dir
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.personas import DEFAULT_PERSONA, PRESETS
-from pplex_desktop.core.voices import DEFAULT_VOICES
+from pplex_desktop.core.voices import DEFAULT_VOICES, voice_entry
 from pplex_desktop.gateway.events import VoicesChanged
-from pplex_desktop.gateway.public import voice_entry
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.gateway_control import GatewayView

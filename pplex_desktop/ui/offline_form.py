@@ -29,8 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop.core.personas import PRESETS
-from pplex_desktop.core.settings import Settings
-from pplex_desktop.gateway.offline_params import MAX_SILENCE_S
+from pplex_desktop.core.settings import MAX_SILENCE_S, Settings
 from pplex_desktop.ui.offline_files import persona_title, voice_id
 from pplex_desktop.ui.offline_queue import BatchChoice
 from pplex_desktop.ui.widgets import label

@@ -37,8 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop.audio.file_player import FilePlayer, output_problem
+from pplex_desktop.core.voices import voice_entry
 from pplex_desktop.gateway.events import VoicesChanged
-from pplex_desktop.gateway.public import voice_entry
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.gateway_control import GatewayView

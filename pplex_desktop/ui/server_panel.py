@@ -27,8 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop.core.settings import Settings
-from pplex_desktop.gateway.backends import BackendStatus
-from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState, plain_host
+from pplex_desktop.gateway.server import DEMO_LABEL, BackendStatus, GatewayState, plain_host
 from pplex_desktop.ui.context import DesktopContext
 from pplex_desktop.ui.counters import Counts
 from pplex_desktop.ui.gateway_control import LAN_HOST, LOCAL_HOST, GatewayView

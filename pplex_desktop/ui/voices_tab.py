@@ -31,7 +31,7 @@ from pplex_desktop.audio.meters import LevelMeter as Levels
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.voices import CONSENT_STATEMENT, new_voice_file_name
 from pplex_desktop.gateway.events import VoicesChanged
-from pplex_desktop.gateway.voices_api import StoredVoice, VoiceFolder
+from pplex_desktop.gateway.server import StoredVoice, VoiceFolder
 from pplex_desktop.moshi.audiofile import write_wav
 from pplex_desktop.moshi.codec import SAMPLE_RATE
 from pplex_desktop.moshi.voice_check import MIN_SECONDS
