@@ -319,6 +319,8 @@ class Conversation:
                     self._recorder.write_user(gated, captured_at)
                 self._emit_levels()
                 if self._frames_sent % STATS_EVERY_FRAMES == 0:
+                    if self._recorder is not None and self._delay is not None:
+                        self._recorder.add_delay(self._delay)
                     self._emit(self.stats())
 
     async def _receive(self, session: MoshiSession) -> tuple[ConversationState, str]:
