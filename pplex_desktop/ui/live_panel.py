@@ -305,16 +305,16 @@ class LivePanel(QWidget):
         )
         layout.addWidget(self.duck_check)
         layout.addWidget(self.record_check)
-        self.echo_check = QCheckBox("Echo cancellation")
+        self.echo_check = QCheckBox("&Echo cancellation")
         self.echo_check.setToolTip(
             "Remove the model's voice from your microphone, so that on speakers it does not "
             "hear itself."
         )
-        self.headphones_check = QCheckBox("Headphones")
+        self.headphones_check = QCheckBox("Head&phones")
         self.headphones_check.setToolTip(
             "The microphone cannot hear the model: no echo cancellation, the lowest latency."
         )
-        self.noise_check = QCheckBox("Noise suppression")
+        self.noise_check = QCheckBox("&Noise suppression")
         self.noise_check.setToolTip("Reduce steady background noise (fans, hum) in your voice.")
         echo_row = QHBoxLayout()
         for box in (self.echo_check, self.headphones_check, self.noise_check):
