@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pplex_desktop.core.errors import PplexError
 from pplex_desktop.moshi.codec import SAMPLE_RATE
 
 _log = logging.getLogger(__name__)
@@ -157,8 +158,19 @@ def _frame(pcm: Pcm) -> Any:
     return rtc.AudioFrame(pcm16.tobytes(), SAMPLE_RATE, 1, CHUNK)
 
 
+class EchoUnavailableError(PplexError):
+    code = "echo_cancellation_unavailable"
+    status = 503
+
+
 def _new_apm(settings: EchoSettings) -> Any:
-    from livekit import rtc
+    try:
+        from livekit import rtc
+    except ImportError:
+        raise EchoUnavailableError(
+            "Echo cancellation needs the 'livekit' package, which is not installed: reinstall "
+            "pplex-desktop, or tick Headphones to talk without it."
+        ) from None
 
     return rtc.AudioProcessingModule(
         echo_cancellation=settings.cancel,

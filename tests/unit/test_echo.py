@@ -3,11 +3,19 @@ speaker's sound, near-end speech kept, and a detector that says when the model h
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pplex_desktop.audio.echo import CHUNK, EchoCanceller, EchoSettings, FarEnd
+from pplex_desktop.audio.echo import (
+    CHUNK,
+    EchoCanceller,
+    EchoSettings,
+    EchoUnavailableError,
+    FarEnd,
+)
 
 RATE = 24_000
 Pcm = npt.NDArray[np.float32]
@@ -106,3 +114,12 @@ def test_blocks_come_out_in_whole_frames_with_the_time_of_their_first_sample() -
     assert out.shape[0] == CHUNK and t == 1.0
     out, t = canceller.process(np.zeros(300, dtype=np.float32), 1.0 + 300 / RATE)
     assert out.shape[0] == CHUNK and t == pytest.approx(1.0 + CHUNK / RATE)
+
+
+def test_without_the_processing_library_the_call_fails_with_a_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "livekit", None)  # as if it were not installed
+    with pytest.raises(EchoUnavailableError, match="tick Headphones"):
+        EchoCanceller(EchoSettings())
+    EchoCanceller(EchoSettings(cancel=False))  # headphones need nothing from it
