@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -78,23 +80,45 @@ class EventLog:
 
 
 def recording_lags(
-    data: npt.NDArray[np.float32], stats: list[SessionStats]
+    data: npt.NDArray[np.float32], stats: Sequence[SessionStats]
 ) -> list[tuple[float, float, float, float]]:
-    """Check a recording against the delays measured live, report by report.
+    """Check a recording against the delays measured live, report by report (see
+    ``delay_lags``)."""
+    return delay_lags(
+        data, [(st.session_s, st.delay_ms) for st in stats if st.delay_ms is not None]
+    )
+
+
+def sidecar_delays(json_path: Path) -> list[tuple[float, float]]:
+    """The live delays a recording's JSON sidecar lists: (seconds into the WAV, ms)."""
+    meta = json.loads(json_path.read_text(encoding="utf-8"))
+    return [(float(d["t"]), float(d["delay_ms"])) for d in meta["delays"]]
+
+
+def delay_lags(
+    data: npt.NDArray[np.float32],
+    delays: Sequence[tuple[float, float]],
+    *,
+    model_s: float = 0.0,
+) -> list[tuple[float, float, float, float]]:
+    """Check a recording against live delays given as (seconds into it, ms).
+
+    ``model_s``: how late the model itself answers (a simulator echoing its input some frames
+    later); the live delay counts from a frame sent to the model's frame for it, so what is
+    heard of a sound trails it by both. Lags returned have it taken off.
 
     The frames heard between two reports were captured one delay earlier: for each such
     stretch of the left channel, return (its start in seconds, the lag at which it appears in
     the right channel, and the least and most delay the two reports gave), all in ms but the
     start. Silent stretches are left out.
     """
-    timed = [st for st in stats if st.delay_ms is not None]
     out = []
-    for a, b in itertools.pairwise(timed):
-        assert a.delay_ms is not None and b.delay_ms is not None
-        delay = b.delay_ms / 1000
-        start, end = a.session_s - delay, b.session_s - delay
+    for (ta, da), (tb, db) in itertools.pairwise(delays):
+        delay = db / 1000
+        start, end = ta - delay - model_s, tb - delay - model_s
         lag = lag_ms(data[:, 0], data[:, 1], start, end)
         if lag is not None:
-            low, high = sorted((a.delay_ms, b.delay_ms))
+            lag -= 1000 * model_s
+            low, high = sorted((da, db))
             out.append((start, lag, low, high))
     return out

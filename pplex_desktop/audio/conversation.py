@@ -22,9 +22,11 @@ from typing import Any
 
 from pplex_desktop.audio import audio_errors
 from pplex_desktop.audio.device import DuplexDevice, Played
+from pplex_desktop.audio.echo import ECHO_SENTENCE, EchoCanceller, EchoSettings
 from pplex_desktop.audio.events import (
     ConversationEvent,
     ConversationState,
+    EchoHeard,
     Levels,
     Listener,
     RecordingSaved,
@@ -55,6 +57,8 @@ __all__ = [
     "ConversationConfig",
     "ConversationEvent",
     "ConversationState",
+    "EchoHeard",
+    "EchoSettings",
     "Levels",
     "Listener",
     "RecordingSaved",
@@ -85,6 +89,10 @@ class ConversationConfig:
     open_timeout: float = 10.0
     record: bool = False
     recordings_dir: Path | None = None
+    # The Talk page turns cancellation on unless the user chose Headphones; the engine's own
+    # default is the untouched microphone (no processing, lowest latency), which tests of its
+    # timing and of exact samples rely on.
+    echo: EchoSettings = field(default_factory=lambda: EchoSettings(cancel=False))
 
     def session_options(self) -> SessionOptions:
         return SessionOptions(
@@ -143,6 +151,8 @@ class Conversation:
         self._live_at: float | None = None
         self._server_error: str | None = None
         self._recorder: ConversationRecorder | None = None
+        self._echo: EchoCanceller | None = None
+        self._echo_heard = False
         self._apply_gain()
 
     # What the UI reads and sets (on the conversation's loop).
@@ -196,6 +206,7 @@ class Conversation:
             self._set_state(ConversationState.CONNECTING)
             session = None
             if not self._hangup.is_set():
+                self._echo = EchoCanceller(self.config.echo)
                 await self._device.start(self._on_played)
                 mic = asyncio.create_task(self._mic_pump(), name="conversation-microphone")
                 session = await self._connect(mic)
@@ -295,14 +306,21 @@ class Conversation:
         """Send one frame per 80 ms the microphone delivered: the device is the clock."""
         while True:
             captured = await self._device.read()
-            block = captured.pcm
+            block, captured_t = captured.pcm, captured.t
+            if self._echo is not None:
+                # Before the gate, the meter and the recording: all of them are about what the
+                # model hears, and it hears the microphone without the speaker in it.
+                block, captured_t = self._echo.process(block, captured_t)
+                self._report_echo()
+                if not block.size:
+                    continue
             self._in_meter.add(block)
             session = self._session
             if session is None:
                 self._emit_levels()
                 continue
             # When the first sample the framer still holds was captured.
-            start = captured.t - self._framer.pending / SAMPLE_RATE
+            start = captured_t - self._framer.pending / SAMPLE_RATE
             for i, frame in enumerate(self._framer.push(block)):
                 gated = self._ptt.gate(frame)
                 self._apply_gain()
@@ -319,6 +337,8 @@ class Conversation:
                     self._recorder.write_user(gated, captured_at)
                 self._emit_levels()
                 if self._frames_sent % STATS_EVERY_FRAMES == 0:
+                    if self._recorder is not None and self._delay is not None:
+                        self._recorder.add_delay(self._delay)
                     self._emit(self.stats())
 
     async def _receive(self, session: MoshiSession) -> tuple[ConversationState, str]:
@@ -347,6 +367,8 @@ class Conversation:
         return close_outcome(closed.code, closed.reason)
 
     def _on_played(self, played: Played) -> None:
+        if self._echo is not None:
+            self._echo.play(played.pcm, played.t)  # the far end: exactly what was played
         self._out_meter.add(played.pcm)
         if self._recorder is not None:
             self._recorder.write_model(played.pcm, played.t)
@@ -399,6 +421,13 @@ class Conversation:
             input_overflows=device.input_overflows,
             output_underflows=device.output_underflows + audio_errors.underruns(),
         )
+
+    def _report_echo(self) -> None:
+        assert self._echo is not None
+        heard = self._echo.detector.heard
+        if heard != self._echo_heard:
+            self._echo_heard = heard
+            self._emit(EchoHeard(heard, ECHO_SENTENCE if heard else ""))
 
     def _emit_levels(self) -> None:
         in_rms, in_peak = self._in_meter.read()

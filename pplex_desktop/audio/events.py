@@ -70,9 +70,20 @@ class SessionStats:
 
 
 @dataclass(frozen=True, slots=True)
+class EchoHeard:
+    """The model hears itself through the microphone (``heard``), or no longer does; the
+    sentence says what to do about it."""
+
+    heard: bool
+    sentence: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RecordingSaved:
     recording: RecordingInfo
 
 
-ConversationEvent: TypeAlias = StateChanged | TextPiece | Levels | SessionStats | RecordingSaved
+ConversationEvent: TypeAlias = (
+    StateChanged | TextPiece | Levels | SessionStats | RecordingSaved | EchoHeard
+)
 Listener: TypeAlias = Callable[[ConversationEvent], None]

@@ -115,6 +115,9 @@ class ConversationRecorder:
         self._right = _Channel()
         self._frames_written = 0
         self._pieces: list[TranscriptPiece] = []
+        # (seconds since the recording began, the live delay then): what anyone can check the
+        # WAV against from outside, since the right channel trails the left by exactly that.
+        self._delays: list[tuple[float, float]] = []
         self._closed: RecordingInfo | None = None
         # Metadata right away, so a crash still leaves a readable description next to the WAV.
         self._write_json(duration_s=0.0, complete=False)
@@ -143,6 +146,13 @@ class ConversationRecorder:
     def add_text(self, text: str) -> None:
         if self._closed is None:
             self._pieces.append(TranscriptPiece(round(self.elapsed, 3), text))
+
+    def add_delay(self, delay_s: float, t: float | None = None) -> None:
+        """The live delay (capture of the user's voice to hearing the model's answer to it) as
+        measured at time ``t`` (the recorder's monotonic clock; None: now)."""
+        if self._closed is None:
+            at = self._clock.monotonic() if t is None else t
+            self._delays.append((round(at - self._start_mono, 3), round(1000.0 * delay_s, 1)))
 
     def _drain(self, *, final: bool = False) -> None:
         n = min(self._left.pending, self._right.pending)
@@ -205,6 +215,10 @@ class ConversationRecorder:
             "wav": self.wav_path.name,
             "text": "".join(p.text for p in self._pieces).strip(),
             "transcript": [{"t": p.t, "text": p.text} for p in self._pieces],
+            # The delay measured live, about twice a second: at WAV time t the model's answer
+            # to what the user said delay_ms earlier is heard, so the right channel trails the
+            # left by delay_ms around there.
+            "delays": [{"t": t, "delay_ms": d} for t, d in self._delays],
         }
         tmp = self.json_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -36,8 +36,10 @@ from PySide6.QtWidgets import (
 
 from pplex_desktop.audio.conversation import ConversationConfig
 from pplex_desktop.audio.devices import DeviceInfo, DeviceSpec
+from pplex_desktop.audio.echo import EchoSettings
 from pplex_desktop.audio.events import (
     ConversationState,
+    EchoHeard,
     Levels,
     SessionStats,
     StateChanged,
@@ -145,6 +147,7 @@ class LivePanel(QWidget):
         s.levels_arrived.connect(self._show_levels)
         s.stats_arrived.connect(self._show_stats)
         s.recording_saved.connect(self._recording_saved)
+        s.echo_heard.connect(self._show_echo)
         s.finished.connect(self._finished)
         self.recordings.play_requested.connect(self._play)
         self.recordings.stop_requested.connect(self.session.stop_playing)
@@ -303,6 +306,30 @@ class LivePanel(QWidget):
         )
         layout.addWidget(self.duck_check)
         layout.addWidget(self.record_check)
+        self.echo_check = QCheckBox("&Echo cancellation")
+        self.echo_check.setToolTip(
+            "Remove the model's voice from your microphone, so that on speakers it does not "
+            "hear itself."
+        )
+        self.headphones_check = QCheckBox("Head&phones")
+        self.headphones_check.setToolTip(
+            "The microphone cannot hear the model: no echo cancellation, the lowest latency."
+        )
+        self.noise_check = QCheckBox("&Noise suppression")
+        self.noise_check.setToolTip("Reduce steady background noise (fans, hum) in your voice.")
+        echo_row = QHBoxLayout()
+        for box in (self.echo_check, self.headphones_check, self.noise_check):
+            echo_row.addWidget(box)
+        echo_row.addStretch(1)
+        layout.addLayout(echo_row)
+        # Shown when the model hears itself anyway: what to do, in a sentence.
+        self.echo_label = label(role="caption", wrap=True)
+        self.echo_label.setObjectName("echoWarning")
+        self.echo_label.setVisible(False)
+        layout.addWidget(self.echo_label)
+        self.echo_check.toggled.connect(lambda on: self._remember("echo", on))
+        self.headphones_check.toggled.connect(self._headphones_toggled)
+        self.noise_check.toggled.connect(lambda on: self._remember("noise", on))
         self.duck_check.toggled.connect(self._duck_toggled)
         self.record_check.toggled.connect(lambda on: self._remember("record", on))
         return group
@@ -374,6 +401,9 @@ class LivePanel(QWidget):
         self.mode_buttons[PttMode(mode) if mode in known else PttMode.OPEN].setChecked(True)
         self.duck_check.setChecked(self._recall("duck", False))
         self.record_check.setChecked(self._recall("record", False))
+        self.echo_check.setChecked(self._recall("echo", True))
+        self.noise_check.setChecked(self._recall("noise", False))
+        self.headphones_check.setChecked(self._recall("headphones", False))
         self.jitter_spin.setValue(self._recall("jitter_ms", int(DEFAULT_TARGET_MS)))
         self._select_voice(self._recall("voice", ""), self._ctx.gateway.settings.default_voice)
 
@@ -515,7 +545,9 @@ class LivePanel(QWidget):
             record=record,
             # Created here, not by the recorder, which expects an existing folder.
             recordings_dir=recordings_dir(self._ctx.data_dir) if record else None,
+            echo=self.echo_settings,
         )
+        self.echo_label.setVisible(False)
         ptt = PushToTalk(
             self.mode,
             duck_gain=DUCK_GAIN if self.duck_check.isChecked() else None,
@@ -726,8 +758,31 @@ class LivePanel(QWidget):
                 else "Who the model is and what it knows; edit it before you connect."
             )
         self.record_check.setEnabled(not active)
+        headphones = self.headphones_check.isChecked()
+        self.headphones_check.setEnabled(not active)
+        self.echo_check.setEnabled(not active and not headphones)
+        self.noise_check.setEnabled(not active and not headphones)
         self.recordings.set_can_play(not active and usable)
         self._update_talk_button()
+
+    # -- echo ---------------------------------------------------------------------------------
+
+    @property
+    def echo_settings(self) -> EchoSettings:
+        """Headphones turn all processing off: nothing to cancel, and no latency added."""
+        if self.headphones_check.isChecked():
+            return EchoSettings(cancel=False, noise_suppression=False)
+        return EchoSettings(
+            cancel=self.echo_check.isChecked(), noise_suppression=self.noise_check.isChecked()
+        )
+
+    def _headphones_toggled(self, on: bool) -> None:
+        self._remember("headphones", on)
+        self._update_controls()
+
+    def _show_echo(self, event: EchoHeard) -> None:
+        self.echo_label.setText(event.sentence)
+        self.echo_label.setVisible(event.heard)
 
     def _update_talk_button(self) -> None:
         mode = self.mode

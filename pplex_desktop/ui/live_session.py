@@ -25,6 +25,7 @@ from pplex_desktop.audio.devices import DeviceSpec
 from pplex_desktop.audio.events import (
     ConversationEvent,
     ConversationState,
+    EchoHeard,
     Levels,
     RecordingSaved,
     SessionStats,
@@ -75,6 +76,7 @@ class LiveSession(QObject):
     levels_arrived = Signal(object)  # Levels
     stats_arrived = Signal(object)  # SessionStats
     recording_saved = Signal(object)  # RecordingInfo
+    echo_heard = Signal(object)  # EchoHeard
     finished = Signal(object)  # ConversationState: the conversation's run() has returned
     _arrived = Signal(object)  # _Tagged, emitted on the conversation thread
 
@@ -210,6 +212,8 @@ class LiveSession(QObject):
             self.text_arrived.emit(event)
         elif isinstance(event, SessionStats):
             self.stats_arrived.emit(event)
+        elif isinstance(event, EchoHeard):
+            self.echo_heard.emit(event)
 
     def _set_state(self, event: StateChanged) -> None:
         self.state = event.state

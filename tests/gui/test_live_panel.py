@@ -18,7 +18,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.audio.events import ConversationState, StateChanged
+from pplex_desktop.audio.echo import ECHO_SENTENCE, EchoSettings
+from pplex_desktop.audio.events import ConversationState, EchoHeard, StateChanged
 from pplex_desktop.audio.ptt import PttMode
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.personas import PRESETS
@@ -396,3 +397,33 @@ def test_stopping_the_gateway_mid_call_says_why_the_call_ended(
     # The gateway's own reason (1001 and a sentence), not "the server ended the conversation".
     assert detail.startswith("The conversation ended: the gateway"), detail
     assert "server ended the conversation" not in detail
+
+
+def test_echo_cancellation_is_on_unless_headphones_and_an_echo_is_explained(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    audio = FakeAudio()
+    _shell, panel = open_talk(qtbot, launch, audio)
+    ready(qtbot, panel)
+    assert panel.echo_check.isChecked() and not panel.noise_check.isChecked()
+    assert not panel.headphones_check.isChecked()
+    assert panel.echo_settings == EchoSettings(cancel=True, noise_suppression=False)
+    panel.noise_check.setChecked(True)
+    assert panel.echo_settings.noise_suppression
+    panel.headphones_check.setChecked(True)
+    # Headphones: nothing to cancel, no processing at all, and the two options say so.
+    assert panel.echo_settings == EchoSettings(cancel=False, noise_suppression=False)
+    assert not panel.echo_check.isEnabled() and not panel.noise_check.isEnabled()
+    panel.headphones_check.setChecked(False)
+    assert panel.echo_check.isEnabled() and panel.echo_settings.cancel
+
+    connect(qtbot, panel)
+    qtbot.waitUntil(lambda: panel.session.state is S.LIVE, timeout=WAIT_MS)
+    for box in (panel.echo_check, panel.headphones_check, panel.noise_check):
+        assert not box.isEnabled(), "fixed for the call"
+    assert not panel.echo_label.isVisible()
+    panel.session.echo_heard.emit(EchoHeard(True, ECHO_SENTENCE))
+    assert panel.echo_label.isVisible() and "headphones" in panel.echo_label.text()
+    panel.session.echo_heard.emit(EchoHeard(False))
+    assert not panel.echo_label.isVisible()
+    hang_up(qtbot, panel)

@@ -31,7 +31,7 @@ from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.clock import FakeClock
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, FRAME_SECONDS
-from tests.conversation_helpers import EventLog, recording_lags
+from tests.conversation_helpers import EventLog, delay_lags, recording_lags, sidecar_delays
 from tests.signals import chirp_train, rms, tone
 
 F = FRAME_SAMPLES
@@ -193,6 +193,13 @@ async def test_the_recording_keeps_both_sides_on_one_clock(make_sim: Factory) ->
         assert low - 20 <= lag <= high + 20, f"off at {at:.1f} s: {lags}"
     # The stall really changed the delay (the buffer held more), and the recording followed.
     assert max(h for *_, h in lags) - min(lo for *_, lo, _h in lags) > 40
+    # The sidecar lists the same figures, on the WAV's own timeline, for checks from outside.
+    listed = sidecar_delays(info.json_path)
+    live = [(st.session_s, st.delay_ms) for st in log.stats if st.delay_ms is not None]
+    assert len(listed) == len(live)
+    for (t, d), (session_s, delay_ms) in zip(listed, live, strict=True):
+        assert d == delay_ms and t == pytest.approx(session_s, abs=2e-3)
+    assert delay_lags(data, listed) == lags
 
 
 async def _talk(
