@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
 import soundfile as sf
 
 from pplex_desktop.core.errors import UnprocessableError
@@ -117,6 +116,9 @@ def check_voice(path: str | os.PathLike[str]) -> tuple[npt.NDArray[np.float32], 
             f"for at least {MIN_SECONDS:g} seconds, close to the microphone.",
             code="voice_silent",
         )
+    # Imported here: pyloudnorm brings scipy, a second of start-up the app should not pay.
+    import pyloudnorm
+
     meter = pyloudnorm.Meter(SAMPLE_RATE)
     loudness = float(meter.integrated_loudness(mono.astype(np.float64)))
     if not np.isfinite(loudness):
