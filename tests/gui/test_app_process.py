@@ -87,3 +87,23 @@ def test_sigterm_stops_the_gateway_gracefully(tmp_path: Path) -> None:
     assert "The gateway has stopped (the application is quitting)." in output
     assert "pplex-desktop has stopped." in output
     assert "Traceback" not in output
+
+
+def test_start_up_does_not_load_the_heavy_optional_libraries() -> None:
+    """scipy (through pyloudnorm) cost the window a second; it and livekit load when used."""
+    code = (
+        "import sys\n"
+        "import pplex_desktop.app, pplex_desktop.ui.shell, pplex_desktop.gateway.server\n"
+        "heavy = sorted(m for m in ('scipy', 'livekit', 'pyloudnorm') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "", f"loaded at start-up: {done.stdout.strip()}"
