@@ -40,7 +40,7 @@ apt_install() {
 python_env() {
   local stamp="$VENV/.pplex-installed"
   local want
-  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  want=$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
   if [ ! -x "$VENV/bin/python" ]; then
     say "Creating the virtual environment in $VENV"
     python3 -m venv "$VENV"

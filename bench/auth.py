@@ -20,7 +20,7 @@ from bench.common import save, summary
 from pplex_desktop.core.clock import SystemClock
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
-from pplex_desktop.gateway.ratelimit import SlidingWindowLimiter
+from pplex_desktop.gateway.edge.ratelimit import SlidingWindowLimiter
 from pplex_desktop.gateway.server import GatewayRunner
 
 DECISIONS = 50_000

@@ -109,7 +109,7 @@ async def one(latency_ms: int, cancel: bool, folder: Path) -> dict[str, Any]:
 
 
 async def measure() -> dict[str, Any]:
-    from pplex_desktop.audio.devices import refresh_devices
+    from pplex_desktop.audio.portaudio import refresh_devices
     from tests.audio import pulse
 
     setup = pulse.start()

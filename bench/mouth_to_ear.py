@@ -185,10 +185,10 @@ class Endpoints:
 
     def start(self) -> None:
         from pplex_desktop.app import OWNER_KEY_NAME, OWNER_MAX_SESSIONS, OWNER_RPM
-        from pplex_desktop.backend.sim import SimConfig, SimServer
         from pplex_desktop.core.keystore import KIND_OWNER
         from pplex_desktop.core.settings import BackendConfig, Settings
         from pplex_desktop.gateway.server import GatewayRunner
+        from pplex_desktop.sim.sim import SimConfig, SimServer
 
         self.thread.start()
         self._sim = SimServer(SimConfig(echo_delay_frames=0))
@@ -230,7 +230,7 @@ async def one_conversation(
         ConversationState,
         StateChanged,
     )
-    from pplex_desktop.audio.devices import SoundDeviceDuplex
+    from pplex_desktop.audio.portaudio import SoundDeviceDuplex
     from pplex_desktop.core.redact import redact_url
 
     live = asyncio.Event()
@@ -360,7 +360,7 @@ def recommend(cases: list[dict[str, Any]]) -> tuple[float | None, str]:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from pplex_desktop.audio.devices import refresh_devices
+    from pplex_desktop.audio.portaudio import refresh_devices
     from pplex_desktop.core.redact import redact_url
     from tests.audio import pulse
 

@@ -71,7 +71,7 @@ async def start_sim() -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pplex_desktop.backend",
+        "pplex_desktop.sim",
         "--port",
         "0",
         "--prompt-delay",

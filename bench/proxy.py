@@ -280,7 +280,7 @@ async def job_backend(speed: float) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pplex_desktop.backend",
+        "pplex_desktop.sim",
         *pace,
         "--voices",
         JOB_VOICE,
@@ -310,7 +310,7 @@ async def main(
         sims = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "pplex_desktop.backend",
+            "pplex_desktop.sim",
             "--raw-echo",
             "--flavor",
             "kyutai",

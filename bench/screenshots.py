@@ -183,8 +183,8 @@ def recordings(folder: Path) -> list[Path]:
 def shoot_offline(shell: DesktopShell, tmp: Path) -> None:
     """A batch in progress: two voices × three recordings, one file refused."""
     from pplex_desktop.core.personas import PRESETS
-    from pplex_desktop.ui.offline_panel import OfflinePanel
-    from pplex_desktop.ui.offline_record import ItemState
+    from pplex_desktop.desktop.offline_record import ItemState
+    from pplex_desktop.ui.offline.offline_panel import OfflinePanel
 
     page = shell.window.show_page("offline")
     assert isinstance(page, OfflinePanel)
@@ -232,10 +232,10 @@ def run(tmp: Path) -> int:
 
     from pplex_desktop.app import Options, open_services
     from pplex_desktop.core.settings import BackendConfig, Settings, save_settings
+    from pplex_desktop.desktop.ui_state import APPLICATION, ORGANIZATION
     from pplex_desktop.gateway.server import GatewayState
     from pplex_desktop.ui.look import apply_look, use_scheme
     from pplex_desktop.ui.shell import DesktopShell, default_pages
-    from pplex_desktop.ui.ui_state import APPLICATION, ORGANIZATION
     from tests.paced_audio import FakeAudio
 
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "qs"))

@@ -83,9 +83,9 @@ def open_services(options: Options) -> Services:
 
 
 def _open_locked(options: Options, folder: Path, lock: FolderLock) -> Services:
+    from pplex_desktop.desktop.settings_store import SettingsStore
+    from pplex_desktop.gateway.lan.tls import TLS_FOLDER
     from pplex_desktop.gateway.server import GatewayServer
-    from pplex_desktop.gateway.tls import TLS_FOLDER
-    from pplex_desktop.ui.settings_store import SettingsStore
     from pplex_desktop.ui.shell import Services
 
     overrides: dict[str, object] = {}
@@ -159,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from pplex_desktop.desktop.ui_state import APPLICATION, ORGANIZATION
     from pplex_desktop.ui.look import apply_look
     from pplex_desktop.ui.shell import DesktopShell
-    from pplex_desktop.ui.ui_state import APPLICATION, ORGANIZATION
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)

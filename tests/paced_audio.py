@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pplex_desktop.audio.device import AudioUnavailableError, Pcm, PlayedCallback
-from pplex_desktop.audio.devices import DeviceInfo, DeviceSpec
+from pplex_desktop.audio.duplex import AudioUnavailableError, Pcm, PlayedCallback
 from pplex_desktop.audio.fake import FakeDuplexDevice
 from pplex_desktop.audio.jitter import JitterBuffer
+from pplex_desktop.audio.portaudio import DeviceInfo, DeviceSpec
+from pplex_desktop.desktop.live_audio import DeviceScan, FilePlayer
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
-from pplex_desktop.ui.live_audio import DeviceScan, FilePlayer
 
 MIC = DeviceInfo(0, "Simulated headset microphone", "Test", 48_000.0, 1, 0, True, False)
 SPEAKER = DeviceInfo(1, "Simulated headset speaker", "Test", 48_000.0, 0, 2, False, True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pplex_desktop.audio import audio_errors
-from pplex_desktop.audio.device import DuplexDevice, Played
+from pplex_desktop.audio.duplex import DuplexDevice, Played
 from pplex_desktop.audio.echo import ECHO_SENTENCE, EchoCanceller, EchoSettings
 from pplex_desktop.audio.events import (
     ConversationEvent,

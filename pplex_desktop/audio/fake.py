@@ -12,7 +12,7 @@ import asyncio
 import numpy as np
 import numpy.typing as npt
 
-from pplex_desktop.audio.device import (
+from pplex_desktop.audio.duplex import (
     AudioUnavailableError,
     Captured,
     DeviceStats,

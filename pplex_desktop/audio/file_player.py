@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pplex_desktop.audio.device import AudioUnavailableError
-from pplex_desktop.audio.devices import _sounddevice, list_devices
+from pplex_desktop.audio.duplex import AudioUnavailableError
+from pplex_desktop.audio.portaudio import _sounddevice, list_devices
 
 # Nobody listens to an hour in a preview: longer files are cut (and the caller says so).
 MAX_PLAY_S = 600.0

@@ -18,10 +18,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from pplex_desktop.audio import devices
-from pplex_desktop.audio.device import AudioUnavailableError, Pcm
-from pplex_desktop.audio.devices import DeviceSpec
+from pplex_desktop.audio import portaudio as devices
+from pplex_desktop.audio.duplex import AudioUnavailableError, Pcm
 from pplex_desktop.audio.jitter import JitterBuffer
+from pplex_desktop.audio.portaudio import DeviceSpec
 
 _log = logging.getLogger(__name__)
 BLOCK_S = 0.1

@@ -10,25 +10,19 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pplex_desktop.gateway import (
-    admin,
-    jobs_api,
-    live,
-    metrics_api,
-    public,
-    realtime,
-    talk,
-    voices_api,
-)
-from pplex_desktop.gateway.auth import auth_middleware
+from pplex_desktop.gateway.api import admin, metrics_api, public, talk, voices_api
 from pplex_desktop.gateway.context import CTX, GatewayContext
+from pplex_desktop.gateway.edge.auth import auth_middleware
+from pplex_desktop.gateway.edge.hosts import ALLOWED_HOSTS, gateway_hosts, host_middleware
+from pplex_desktop.gateway.edge.limits import add_rate_headers, rate_limit_middleware
+from pplex_desktop.gateway.edge.origin import origin_middleware
+from pplex_desktop.gateway.edge.proxies import proxy_middleware
 from pplex_desktop.gateway.errors import error_middleware
 from pplex_desktop.gateway.events import QueueChanged
-from pplex_desktop.gateway.hosts import ALLOWED_HOSTS, gateway_hosts, host_middleware
-from pplex_desktop.gateway.limits import add_rate_headers, rate_limit_middleware
-from pplex_desktop.gateway.origin import origin_middleware
-from pplex_desktop.gateway.proxies import proxy_middleware
-from pplex_desktop.gateway.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
+from pplex_desktop.gateway.live import realtime
+from pplex_desktop.gateway.live import routes as live
+from pplex_desktop.gateway.live.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
+from pplex_desktop.gateway.offline import routes as jobs_api
 
 _log = logging.getLogger(__name__)
 USAGE_FLUSH_S = 1.0

@@ -30,8 +30,8 @@ from pplex_desktop.core.settings_schema import (
     resolve,
     shown_value,
 )
+from pplex_desktop.gateway.lan.tls import TLS_FOLDER, TlsInfo, lan_urls
 from pplex_desktop.gateway.server import DEMO_LABEL, GatewayAddress, GatewayRunner
-from pplex_desktop.gateway.tls import TLS_FOLDER, TlsInfo, lan_urls
 
 ADMIN_SECRET_ENV = "PPLEX_ADMIN_SECRET"  # noqa: S105 (a variable name, not a secret)
 _log = logging.getLogger("pplex_desktop.gateway")

@@ -10,13 +10,13 @@ from pplex_desktop import __version__
 from pplex_desktop.core.clock import Clock
 from pplex_desktop.core.keystore import ApiKey, KeyStore
 from pplex_desktop.core.settings import Settings
-from pplex_desktop.gateway.backends import BackendPool
+from pplex_desktop.gateway.api.metrics import GatewayMetrics
+from pplex_desktop.gateway.edge.ratelimit import Decision, SlidingWindowLimiter
+from pplex_desktop.gateway.edge.throttle import FailureThrottle
 from pplex_desktop.gateway.events import EventHub
-from pplex_desktop.gateway.metrics import GatewayMetrics
-from pplex_desktop.gateway.ratelimit import Decision, SlidingWindowLimiter
-from pplex_desktop.gateway.scheduler import Scheduler
-from pplex_desktop.gateway.sessions import SessionRegistry
-from pplex_desktop.gateway.throttle import FailureThrottle
+from pplex_desktop.gateway.live.sessions import SessionRegistry
+from pplex_desktop.gateway.pool.backends import BackendPool
+from pplex_desktop.gateway.pool.scheduler import Scheduler
 
 ADMIN_FAILURES_PER_MINUTE = 5
 # Keys are tried far more often than the admin secret (every client, every request, a browser

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pplex_desktop.core.settings import Settings
 from pplex_desktop.core.settings_schema import SPECS
 from pplex_desktop.gateway.context import GatewayContext
-from pplex_desktop.gateway.hosts import AllowedHosts
+from pplex_desktop.gateway.edge.hosts import AllowedHosts
 
 _log = logging.getLogger(__name__)
 NEEDS_RESTART = frozenset(

@@ -27,13 +27,19 @@ from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.redact import install_redacting_filter
 from pplex_desktop.core.settings import BackendConfig, Settings
-from pplex_desktop.gateway.accesslog import RedactingAccessLogger
+from pplex_desktop.gateway.api.metrics import GatewayFigures, figures
+from pplex_desktop.gateway.api.metrics_api import LAN_SSL
+from pplex_desktop.gateway.api.voices_api import StoredVoice as StoredVoice  # noqa: PLC0414 (re-exported for the UI)
+from pplex_desktop.gateway.api.voices_api import VoiceFolder as VoiceFolder  # noqa: PLC0414 (re-exported for the UI)
+from pplex_desktop.gateway.api.voices_api import add_voice, libraries, remove_voice
 from pplex_desktop.gateway.app import create_app
-from pplex_desktop.gateway.backends import BackendPool
-from pplex_desktop.gateway.backends import BackendStatus as BackendStatus  # noqa: PLC0414 (re-exported for the UI)
-from pplex_desktop.gateway.burstlog import WINDOW_S, BurstLog, install_accept_filter
-from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits
 from pplex_desktop.gateway.context import GatewayContext
+from pplex_desktop.gateway.edge.accesslog import RedactingAccessLogger
+from pplex_desktop.gateway.edge.burstlog import WINDOW_S, BurstLog, install_accept_filter
+from pplex_desktop.gateway.edge.connections import ConnectionGuard, ConnectionLimits
+from pplex_desktop.gateway.edge.hosts import ALLOWED_HOSTS
+from pplex_desktop.gateway.edge.listener import AcceptGate, GatedSite
+from pplex_desktop.gateway.edge.protocol import GuardedRunner
 from pplex_desktop.gateway.events import (
     EventHub,
     GatewayStarted,
@@ -41,23 +47,13 @@ from pplex_desktop.gateway.events import (
     KeysChanged,
     RequestServed,
 )
-from pplex_desktop.gateway.hosts import ALLOWED_HOSTS
-from pplex_desktop.gateway.listener import AcceptGate, GatedSite
-from pplex_desktop.gateway.metrics import GatewayFigures, figures
-from pplex_desktop.gateway.metrics_api import LAN_SSL
-from pplex_desktop.gateway.protocol import GuardedRunner
+from pplex_desktop.gateway.lan.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
+from pplex_desktop.gateway.pool.backends import BackendPool
+from pplex_desktop.gateway.pool.backends import BackendStatus as BackendStatus  # noqa: PLC0414 (re-exported for the UI)
 from pplex_desktop.gateway.reload import Reloaded, apply_settings
-from pplex_desktop.gateway.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls, prepare_tls
-from pplex_desktop.gateway.voices_api import StoredVoice as StoredVoice  # noqa: PLC0414 (re-exported for the UI)
-from pplex_desktop.gateway.voices_api import VoiceFolder as VoiceFolder  # noqa: PLC0414 (re-exported for the UI)
-from pplex_desktop.gateway.voices_api import (
-    add_voice,
-    libraries,
-    remove_voice,
-)
 
 if TYPE_CHECKING:
-    from pplex_desktop.backend.sim import SimServer
+    from pplex_desktop.sim.sim import SimServer
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,7 +183,7 @@ class GatewayRunner:
             return self.settings.backends
         # Imported here: the simulator pulls in the Opus codec, which a desktop start-up
         # with a real model server never needs.
-        from pplex_desktop.backend.sim import SimConfig, SimServer
+        from pplex_desktop.sim.sim import SimConfig, SimServer
 
         # The demo keeps custom voices in the data folder, as a real single-box server would in
         # its --voice-prompt-dir, so recording a voice can be tried without a GPU.
@@ -226,7 +222,7 @@ class GatewayRunner:
                 limits.max_connections,
             )
         guard = ConnectionGuard(limits)
-        burst = BurstLog(logging.getLogger("pplex_desktop.gateway.connections"))
+        burst = BurstLog(logging.getLogger("pplex_desktop.gateway.edge.connections"))
         gate = AcceptGate(limits.max_sockets, burst)
         runner = GuardedRunner(
             app,

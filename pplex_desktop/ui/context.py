@@ -7,12 +7,12 @@ from pathlib import Path
 
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.gateway.server import GatewayServer
+from pplex_desktop.ui.activity.log_handler import QtLogHandler
 from pplex_desktop.ui.bridge import GatewayBridge, IoBridge
-from pplex_desktop.ui.counters import LiveCounters
 from pplex_desktop.ui.errors import ErrorReporter
-from pplex_desktop.ui.gateway_control import GatewayController
-from pplex_desktop.ui.log_handler import QtLogHandler
-from pplex_desktop.ui.settings_keeper import SettingsKeeper
+from pplex_desktop.ui.server.counters import LiveCounters
+from pplex_desktop.ui.server.gateway_control import GatewayController
+from pplex_desktop.ui.settings.settings_keeper import SettingsKeeper
 from pplex_desktop.ui.status import StatusLine
 
 

@@ -10,12 +10,11 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QP
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
-_RESOURCES = "resources"
 
 
 def resource(*parts: str) -> Traversable:
     """A file shipped inside the package (works from the repo and from an install alike)."""
-    return resources.files("pplex_desktop").joinpath(_RESOURCES, *parts)
+    return resources.files("pplex_desktop.resources").joinpath(*parts)
 
 
 def icon_pixmap(size: int) -> QPixmap:

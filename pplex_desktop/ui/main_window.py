@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (
 )
 
 from pplex_desktop import __version__
+from pplex_desktop.desktop.ui_state import ui_state
 from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
 from pplex_desktop.ui.context import DesktopContext
-from pplex_desktop.ui.gateway_control import GatewayView
 from pplex_desktop.ui.look import app_icon
 from pplex_desktop.ui.pages import PageSpec, call_hook
-from pplex_desktop.ui.status_bar import StatusBar
-from pplex_desktop.ui.ui_state import ui_state
+from pplex_desktop.ui.server.gateway_control import GatewayView
+from pplex_desktop.ui.widgets.status_bar import StatusBar
 
 SETTINGS_KEY = "settings"  # the sidebar's last entry, which opens the dialog
 SETTINGS_TITLE = "Settings"

@@ -17,28 +17,29 @@ from pplex_desktop.core.folder_lock import FolderLock
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig
+from pplex_desktop.desktop import ui_state
+from pplex_desktop.desktop.live_audio import AudioSystem
+from pplex_desktop.desktop.settings_store import SettingsStore
 from pplex_desktop.gateway.server import GatewayServer, GatewayState
-from pplex_desktop.ui import log_handler, ui_state
-from pplex_desktop.ui.activity_panel import ActivityPanel
+from pplex_desktop.ui.activity import log_handler
+from pplex_desktop.ui.activity.activity_panel import ActivityPanel
 from pplex_desktop.ui.bridge import GatewayBridge, IoBridge
 from pplex_desktop.ui.context import DesktopContext
-from pplex_desktop.ui.counters import LiveCounters
 from pplex_desktop.ui.errors import ErrorReporter
-from pplex_desktop.ui.gateway_control import GatewayController, GatewayView
-from pplex_desktop.ui.keys_panel import KeysPanel
-from pplex_desktop.ui.live_audio import AudioSystem
-from pplex_desktop.ui.live_panel import LivePanel
+from pplex_desktop.ui.keys.keys_panel import KeysPanel
 from pplex_desktop.ui.look import app_icon
 from pplex_desktop.ui.main_window import MainWindow
-from pplex_desktop.ui.offline_panel import OfflinePanel
+from pplex_desktop.ui.offline.offline_panel import OfflinePanel
 from pplex_desktop.ui.pages import PageRegistry, PageSpec, call_hook
-from pplex_desktop.ui.server_panel import ServerPanel
-from pplex_desktop.ui.settings_dialog import SettingsDialog
-from pplex_desktop.ui.settings_keeper import SettingsKeeper
-from pplex_desktop.ui.settings_store import SettingsStore
+from pplex_desktop.ui.server.counters import LiveCounters
+from pplex_desktop.ui.server.gateway_control import GatewayController, GatewayView
+from pplex_desktop.ui.server.server_panel import ServerPanel
+from pplex_desktop.ui.settings.settings_dialog import SettingsDialog
+from pplex_desktop.ui.settings.settings_keeper import SettingsKeeper
+from pplex_desktop.ui.settings.welcome import WelcomeChoice, WelcomeDialog
 from pplex_desktop.ui.status import StatusLine
+from pplex_desktop.ui.talk.live_panel import LivePanel
 from pplex_desktop.ui.tray import Tray
-from pplex_desktop.ui.welcome import WelcomeChoice, WelcomeDialog
 
 _log = logging.getLogger(__name__)
 QUIT_TIMEOUT_MS = 15_000

@@ -7,7 +7,7 @@ from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from pplex_desktop.gateway.server import GatewayState
-from pplex_desktop.ui.gateway_control import GatewayView
+from pplex_desktop.ui.server.gateway_control import GatewayView
 
 
 class Tray(QObject):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.audio import pulse
-from tests.backend.conftest import make_sim  # noqa: F401 - the pplex-sim fixture, shared
+from tests.sim.conftest import make_sim  # noqa: F401 - the pplex-sim fixture, shared
 from tests.skips import skip_or_fail
 
 _log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def pulse_devices() -> Iterator[pulse.PulseSetup]:
     except pulse.PulseUnavailable as exc:
         skip_or_fail(f"PulseAudio cannot run on this machine: {exc}")
     try:
-        from pplex_desktop.audio.devices import list_devices, refresh_devices
+        from pplex_desktop.audio.portaudio import list_devices, refresh_devices
 
         # PortAudio lists devices once, when it initialises; the daemon may be newer than that.
         refresh_devices()

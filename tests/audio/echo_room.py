@@ -29,14 +29,14 @@ from pplex_desktop.audio.conversation import (
     RecordingSaved,
     StateChanged,
 )
-from pplex_desktop.audio.devices import SoundDeviceDuplex
 from pplex_desktop.audio.echo import EchoSettings
-from pplex_desktop.backend.sim import SimConfig, SimServer
+from pplex_desktop.audio.portaudio import SoundDeviceDuplex
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.server import GatewayRunner
 from pplex_desktop.moshi.audiofile import write_wav
+from pplex_desktop.sim.sim import SimConfig, SimServer
 from tests.audio import pulse
 
 RATE = 24_000

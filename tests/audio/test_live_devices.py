@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from pplex_desktop.audio.conversation import Conversation, ConversationConfig, ConversationState
-from pplex_desktop.audio.devices import SoundDeviceDuplex
+from pplex_desktop.audio.portaudio import SoundDeviceDuplex
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.moshi.audiofile import read_mono, write_wav
 from tests.audio import pulse
 from tests.audio.analysis import RATE, Match, from_s16le, locate
-from tests.backend.conftest import SimFactory
 from tests.conversation_helpers import EventLog
+from tests.sim.conftest import SimFactory
 
 S = ConversationState
 SENTENCE = "The quick brown fox jumps over the lazy dog."

@@ -22,13 +22,13 @@ from pplex_desktop.app import OWNER_KEY_NAME, OWNER_MAX_SESSIONS, OWNER_RPM
 from pplex_desktop.audio.conversation import ConversationConfig
 from pplex_desktop.audio.events import ConversationState, Levels, SessionStats
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
-from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.keystore import KIND_OWNER, KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig, Settings
+from pplex_desktop.desktop.live_audio import SoundDeviceAudio
 from pplex_desktop.gateway.server import GatewayRunner
-from pplex_desktop.ui.live_audio import SoundDeviceAudio
-from pplex_desktop.ui.live_session import LiveSession
+from pplex_desktop.sim.sim import SimConfig, SimServer
+from pplex_desktop.ui.talk.live_session import LiveSession
 from tests.audio.analysis import RATE, Match, locate
 from tests.audio.test_live_devices import Parec, speak
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pplex_desktop.audio.devices import SoundDeviceDuplex, list_devices
 from pplex_desktop.audio.player import RecordingPlayer
+from pplex_desktop.audio.portaudio import SoundDeviceDuplex, list_devices
 from tests.audio.test_live_devices import Parec
 from tests.signals import dominant_frequency, rms, tone
 

@@ -25,9 +25,9 @@ from pplex_desktop.audio.conversation import ConversationConfig
 from pplex_desktop.audio.events import ConversationState, SessionStats
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.audio.recorder import RecordingInfo
+from pplex_desktop.desktop.live_audio import SoundDeviceAudio
 from pplex_desktop.moshi.audiofile import write_wav
-from pplex_desktop.ui.live_audio import SoundDeviceAudio
-from pplex_desktop.ui.live_session import LiveSession
+from pplex_desktop.ui.talk.live_session import LiveSession
 from tests.audio.analysis import RATE
 from tests.audio.test_live_through_gateway import WAIT_MS, LoopGateway, gateway  # noqa: F401
 from tests.conversation_helpers import recording_lags

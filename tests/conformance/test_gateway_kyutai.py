@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import websockets
 
-from pplex_desktop.gateway import relay
+from pplex_desktop.gateway.live import relay
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder

@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.clock import FakeClock
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.server import GatewayRunner
+from pplex_desktop.sim.sim import SimConfig, SimServer
 
 ADMIN_SECRET = "test-admin-secret-0123456789"
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.core.db import Database
 from pplex_desktop.core.errors import ConfigError, ValidationError
 from pplex_desktop.core.keystore import _MIGRATIONS, KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings, load_settings, save_settings
 from pplex_desktop.core.voices import resolve_voice
+from pplex_desktop.gateway.api.voice_library import CONSENT_STATEMENT
 from pplex_desktop.gateway.cli import build_parser, resolve_settings
-from pplex_desktop.gateway.voice_library import CONSENT_STATEMENT
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
+from pplex_desktop.sim.sim import SimConfig
 from tests import talk
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.gateway.offline_support import form, tone_wav
@@ -416,7 +416,7 @@ async def test_pplex_sim_serves_wav_voices_from_its_voice_dir(tmp_path: Path) ->
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "pplex_desktop.backend",
+        "pplex_desktop.sim",
         "--port",
         "0",
         "--prompt-delay",

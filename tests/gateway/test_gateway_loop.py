@@ -16,7 +16,7 @@ import pytest
 from pplex_desktop.core.db import off_loop
 from pplex_desktop.core.errors import UnavailableError
 from pplex_desktop.core.jobstore import DB_NAME, Job, JobStore, NewJob
-from pplex_desktop.gateway import offline_engine
+from pplex_desktop.gateway.offline import engine as offline_engine
 from pplex_desktop.moshi.codec import OpusEncoder
 from tests.gateway.conftest import GatewayFactory
 from tests.gateway.offline_support import PERSONA, finished, form, submit, tone_wav

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
+from pplex_desktop.sim.sim import SimConfig
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.gateway.offline_support import (
     PERSONA,

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 import pplex_desktop
-from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.keystore import KeyStore
+from pplex_desktop.sim.sim import SimConfig, SimServer
 from tests.gateway.offline_support import form, tone_wav, wav_of
 
 Proc = asyncio.subprocess.Process

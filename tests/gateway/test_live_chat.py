@@ -8,13 +8,13 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.moshi.client import (
     ConnectError,
     MoshiSession,
     SessionOptions,
 )
 from pplex_desktop.moshi.codec import FRAME_SAMPLES
+from pplex_desktop.sim.sim import SimConfig
 from tests import talk
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.signals import dominant_frequency, tone

@@ -12,7 +12,6 @@ import pytest
 import websockets
 from aiohttp import web
 
-from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.moshi.client import (
     AudioEvent,
     ClosedEvent,
@@ -21,6 +20,7 @@ from pplex_desktop.moshi.client import (
     SessionOptions,
 )
 from pplex_desktop.moshi.codec import FRAME_SAMPLES
+from pplex_desktop.sim.sim import SimConfig
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.signals import tone
 

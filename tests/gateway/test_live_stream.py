@@ -94,7 +94,7 @@ async def test_bad_format_is_refused(gateway: Gateway) -> None:
 
 
 async def test_end_message_and_close_code_on_a_model_error(gateway: Gateway) -> None:
-    from pplex_desktop.backend.sim import SimConfig
+    from pplex_desktop.sim.sim import SimConfig
 
     gw_sim = gateway.sims[0]
     gw_sim.config = SimConfig(error_after_frames=3)

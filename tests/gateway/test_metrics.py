@@ -152,7 +152,7 @@ async def test_each_gateway_has_its_own_registry(make_gateway: GatewayFactory) -
 
 
 async def test_the_server_page_reads_the_same_figures(gateway: Gateway) -> None:
-    from pplex_desktop.gateway.metrics import figures
+    from pplex_desktop.gateway.api.metrics import figures
 
     key = gateway.new_key()
     async with await MoshiSession.connect(gateway.url, _options(key)):
@@ -177,7 +177,7 @@ async def test_the_loop_lag_watch_runs_from_the_start(gateway: Gateway) -> None:
 def test_the_desktops_gateway_offers_the_figures(tmp_path: Path) -> None:
     from pplex_desktop.core.keystore import KeyStore
     from pplex_desktop.core.settings import Settings
-    from pplex_desktop.gateway.metrics import GatewayFigures
+    from pplex_desktop.gateway.api.metrics import GatewayFigures
     from pplex_desktop.gateway.server import DEMO_LABEL, GatewayServer
 
     store = KeyStore(tmp_path / "keys.sqlite3")

@@ -11,9 +11,9 @@ from urllib.parse import unquote
 import pytest
 import soundfile as sf
 
-from pplex_desktop.backend.sim import SimConfig
-from pplex_desktop.gateway.scheduler import Priority
+from pplex_desktop.gateway.pool.scheduler import Priority
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
+from pplex_desktop.sim.sim import SimConfig
 from tests.gateway.conftest import GatewayFactory
 from tests.gateway.offline_support import (
     PERSONA,

@@ -10,7 +10,7 @@ import os
 import aiohttp
 import pytest
 
-from pplex_desktop.gateway.origin import normalize_origin
+from pplex_desktop.gateway.edge.origin import normalize_origin
 from tests.gateway.conftest import Gateway, GatewayFactory
 
 ALLOWED = "https://app.example:8443"

@@ -11,7 +11,7 @@ from tests.gateway.conftest import Gateway, GatewayFactory
 
 async def _logged_client(gw: Gateway, caplog: pytest.LogCaptureFixture, **headers: str) -> str:
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pplex_desktop.gateway.access"):
+    with caplog.at_level(logging.INFO, logger="pplex_desktop.gateway.edge.access"):
         async with gw.http.get(gw.url + "/healthz", headers=headers) as resp:
             assert resp.status == 200
             await resp.read()

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from cryptography import x509
 
-from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.core.personas import PRESETS
-from pplex_desktop.gateway.talk import ASSETS
+from pplex_desktop.gateway.api.talk import ASSETS
+from pplex_desktop.sim.sim import SimConfig
 from tests.gateway.conftest import Gateway, GatewayFactory
 
 

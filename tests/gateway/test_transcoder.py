@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pplex_desktop.gateway.transcoder import Transcoder
+from pplex_desktop.gateway.offline.transcoder import Transcoder
 from pplex_desktop.moshi.audiofile import InvalidAudioError
 from tests.signals import dominant_frequency, tone
 

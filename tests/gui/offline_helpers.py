@@ -12,8 +12,8 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.ui.offline_panel import OfflinePanel
-from pplex_desktop.ui.offline_record import Item, ItemState
+from pplex_desktop.desktop.offline_record import Item, ItemState
+from pplex_desktop.ui.offline.offline_panel import OfflinePanel
 from pplex_desktop.ui.shell import DesktopShell
 from tests.gateway.offline_support import speech_wav
 

@@ -8,8 +8,8 @@ import logging
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.ui.activity_model import COLUMNS
-from pplex_desktop.ui.activity_panel import ActivityPanel
+from pplex_desktop.ui.activity.activity_model import COLUMNS
+from pplex_desktop.ui.activity.activity_panel import ActivityPanel
 from tests.gui.conftest import WAIT_MS, Launch, http, url_of
 
 
@@ -76,7 +76,7 @@ def test_the_log_view_and_its_level(qtbot: QtBot, launch: Launch) -> None:
 def test_a_burst_of_log_lines_arrives_as_one_batch(qtbot: QtBot) -> None:
     import logging
 
-    from pplex_desktop.ui.log_handler import QtLogHandler
+    from pplex_desktop.ui.activity.log_handler import QtLogHandler
 
     handler = QtLogHandler()
     batches: list[int] = []

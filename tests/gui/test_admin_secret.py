@@ -10,8 +10,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.ui.admin_secret import AdminSecretReset, NewSecretDialog
-from pplex_desktop.ui.settings_dialog import SettingsDialog
+from pplex_desktop.ui.settings.admin_secret import AdminSecretReset, NewSecretDialog
+from pplex_desktop.ui.settings.settings_dialog import SettingsDialog
 from pplex_desktop.ui.shell import DesktopShell
 from tests.gui.conftest import ADMIN_SECRET, WAIT_MS, Launch, url_of
 

@@ -14,9 +14,10 @@ from pytestqt.qtbot import QtBot
 from pplex_desktop.core.keystore import ApiKey, KeyStore
 from pplex_desktop.core.settings import Settings
 from pplex_desktop.core.settings import save_settings as core_save_settings
-from pplex_desktop.ui import offline_queue, settings_keeper
-from pplex_desktop.ui.offline_client import JobClient
-from pplex_desktop.ui.offline_record import ItemState
+from pplex_desktop.desktop.offline_client import JobClient
+from pplex_desktop.desktop.offline_record import ItemState
+from pplex_desktop.ui.offline import offline_queue
+from pplex_desktop.ui.settings import settings_keeper
 from tests.gui.conftest import WAIT_MS, Launch
 from tests.gui.offline_helpers import JOB_WAIT_MS, drop, ready_page, rows, spoken_files
 

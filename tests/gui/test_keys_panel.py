@@ -10,9 +10,9 @@ from PySide6.QtWidgets import QMessageBox, QPushButton, QStyle
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.keystore import KIND_OWNER, ApiKey
-from pplex_desktop.ui.key_dialogs import Expiry, KeyLimitsDialog, NewKeyDialog
-from pplex_desktop.ui.keys_model import COLUMNS, KEY_ROLE, LAST_USED, LIMITS, NAME, STATE
-from pplex_desktop.ui.keys_panel import KeysPanel
+from pplex_desktop.ui.keys.key_dialogs import Expiry, KeyLimitsDialog, NewKeyDialog
+from pplex_desktop.ui.keys.keys_model import COLUMNS, KEY_ROLE, LAST_USED, LIMITS, NAME, STATE
+from pplex_desktop.ui.keys.keys_panel import KeysPanel
 from pplex_desktop.ui.main_window import DEFAULT_SIZE
 from tests.gui.conftest import WAIT_MS, Launch, http, url_of
 

@@ -8,8 +8,8 @@ import ipaddress
 import segno
 from PySide6.QtGui import QColor
 
-from pplex_desktop.ui.lan import LanAddress, lan_addresses
-from pplex_desktop.ui.qr import QUIET_ZONE, qr_image, qr_matrix
+from pplex_desktop.desktop.lan import LanAddress, lan_addresses
+from pplex_desktop.ui.server.qr import QUIET_ZONE, qr_image, qr_matrix
 
 
 def test_lan_addresses_are_up_non_loopback_ipv4() -> None:

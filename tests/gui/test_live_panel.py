@@ -25,9 +25,9 @@ from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
-from pplex_desktop.ui.live_panel import TALK_LABELS, LivePanel
 from pplex_desktop.ui.look import style_sheet
 from pplex_desktop.ui.shell import DesktopShell, default_pages
+from pplex_desktop.ui.talk.live_panel import TALK_LABELS, LivePanel
 from tests.gui.conftest import WAIT_MS, Launch, url_of
 from tests.paced_audio import FakeAudio, PacedFakeDevice
 from tests.signals import rms

@@ -12,12 +12,12 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.personas import PRESETS
+from pplex_desktop.desktop.offline_files import EMPTY_FILE
+from pplex_desktop.desktop.offline_record import Item, ItemState
 from pplex_desktop.gateway.server import GatewayState
 from pplex_desktop.ui.main_window import DEFAULT_SIZE
-from pplex_desktop.ui.offline_files import EMPTY_FILE
-from pplex_desktop.ui.offline_model import FILE, RESULT
-from pplex_desktop.ui.offline_panel import DROP_TEXT, OfflinePanel
-from pplex_desktop.ui.offline_record import Item, ItemState
+from pplex_desktop.ui.offline.offline_model import FILE, RESULT
+from pplex_desktop.ui.offline.offline_panel import DROP_TEXT, OfflinePanel
 from tests.gui.conftest import WAIT_MS, Launch, quit_gracefully
 from tests.gui.offline_helpers import (
     JOB_WAIT_MS,
@@ -216,7 +216,7 @@ def test_refused_rows_have_two_lines_whole_tooltips_and_reasons_without_paths(
 
 @pytest.mark.parametrize("ending", [".", ".."])
 def test_a_reason_ending_in_a_double_period_is_shown_with_one(ending: str) -> None:
-    from pplex_desktop.ui.offline_model import OfflineTableModel
+    from pplex_desktop.ui.offline.offline_model import OfflineTableModel
 
     item = Item(
         id=1,

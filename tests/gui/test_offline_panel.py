@@ -12,9 +12,9 @@ from PySide6.QtGui import QDesktopServices
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.settings import Settings
+from pplex_desktop.desktop.offline_record import ItemState
 from pplex_desktop.gateway.server import GatewayState
-from pplex_desktop.ui.offline_model import RESULT
-from pplex_desktop.ui.offline_record import ItemState
+from pplex_desktop.ui.offline.offline_model import RESULT
 from tests.gui.conftest import Launch, http, quit_gracefully, url_of
 from tests.gui.offline_helpers import (
     JOB_WAIT_MS,

@@ -18,10 +18,10 @@ from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import Settings
+from pplex_desktop.desktop.settings_store import SettingsStore
 from pplex_desktop.gateway.server import GatewayAddress, GatewayState, network_urls
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
-from pplex_desktop.ui.server_panel import ServerPanel, will_listen_text
-from pplex_desktop.ui.settings_store import SettingsStore
+from pplex_desktop.ui.server.server_panel import ServerPanel, will_listen_text
 from pplex_desktop.ui.shell import DesktopShell
 from tests.gui.conftest import WAIT_MS, Launch, running, url_of
 

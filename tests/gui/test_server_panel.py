@@ -9,10 +9,10 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from pplex_desktop.desktop.lan import lan_addresses
+from pplex_desktop.desktop.settings_store import SettingsStore
 from pplex_desktop.gateway.server import DEMO_LABEL, GatewayState
-from pplex_desktop.ui.lan import lan_addresses
-from pplex_desktop.ui.server_panel import ServerPanel
-from pplex_desktop.ui.settings_store import SettingsStore
+from pplex_desktop.ui.server.server_panel import ServerPanel
 from tests.gui.conftest import WAIT_MS, Launch, cell, http, running, url_of
 from tests.journeys.http import https_via_loopback
 
@@ -75,7 +75,7 @@ def test_restart_keeps_serving(qtbot: QtBot, launch: Launch) -> None:
 
 def test_serving_the_local_network_and_back(qtbot: QtBot, launch: Launch) -> None:
     from pplex_desktop.core.settings import Settings
-    from pplex_desktop.gateway.tls import CA_CERT, TLS_FOLDER
+    from pplex_desktop.gateway.lan.tls import CA_CERT, TLS_FOLDER
 
     shell = launch(settings=Settings(lan_port=0))
     panel = server_page(shell)

@@ -12,9 +12,9 @@ from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.personas import PRESETS
 from pplex_desktop.core.settings import SETTINGS_NAME
+from pplex_desktop.desktop.backend_probe import ProbeResult
 from pplex_desktop.gateway.server import GatewayState
-from pplex_desktop.ui.backend_probe import ProbeResult
-from pplex_desktop.ui.settings_dialog import SettingsDialog
+from pplex_desktop.ui.settings.settings_dialog import SettingsDialog
 from tests.gui.conftest import WAIT_MS, Launch, cell, http, running, url_of
 
 

@@ -16,10 +16,10 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.settings import SETTINGS_NAME, Settings
-from pplex_desktop.gateway.tls import fingerprint
-from pplex_desktop.ui.server_panel import ServerPanel
-from pplex_desktop.ui.settings_dialog import SettingsDialog
-from pplex_desktop.ui.settings_store import SettingsStore
+from pplex_desktop.desktop.settings_store import SettingsStore
+from pplex_desktop.gateway.lan.tls import fingerprint
+from pplex_desktop.ui.server.server_panel import ServerPanel
+from pplex_desktop.ui.settings.settings_dialog import SettingsDialog
 from pplex_desktop.ui.shell import DesktopShell
 from tests.gui.conftest import WAIT_MS, Launch, http, running
 

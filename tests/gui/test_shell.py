@@ -214,7 +214,7 @@ def test_quitting_tells_live_clients_1001(qtbot: QtBot, launch: Launch) -> None:
 
 
 def test_settings_is_last_in_the_sidebar_and_opens_the_dialog(qtbot: QtBot, launch: Launch) -> None:
-    from pplex_desktop.ui.settings_dialog import SettingsDialog
+    from pplex_desktop.ui.settings.settings_dialog import SettingsDialog
 
     shell = launch()
     navigation = shell.window.navigation

@@ -8,10 +8,10 @@ from pathlib import Path
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.audio.ptt import PttMode
-from pplex_desktop.ui.live_panel import LivePanel
+from pplex_desktop.desktop.ui_state import UI_STATE_NAME
 from pplex_desktop.ui.main_window import DEFAULT_SIZE
 from pplex_desktop.ui.shell import DesktopShell, default_pages
-from pplex_desktop.ui.ui_state import UI_STATE_NAME
+from pplex_desktop.ui.talk.live_panel import LivePanel
 from tests.gui.conftest import Launch, quit_gracefully
 from tests.paced_audio import FakeAudio
 

@@ -10,10 +10,10 @@ import numpy as np
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.ui.live_panel import LivePanel
-from pplex_desktop.ui.offline_panel import OfflinePanel
+from pplex_desktop.ui.offline.offline_panel import OfflinePanel
+from pplex_desktop.ui.settings.voices_tab import VoicesTab
 from pplex_desktop.ui.shell import DesktopShell, default_pages
-from pplex_desktop.ui.voices_tab import VoicesTab
+from pplex_desktop.ui.talk.live_panel import LivePanel
 from tests.gui.conftest import WAIT_MS, Launch, http
 from tests.paced_audio import FakeAudio
 from tests.voice_samples import speechlike, wav_bytes

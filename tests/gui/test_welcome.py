@@ -12,14 +12,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.backend.sim import SimServer
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.settings import BackendConfig, Settings
+from pplex_desktop.desktop.backend_probe import ProbeResult
+from pplex_desktop.desktop.settings_store import SettingsStore
 from pplex_desktop.gateway.server import DEMO_LABEL
-from pplex_desktop.ui.backend_probe import ProbeResult
-from pplex_desktop.ui.settings_store import SettingsStore
-from pplex_desktop.ui.welcome import WelcomeDialog
+from pplex_desktop.sim.sim import SimServer
+from pplex_desktop.ui.settings.welcome import WelcomeDialog
 from tests.gui.conftest import WAIT_MS, Launch, http, quit_gracefully, running, url_of
 
 

@@ -15,9 +15,9 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from pplex_desktop.backend.sim import REQUEST_LINE_LIMIT, SimConfig
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.moshi.ogg import OggPage, split_pages
+from pplex_desktop.sim.sim import REQUEST_LINE_LIMIT, SimConfig
 from tests.hostile.faults_support import (
     CJK_PERSONA,
     Gateway,

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from pplex_desktop.core.keystore import KeyStore
-from pplex_desktop.gateway.hosts import ALLOWED_HOSTS, AllowedHosts, base_url, host_middleware
+from pplex_desktop.gateway.edge.hosts import ALLOWED_HOSTS, AllowedHosts, base_url, host_middleware
 from tests.gateway.hostile import encoded
 from tests.hostile.store_support import gateway_command, lan_url, run_to_exit, start_gateway
 

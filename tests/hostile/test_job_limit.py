@@ -7,7 +7,7 @@ import collections
 
 import aiohttp
 
-from pplex_desktop.gateway.jobs import MAX_UNFINISHED_PER_KEY
+from pplex_desktop.gateway.offline.jobs import MAX_UNFINISHED_PER_KEY
 from tests.hostile.faults_support import (
     GatewayFactory,
     Witness,

@@ -12,7 +12,7 @@ import logging
 
 import pytest
 
-from pplex_desktop.gateway.burstlog import AcceptErrorFilter
+from pplex_desktop.gateway.edge.burstlog import AcceptErrorFilter
 from tests.gateway.conftest import Gateway, gateway, make_gateway
 from tests.hostile.edge_support import (
     assert_no_secret,
@@ -74,7 +74,9 @@ async def test_readable_requests_after_a_flood_are_logged_as_usual(
     )
     status, _body, _took = await http_get(host, port, "/healthz")
     assert status == 200
-    served = [r.getMessage() for r in caplog.records if r.name == "pplex_desktop.gateway.access"]
+    served = [
+        r.getMessage() for r in caplog.records if r.name == "pplex_desktop.gateway.edge.access"
+    ]
     assert served == [served[-1]] and "GET /healthz from 127.0.0.1 answered 200" in served[-1]
 
 

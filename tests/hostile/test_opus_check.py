@@ -12,10 +12,10 @@ import random
 
 import numpy as np
 
-from pplex_desktop.backend.ogg_layout import PersonaPlexLayout
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, CodecError, OpusDecoder, OpusEncoder
 from pplex_desktop.moshi.ogg import OggPage, split_pages
 from pplex_desktop.moshi.opuscheck import OggOpusChecker, StreamError
+from pplex_desktop.sim.ogg_layout import PersonaPlexLayout
 
 MUTATIONS = 400
 

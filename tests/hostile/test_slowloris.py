@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from pplex_desktop.core.settings import Settings
-from pplex_desktop.gateway.connections import ConnectionGuard, ConnectionLimits, derived_cap
+from pplex_desktop.gateway.edge.connections import ConnectionGuard, ConnectionLimits, derived_cap
 from tests.gateway.conftest import Gateway, GatewayFactory, gateway, make_gateway
 from tests.hostile.edge_support import (
     ADMIN_SECRET,

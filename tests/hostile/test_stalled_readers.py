@@ -19,8 +19,8 @@ import psutil
 import pytest
 import websockets
 
-from pplex_desktop.gateway import relay
-from pplex_desktop.gateway.relay import CLOSE_GRACE_S
+from pplex_desktop.gateway.live import relay
+from pplex_desktop.gateway.live.relay import CLOSE_GRACE_S
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 from tests.gateway.conftest import Gateway, GatewayFactory, gateway, make_gateway

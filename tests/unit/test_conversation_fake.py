@@ -27,10 +27,10 @@ from pplex_desktop.audio.conversation import (
 )
 from pplex_desktop.audio.fake import FakeDuplexDevice
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
-from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.clock import FakeClock
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, FRAME_SECONDS
+from pplex_desktop.sim.sim import SimConfig, SimServer
 from tests.conversation_helpers import EventLog, delay_lags, recording_lags, sidecar_delays
 from tests.signals import chirp_train, rms, tone
 

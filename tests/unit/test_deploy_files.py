@@ -191,7 +191,7 @@ def test_the_image_needs_no_desktop_packages() -> None:
         f"        if name.split('.')[0] in {blocked!r}:\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import pplex_desktop.gateway.cli, pplex_desktop.gateway.server, pplex_desktop.backend.sim\n"
+        "import pplex_desktop.gateway.cli, pplex_desktop.gateway.server, pplex_desktop.sim.sim\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pplex_desktop.audio import devices
-from pplex_desktop.audio.device import AudioUnavailableError, Played
+from pplex_desktop.audio import portaudio as devices
+from pplex_desktop.audio.duplex import AudioUnavailableError, Played
 from tests.signals import dominant_frequency, tone
 
 
@@ -269,7 +269,7 @@ def test_missing_portaudio_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_the_audio_package_imports_without_touching_sounddevice() -> None:
     code = (
         "import sys\n"
-        "import pplex_desktop.audio.conversation, pplex_desktop.audio.devices, "
+        "import pplex_desktop.audio.conversation, pplex_desktop.audio.portaudio, "
         "pplex_desktop.audio.fake, pplex_desktop.audio.recorder\n"
         "assert 'sounddevice' not in sys.modules, 'sounddevice was imported eagerly'\n"
     )

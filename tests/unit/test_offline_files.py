@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 
 from pplex_desktop.core.personas import PRESETS
-from pplex_desktop.ui.offline_files import (
+from pplex_desktop.desktop.offline_files import (
     check_file,
     expand,
     persona_slug,
@@ -20,7 +20,7 @@ from pplex_desktop.ui.offline_files import (
     slug,
     temp_path,
 )
-from pplex_desktop.ui.offline_record import BatchRecord, ItemState, NewItem
+from pplex_desktop.desktop.offline_record import BatchRecord, ItemState, NewItem
 
 
 def _wav(path: Path, seconds: float, rate: int = 16_000, channels: int = 1) -> Path:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pplex_desktop.gateway.jobs_api import MAX_TRANSCRIPT_HEADER, transcript_header
-from pplex_desktop.gateway.uploads import safe_filename
+from pplex_desktop.gateway.offline.routes import MAX_TRANSCRIPT_HEADER, transcript_header
+from pplex_desktop.gateway.offline.uploads import safe_filename
 
 
 def test_plain_english_stays_readable() -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pplex_desktop.backend.ogg_layout import PersonaPlexLayout
-from pplex_desktop.backend.sim import _opus_header_bodies
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 from pplex_desktop.moshi.opusclock import OggOpusDuration, opus_packet_samples
+from pplex_desktop.sim.ogg_layout import PersonaPlexLayout
+from pplex_desktop.sim.sim import _opus_header_bodies
 from tests.signals import tone
 
 

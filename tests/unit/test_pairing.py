@@ -13,7 +13,7 @@ import segno
 from pplex_desktop.core.clock import FakeClock
 from pplex_desktop.core.errors import AuthError, ValidationError
 from pplex_desktop.core.keystore import KIND_PAIRED, KeyStore
-from pplex_desktop.gateway.pairing import make_pairing, pairing_url, qr_png, qr_svg
+from pplex_desktop.gateway.lan.pairing import make_pairing, pairing_url, qr_png, qr_svg
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pplex_desktop.audio import devices
-from pplex_desktop.audio.device import AudioUnavailableError
+from pplex_desktop.audio import portaudio as devices
+from pplex_desktop.audio.duplex import AudioUnavailableError
 from pplex_desktop.audio.player import RecordingPlayer
 from tests.signals import rms, tone
 from tests.unit.test_devices import FakeSd, FakeStream, device

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pplex_desktop.core.clock import FakeClock
-from pplex_desktop.gateway.ratelimit import SlidingWindowLimiter
+from pplex_desktop.gateway.edge.ratelimit import SlidingWindowLimiter
 
 
 @given(

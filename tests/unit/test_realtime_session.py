@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pplex_desktop.core.errors import ValidationError
-from pplex_desktop.gateway.realtime_session import (
+from pplex_desktop.gateway.live.realtime_session import (
     EventError,
     RealtimeConfig,
     Response,

@@ -7,8 +7,8 @@ import pytest
 from pplex_desktop.core.clock import SystemClock
 from pplex_desktop.core.errors import UnavailableError
 from pplex_desktop.core.settings import BackendConfig
-from pplex_desktop.gateway.backends import BackendPool
-from pplex_desktop.gateway.scheduler import Priority, QueueTimeoutError, QueueUpdate, Scheduler
+from pplex_desktop.gateway.pool.backends import BackendPool
+from pplex_desktop.gateway.pool.scheduler import Priority, QueueTimeoutError, QueueUpdate, Scheduler
 
 
 def make(n: int = 1, max_queue: int = 10, voices: tuple[str, ...] | None = None) -> Scheduler:

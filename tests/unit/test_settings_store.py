@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pplex_desktop.core.settings import SETTINGS_NAME, Settings, save_settings
-from pplex_desktop.ui.settings_store import SettingsStore, needs_restart
+from pplex_desktop.desktop.settings_store import SettingsStore, needs_restart
 
 
 def test_overrides_are_not_written_unless_changed(tmp_path: Path) -> None:

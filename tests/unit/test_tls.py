@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pplex_desktop.core.errors import ConfigError
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
-from pplex_desktop.gateway import tls
+from pplex_desktop.gateway.lan import tls
 from pplex_desktop.gateway.server import GatewayRunner
 
 LAN_V4 = ipaddress.ip_address("192.168.77.20")

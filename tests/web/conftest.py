@@ -23,12 +23,12 @@ import pytest_asyncio
 import soundfile
 import soxr
 
-from pplex_desktop.backend.sim import SimConfig, SimServer
 from pplex_desktop.core.clock import SystemClock
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
+from pplex_desktop.gateway.lan.tls import TLS_FOLDER, TlsInfo, ensure_local_certificates
 from pplex_desktop.gateway.server import GatewayRunner
-from pplex_desktop.gateway.tls import TLS_FOLDER, TlsInfo, ensure_local_certificates
+from pplex_desktop.sim.sim import SimConfig, SimServer
 from tests.skips import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"

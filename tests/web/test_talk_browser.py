@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from playwright.async_api import expect
 
-from pplex_desktop.backend.sim import SimConfig
 from pplex_desktop.gateway.events import BackendHealthChanged
-from pplex_desktop.gateway.pairing import make_pairing
+from pplex_desktop.gateway.lan.pairing import make_pairing
+from pplex_desktop.sim.sim import SimConfig
 from tests.web.conftest import INSECURE_HOST, WebGateway, WebGatewayFactory
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -1,0 +1,622 @@
+"""The life of one live session, shared by /api/chat (native bytes) and /ws/stream (PCM).
+
+queued -> connecting -> preparing -> live -> ended. Every way a session can end resolves one
+future with a SessionEnd that carries the close code and a sentence, so the client always learns
+why (never a bare 1006 from a gateway decision) and the backend is always released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, ClassVar, TypeVar
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from pplex_desktop.core.redact import redact_url
+from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
+from pplex_desktop.gateway.context import GatewayContext
+from pplex_desktop.gateway.events import SessionEnded, SessionStarted
+from pplex_desktop.gateway.live.params import SessionParams
+from pplex_desktop.gateway.live.sessions import (
+    CLOSE_BACKEND_ERROR,
+    CLOSE_BAD_GATEWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TRY_LATER,
+    INPUT_REFUSALS,
+    LiveSession,
+)
+from pplex_desktop.gateway.pool.backends import failure_cause, refused_status
+from pplex_desktop.gateway.pool.scheduler import (
+    Lease,
+    Priority,
+    QueueTimeoutError,
+    QueueUpdate,
+    Ticket,
+)
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_EARLY_BYTES = 1024 * 1024  # what a client may send before the session is live
+# Limits are checked a few times per their own length, at most twice a second: fifty live
+# sessions should not mean hundreds of wake-ups a second on the gateway thread.
+MAX_WATCH_TICK_S = 0.5
+SEND_BUFFER_BYTES = 32 * 1024
+CLOSE_GRACE_S = 2.0
+# Below asyncio's default high-water mark a write never waits for the socket to drain.
+DIRECT_SEND_LIMIT = 32 * 1024  # a small kernel buffer makes a stalled reader visible sooner
+
+
+class SessionEnd(Exception):
+    """How a session ended: raised by whatever ends it, resolved once per session."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        reason: str,
+        backend_failed: str | None = None,
+        client_gone: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason  # short machine code, e.g. "idle" or "backend_failed"
+        self.message = message  # the sentence a person reads
+        self.backend_failed = backend_failed
+        self.client_gone = client_gone
+
+
+def close_reason(message: str) -> bytes:
+    """A WebSocket close reason is at most 123 bytes of UTF-8."""
+    data = message.encode("utf-8")
+    if len(data) <= 123:
+        return data
+    return data[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
+
+
+def make_client_socket(
+    request: web.Request, ctx: GatewayContext, *, protocols: tuple[str, ...] = ()
+) -> web.WebSocketResponse:
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    return web.WebSocketResponse(
+        heartbeat=ctx.settings.ws_heartbeat_s,
+        compress=False,  # Opus and PCM do not compress; deflate would only cost CPU
+        max_msg_size=MAX_MESSAGE_BYTES,
+        timeout=2.0,
+        writer_limit=8 * 1024,
+        protocols=protocols,
+    )
+
+
+class Relay(ABC):
+    route: ClassVar[str]
+
+    def __init__(
+        self,
+        request: web.Request,
+        ctx: GatewayContext,
+        params: SessionParams,
+        session: LiveSession,
+        ws: web.WebSocketResponse,
+    ) -> None:
+        self.request = request
+        self.ctx = ctx
+        self.params = params
+        self.session = session
+        self.ws = ws
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        self._end: asyncio.Future[SessionEnd] = loop.create_future()
+        self._early: list[bytes] = []  # what the client sent before the session went live
+        self._early_bytes = 0
+        self._live = False
+        self._outbox: deque[tuple[bytes | str, float]] = deque()
+        self._out_ready = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._out_audio_s = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ticket: Ticket | None = None
+        self.lease: Lease | None = None
+        self.backend_ws: aiohttp.ClientWebSocketResponse | None = None
+        self.live_since = 0.0
+        self.last_client_audio = 0.0
+        self.last_backend_audio = 0.0
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def request_end(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str = "ended",
+        backend_failed: str | None = None,
+        client_gone: bool = False,
+    ) -> None:
+        if not self._end.done():
+            self._end.set_result(SessionEnd(code, message, reason, backend_failed, client_gone))
+
+    def _end_from(self, end: SessionEnd) -> None:
+        if not self._end.done():
+            self._end.set_result(end)
+
+    async def _race(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` unless the session ends first; then cancel it and raise the end."""
+        task = asyncio.ensure_future(coro)
+        waitables: set[asyncio.Future[Any]] = {task, self._end}
+        await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise self._end.result()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except SessionEnd as end:
+                self._end_from(end)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 (a bug must end one session, not the gateway)
+                _log.exception("The %s task of session %s failed.", name, self.session.id)
+                self.request_end(
+                    CLOSE_BACKEND_ERROR,
+                    "The gateway hit an unexpected error in this session; it has been logged.",
+                    reason="internal_error",
+                )
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"{name}-{self.session.id}"))
+
+    # -- the client side ------------------------------------------------------------------
+
+    async def _read_client(self) -> None:
+        async for msg in self.ws:
+            if msg.type is WSMsgType.BINARY:
+                data: bytes = msg.data
+                if self._live:
+                    # Forwarding in the reading task itself: no hop through a queue, and a
+                    # backend that reads slowly slows this client down through TCP.
+                    timed = self.session.messages_up % RELAY_SAMPLE_EVERY == 0
+                    began = self.loop.time() if timed else 0.0
+                    try:
+                        await self.forward_up(data)
+                    except ConnectionError:
+                        raise self.backend_lost() from None
+                    if timed:
+                        self.ctx.metrics.up_hop(self.loop.time() - began)
+                    self.session.messages_up += 1
+                    continue
+                self._early_bytes += len(data)
+                if self._early_bytes > MAX_EARLY_BYTES:
+                    raise SessionEnd(
+                        CLOSE_POLICY,
+                        "Too much audio arrived before the session was ready; wait for the "
+                        "handshake before sending.",
+                        "early_audio",
+                    )
+                self._early.append(data)
+            elif msg.type is WSMsgType.TEXT:
+                self.on_client_text(str(msg.data))
+        # aiohttp has already answered the client's close: the key's slot is free from now.
+        self.session.holds_slot = False
+        self.request_end(
+            CLOSE_NORMAL, "The client closed the session.", reason="client_closed", client_gone=True
+        )
+
+    async def _go_live(self) -> None:
+        """Hand what the client sent early to the subclass, then forward directly."""
+        while self._early:
+            early, self._early = self._early, []
+            for data in early:
+                await self.early_message(data)
+        self._live = True
+
+    def on_client_text(self, text: str) -> None:
+        """Text frames are not part of the native protocol; subclasses may use them."""
+        del text
+
+    def send(self, data: bytes | str, audio_s: float = 0.0) -> None:
+        """Queue a message for the client; a client that lags too far behind is let go."""
+        self._outbox.append((data, audio_s))
+        self._out_audio_s += audio_s
+        self._drained.clear()
+        self._out_ready.set()
+        if self._out_audio_s > self.ctx.settings.max_client_lag_s:
+            self.request_end(
+                CLOSE_POLICY,
+                f"The client fell more than {self.ctx.settings.max_client_lag_s:g} s of audio "
+                "behind; it is not reading its messages.",
+                reason="slow_client",
+            )
+
+    async def deliver(self, data: bytes | str, audio_s: float = 0.0) -> None:
+        """Send to the client now when its socket has room, else queue it with lag accounting."""
+        transport = self.request.transport
+        if (
+            not self._outbox
+            and transport is not None
+            and transport.get_write_buffer_size() < DIRECT_SEND_LIMIT
+            and not self.ws.closed
+        ):
+            timed = self.session.messages_down % RELAY_SAMPLE_EVERY == 0
+            began = self.loop.time() if timed else 0.0
+            try:
+                if isinstance(data, str):
+                    await self.ws.send_str(data)
+                else:
+                    await self.ws.send_bytes(data)
+            except ConnectionError:
+                self.request_end(
+                    CLOSE_NORMAL,
+                    "The client connection was lost.",
+                    reason="client_lost",
+                    client_gone=True,
+                )
+                return
+            if timed:
+                self.ctx.metrics.down_hop(self.loop.time() - began)
+            self.session.messages_down += 1
+            return
+        self.send(data, audio_s)
+
+    def backend_lost(self) -> SessionEnd:
+        return SessionEnd(
+            CLOSE_BACKEND_ERROR,
+            "The model server closed the connection unexpectedly.",
+            "backend_failed",
+            backend_failed="connection lost mid-session",
+        )
+
+    async def _write_client(self) -> None:
+        try:
+            while not self.ws.closed:
+                await self._out_ready.wait()
+                while self._outbox and not self.ws.closed:
+                    data, audio_s = self._outbox.popleft()
+                    if isinstance(data, str):
+                        await self.ws.send_str(data)
+                    else:
+                        await self.ws.send_bytes(data)
+                    self._out_audio_s -= audio_s
+                    self.session.messages_down += 1
+                self._out_ready.clear()
+                self._drained.set()
+        except ConnectionError:
+            self.request_end(
+                CLOSE_NORMAL,
+                "The client connection was lost.",
+                reason="client_lost",
+                client_gone=True,
+            )
+
+    async def _flush_client(self, seconds: float) -> None:
+        if not self._outbox:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._drained.wait()
+
+    # -- hooks for the two endpoints ------------------------------------------------------------
+
+    @abstractmethod
+    def on_queue(self, update: QueueUpdate) -> None: ...
+
+    @abstractmethod
+    def on_status(self, state: str) -> None: ...
+
+    @abstractmethod
+    def on_ready(self, handshake: bytes) -> None: ...
+
+    @abstractmethod
+    async def early_message(self, data: bytes) -> None:
+        """A message the client sent before the session went live."""
+
+    @abstractmethod
+    async def forward_up(self, data: bytes) -> None:
+        """One binary message from the client, during the live session."""
+
+    @abstractmethod
+    async def pump_down(self) -> None: ...
+
+    @abstractmethod
+    async def on_end(self, end: SessionEnd) -> None: ...
+
+    # -- the stages -----------------------------------------------------------------------
+
+    def _queue_update(self, update: QueueUpdate) -> None:
+        self.session.position = update.position
+        self.on_queue(update)
+
+    async def _wait_turn(self) -> Lease:
+        scheduler = self.ctx.scheduler
+        if self.ticket is None:
+            self.ticket = scheduler.enqueue(
+                key_id=self.session.key_id,
+                key_name=self.session.key_name,
+                client=self.session.client,
+                priority=Priority.LIVE,
+                voice=self.params.voice,
+                on_update=self._queue_update,
+            )
+        self.session.state = "queued"
+        self.ctx.sessions.changed()
+        try:
+            return await self._race(
+                scheduler.acquire(self.ticket, self.ctx.settings.queue_max_wait_s)
+            )
+        except QueueTimeoutError as exc:
+            raise SessionEnd(CLOSE_TRY_LATER, exc.message, "queue_timeout") from None
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        """Get a backend and open its socket; a dead backend sends the caller back in line."""
+        scheduler = self.ctx.scheduler
+        while True:
+            lease = self.lease = await self._wait_turn()
+            backend = lease.backend
+            self.session.state = "connecting"
+            self.session.backend = backend.config.label
+            self.ctx.sessions.changed()
+            self.on_status("connecting")
+            try:
+                return await self._race(
+                    self.ctx.backends.ws_session.ws_connect(
+                        backend.chat_url,
+                        params=self.params.backend_query(),
+                        max_msg_size=MAX_MESSAGE_BYTES,
+                        compress=0,
+                        autoping=True,
+                    )
+                )
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                detail = str(exc) or type(exc).__name__
+                self.lease = None
+                status = refused_status(exc)
+                if status is not None:
+                    _log.warning(
+                        "The model server %s refused session %s with HTTP %d; it stays in service.",
+                        backend.config.label,
+                        self.session.id,
+                        status,
+                    )
+                    scheduler.release(lease)
+                    raise SessionEnd(
+                        CLOSE_BAD_GATEWAY,
+                        f"The model server refused this session's request (HTTP {status}).",
+                        "backend_refused",
+                    ) from None
+                _log.warning(
+                    "The model server %s could not be reached for session %s: %s",
+                    backend.config.label,
+                    self.session.id,
+                    redact_url(detail),
+                )
+                scheduler.release(lease, failed=detail)
+                assert self.ticket is not None
+                others = [b for b in scheduler.capable(self.params.voice) if b.healthy is not False]
+                if not others or self.ticket.attempts >= len(self.ctx.backends.backends):
+                    raise SessionEnd(
+                        CLOSE_BAD_GATEWAY,
+                        f"The model server could not be reached ({failure_cause(exc)}).",
+                        "backend_unreachable",
+                    ) from None
+                self.ticket = scheduler.requeue(self.ticket)
+
+    async def _await_handshake(self, backend_ws: aiohttp.ClientWebSocketResponse) -> bytes:
+        self.session.state = "preparing"
+        self.ctx.sessions.changed()
+        self.on_status("preparing")
+        timeout = self.ctx.settings.handshake_timeout_s
+        while True:
+            try:
+                msg = await self._race(backend_ws.receive(timeout=timeout))
+            except TimeoutError:
+                raise SessionEnd(
+                    CLOSE_BAD_GATEWAY,
+                    f"The model server sent no handshake within {timeout:g} s.",
+                    "backend_timeout",
+                    backend_failed="no handshake",
+                ) from None
+            if msg.type is WSMsgType.BINARY and msg.data[:1] == b"\x00":
+                return bytes(msg.data)
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                raise SessionEnd(
+                    CLOSE_BAD_GATEWAY,
+                    "The model server closed the session before it started; it does this when "
+                    "the voice or persona is refused.",
+                    "backend_refused",
+                )
+
+    async def _watch(self) -> None:
+        s = self.ctx.settings
+        shortest = min(s.idle_timeout_s, s.max_session_s, s.backend_stall_s)
+        tick = max(0.02, min(MAX_WATCH_TICK_S, shortest / 4))
+        while True:
+            await asyncio.sleep(tick)
+            now = self.loop.time()
+            if now - self.last_client_audio > s.idle_timeout_s:
+                raise SessionEnd(
+                    CLOSE_POLICY, f"No audio arrived for {s.idle_timeout_s:g} s.", "idle"
+                )
+            if now - self.live_since > s.max_session_s:
+                raise SessionEnd(
+                    CLOSE_POLICY,
+                    f"The session reached its length limit of {s.max_session_s:g} s.",
+                    "max_length",
+                )
+            flowing = now - self.last_client_audio < 1.0
+            if flowing and now - self.last_backend_audio > s.backend_stall_s:
+                raise SessionEnd(
+                    CLOSE_BACKEND_ERROR,
+                    f"The model server stopped answering for {s.backend_stall_s:g} s.",
+                    "backend_stalled",
+                    backend_failed="stopped answering",
+                )
+
+    def client_audio(self, seconds: float) -> None:
+        """Account audio from the client and refuse it faster than real time."""
+        if seconds <= 0:
+            return
+        now = self.loop.time()
+        self.last_client_audio = now
+        self.session.audio_in_s += seconds
+        allowed = now - self.live_since + self.ctx.settings.realtime_tolerance_s
+        if self.session.audio_in_s > allowed:
+            raise SessionEnd(
+                CLOSE_POLICY,
+                "Audio is arriving faster than real time; live sessions are paced by the "
+                "speaker (use /v1/inference or /v1/jobs for files).",
+                "too_fast",
+            )
+
+    def backend_audio(self, seconds: float) -> None:
+        if seconds > 0:
+            self.last_backend_audio = self.loop.time()
+            self.session.audio_out_s += seconds
+
+    def backend_closed(self, msg: aiohttp.WSMessage) -> SessionEnd:
+        ws = self.backend_ws
+        code = ws.close_code if ws is not None else None
+        if msg.type is not WSMsgType.ERROR and code == CLOSE_NORMAL:
+            return SessionEnd(CLOSE_NORMAL, "The model server ended the session.", "backend_closed")
+        if msg.type is not WSMsgType.ERROR and code in INPUT_REFUSALS:
+            return SessionEnd(
+                code,
+                f"The model server ended the session because it received {INPUT_REFUSALS[code]} "
+                f"(close code {code}).",
+                "input_refused",
+            )
+        # Going away (1001), an error (1011) or a dropped connection all mean this backend
+        # cannot be trusted until a health check says otherwise.
+        return SessionEnd(
+            CLOSE_BACKEND_ERROR,
+            "The model server closed the connection unexpectedly.",
+            "backend_failed",
+            backend_failed=f"connection lost mid-session (close code {code})",
+        )
+
+    # -- running it all -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.session.end = lambda code, message: self.request_end(
+            code, message, reason="ended_by_gateway"
+        )
+        self._spawn(self._read_client(), "read-client")
+        self._spawn(self._write_client(), "write-client")
+        try:
+            backend_ws = self.backend_ws = await self._connect()
+            handshake = await self._await_handshake(backend_ws)
+            self.live_since = self.last_client_audio = self.last_backend_audio = self.loop.time()
+            self.session.state = "live"
+            self.session.started_at = time.time()
+            self.ctx.sessions.changed()
+            self.ctx.events.emit(
+                SessionStarted(
+                    self.session.id,
+                    self.route,
+                    self.session.key_name,
+                    self.session.client,
+                    self.session.backend or "",
+                )
+            )
+            self.on_ready(handshake)
+            await self._race(self._go_live())
+            self._spawn(self.pump_down(), "pump-down")
+            self._spawn(self._watch(), "watch")
+            await self._end
+        except SessionEnd as end:
+            self._end_from(end)
+        finally:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        end = (
+            self._end.result()
+            if self._end.done()
+            else SessionEnd(CLOSE_BACKEND_ERROR, "The session was interrupted.", "interrupted")
+        )
+        if not end.client_gone and not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.on_end(end)
+            if end.reason != "slow_client":
+                await self._flush_client(1.0)
+        # The writer may be waiting for the client to drain its socket. aiohttp shares one
+        # drain future per connection, so cancelling the writer there would also fail the close
+        # frame below; it stops by itself once the socket is closed.
+        writer, others = self._tasks[1], self._tasks[:1] + self._tasks[2:]
+        if self.backend_ws is not None and end.backend_failed is None:
+            # Close before cancelling the pump: aiohttp takes a cancelled receive() for an
+            # abnormal closure and then drops the socket without a close handshake, and a model
+            # server still answering frames raises on it (Kyutai: "Cannot write to closing
+            # transport", its handler never finishes). A close lets it answer and end normally.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self.backend_ws.close()
+        await self._cancel(others)
+        if self.backend_ws is not None:
+            with contextlib.suppress(Exception):
+                await self.backend_ws.close()
+        if self.lease is not None:
+            self.ctx.scheduler.release(self.lease, failed=end.backend_failed)
+        elif self.ticket is not None:
+            self.ctx.scheduler.cancel(self.ticket)
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self.ws.close(code=end.code, message=close_reason(end.message))
+        await self._cancel([writer])
+        self._account(end)
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _account(self, end: SessionEnd) -> None:
+        s = self.session
+        if s.audio_in_s or s.audio_out_s:
+            self.ctx.keystore.record_usage(
+                s.key_id, audio_in_s=s.audio_in_s, audio_out_s=s.audio_out_s
+            )
+        duration = time.time() - s.started_at if s.started_at else 0.0
+        _log.info(
+            "Session %s (%s, key '%s') ended after %.1f s: %s",
+            s.id,
+            self.route,
+            s.key_name,
+            duration,
+            end.message,
+        )
+        self.ctx.events.emit(
+            SessionEnded(
+                s.id,
+                self.route,
+                s.key_name,
+                s.client,
+                s.backend,
+                end.code,
+                end.reason,
+                end.message,
+                duration,
+                s.audio_in_s,
+                s.audio_out_s,
+            )
+        )

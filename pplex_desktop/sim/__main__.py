@@ -1,0 +1,5 @@
+import sys
+
+from pplex_desktop.sim.cli import main
+
+sys.exit(main())

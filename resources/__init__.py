@@ -1,0 +1,1 @@
+"""Icons, styles and the talk page, shipped as pplex_desktop.resources."""
