@@ -11,7 +11,6 @@ from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
 
-
 def resource(*parts: str) -> Traversable:
     """A file shipped inside the package (works from the repo and from an install alike)."""
     return resources.files("pplex_desktop.resources").joinpath(*parts)
