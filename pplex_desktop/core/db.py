@@ -31,8 +31,18 @@ BUSY_RETRY_S = 5
 async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn`` (a store write) in a worker thread, so the caller's loop never waits on a lock;
     a database locked for longer than SQLite's busy timeout is a 503 with a sentence."""
+    db = getattr(getattr(fn, "__self__", None), "db", None)
+
+    def run() -> T:
+        # Cancelling the caller does not stop the thread: the store must not be closed under
+        # it (closing a connection another thread is using crashes the interpreter).
+        if isinstance(db, Database):
+            with db.in_use():
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
     try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.to_thread(run)
     except sqlite3.OperationalError as exc:
         if "locked" not in str(exc) and "busy" not in str(exc):
             raise
@@ -56,6 +66,8 @@ class Database:
         self.label = label
         self._migrations = migrations
         self._local = threading.local()
+        self._active = 0
+        self._idle = threading.Condition()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -209,7 +221,21 @@ class Database:
                 "or restore a backup."
             )
 
-    def close(self) -> None:
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Marks work of a worker thread, which close() waits for."""
+        with self._idle:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def close(self, wait_s: float = 15.0) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=wait_s)
         with self._all_lock:
             for conn in self._all:
                 conn.close()

@@ -13,6 +13,7 @@ import base64
 import numpy as np
 from openai import AsyncOpenAI
 
+import tests.realtime_sdk  # noqa: F401 (the SDK warmed up before any loop runs)
 from pplex_desktop.moshi.codec import FRAME_SAMPLES
 from tests.conformance.gateway_support import PERSONA, VOICE, KyutaiGateway
 from tests.conformance.kyutai_env import KyutaiServer

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from openai import AsyncOpenAI
 
+import tests.realtime_sdk  # noqa: F401 (the SDK warmed up before any loop runs)
 from pplex_desktop.moshi import g711
 from tests.gateway.conftest import Gateway, GatewayFactory
 from tests.signals import dominant_frequency, tone
