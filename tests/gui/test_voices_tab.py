@@ -49,13 +49,13 @@ def test_record_listen_save_and_pick(qtbot: QtBot, launch: Launch) -> None:
     assert not tab.save_button.isEnabled()
 
     qtbot.mouseClick(tab.record_button, Qt.MouseButton.LeftButton)
-    assert tab.recording and tab.record_button.text() == "Stop"
+    assert tab.recording and tab.record_button.text() == "&Stop"
     qtbot.waitUntil(lambda: tab.meter.level_db > -30, timeout=WAIT_MS)  # the meter moves
     # 80 ms per block in real time: about 6 s of "speech".
     qtbot.waitUntil(lambda: tab.meter.reports >= 75, timeout=WAIT_MS)
     qtbot.mouseClick(tab.record_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: tab.take is not None, timeout=WAIT_MS)
-    assert tab.record_button.text() == "Record"  # recording has ended
+    assert tab.record_button.text() == "&Record"  # recording has ended
     assert "Your recording, 6." in tab.take_label.text()
 
     qtbot.mouseClick(tab.listen_button, Qt.MouseButton.LeftButton)

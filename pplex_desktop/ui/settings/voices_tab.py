@@ -83,7 +83,7 @@ class VoicesTab(QWidget):
         layout.addWidget(self.script)
 
         row = QHBoxLayout()
-        self.record_button = QPushButton("Record")
+        self.record_button = QPushButton("&Record")
         self.record_button.setObjectName("voiceRecord")
         self.record_button.clicked.connect(self.toggle_recording)
         self.meter = LevelMeter()
@@ -94,7 +94,7 @@ class VoicesTab(QWidget):
         self.import_button = QPushButton("Import a file…")
         self.import_button.setObjectName("voiceImport")
         self.import_button.clicked.connect(self._choose_file)
-        self.listen_button = QPushButton("Listen")
+        self.listen_button = QPushButton("&Listen")
         self.listen_button.setObjectName("voiceListen")
         self.listen_button.clicked.connect(self.listen)
         for widget in (self.record_button, self.meter, self.elapsed):
@@ -112,14 +112,16 @@ class VoicesTab(QWidget):
         self.name_edit.setPlaceholderText("a name, e.g. my-voice")
         self.name_edit.setMaxLength(48)
         self.name_edit.textChanged.connect(lambda _text: self._update_controls())
-        form.addWidget(label("Name"))
+        name_label = label("&Name")
+        name_label.setBuddy(self.name_edit)  # Alt+N
+        form.addWidget(name_label)
         form.addWidget(self.name_edit, 1)
         layout.addLayout(form)
         self.consent = QCheckBox(CONSENT_STATEMENT)
         self.consent.setObjectName("voiceConsent")
         self.consent.toggled.connect(lambda _on: self._update_controls())
         layout.addWidget(self.consent)
-        self.save_button = QPushButton("Save voice")
+        self.save_button = QPushButton("Sa&ve voice")
         self.save_button.setObjectName("voiceSave")
         self.save_button.clicked.connect(self.save)
         layout.addWidget(self.save_button, 0, Qt.AlignmentFlag.AlignLeft)
@@ -145,7 +147,7 @@ class VoicesTab(QWidget):
     # -- state ----------------------------------------------------------------------------------
 
     def _update_controls(self) -> None:
-        self.record_button.setText("Stop" if self.recording else "Record")
+        self.record_button.setText("&Stop" if self.recording else "&Record")
         self.import_button.setEnabled(not self.recording)
         self.listen_button.setEnabled(self.take is not None and not self.recording)
         writable = any(f.writable for f in self.folders)
@@ -223,7 +225,8 @@ class VoicesTab(QWidget):
         self._say("Recording… read the text above, then press Stop (it stops by itself at 20 s).")
         self._update_controls()
         target = self._ctx.data_dir / TAKES_FOLDER / "take.wav"
-        self._ctx.bridge.call(
+        # The desktop's own I/O loop: the gateway's loop does gateway work only.
+        self._ctx.io.call(
             self._record(target), on_done=self._recorded, on_error=self._record_failed
         )
 
