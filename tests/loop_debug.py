@@ -16,6 +16,9 @@ fails the test when either:
 - its wall time reached ``PPLEX_STALLED_CALLBACK_MS`` (1 s) whatever its CPU time: a blocking
   wait (a SQLite busy timeout, a blocking socket, a sleep) that no preemption explains.
 
+Steps of the test function's own coroutine (and of async fixtures) are left out: what they do
+is the test's set-up and analysis, not the code under test.
+
 A test whose loop really blocks, and whose fix belongs elsewhere, is marked
 ``@pytest.mark.slow_callbacks_allowed(reason=...)``; the thresholds are not raised for it.
 """
@@ -35,6 +38,9 @@ from pplex_desktop.core.loop_thread import DEBUG_ENV, SLOW_CALLBACK_ENV
 DEFAULT_SLOW_CALLBACK_MS = 100.0
 DEFAULT_STALLED_CALLBACK_MS = 1_000.0
 STALLED_CALLBACK_ENV = "PPLEX_STALLED_CALLBACK_MS"
+# Steps of the test function's own coroutine, or of an async fixture's: the test's set-up and
+# analysis (building damaged files, numpy checks), which the check is not about.
+TEST_CODE_MARKERS = ("coro=<test_", "coro=<_wrap_async_fixture")
 # The format string asyncio's loop logs a slow callback with (base_events._run_once).
 SLOW_CALLBACK_MESSAGE = "Executing %s took %.3f seconds"
 
@@ -137,7 +143,10 @@ class SlowCallbackCollector(logging.Handler):
         args = record.args if isinstance(record.args, tuple) else ()
         wall = args[1] if len(args) == 2 and isinstance(args[1], float) else 0.0
         cpu = getattr(_last_run, "cpu_s", None)
-        self.records.append(SlowCallback(record.getMessage(), wall, cpu))
+        message = record.getMessage()
+        if any(marker in message for marker in TEST_CODE_MARKERS):
+            return  # a step of the test's own coroutine: its set-up and checks, not the product
+        self.records.append(SlowCallback(message, wall, cpu))
 
     def install(self) -> None:
         meter_callback_cpu()
