@@ -243,6 +243,10 @@ class SimServer:
         session = _SimSession(request, ws, cfg, self.stats, query, notify=self._notify)
         try:
             await session.run()
+        except ConnectionResetError:
+            # The client hung up while the model was still sending (during the handshake, say):
+            # the session is over, as it is at the real server; not an error of the model.
+            _log.debug("A client left while the simulated model was sending to it.")
         finally:
             self.stats.sessions_finished += 1
 
