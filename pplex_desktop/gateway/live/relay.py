@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from pplex_desktop.core.close_codes import INPUT_REFUSALS
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.context import GatewayContext
@@ -31,7 +32,6 @@ from pplex_desktop.gateway.live.sessions import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TRY_LATER,
-    INPUT_REFUSALS,
     LiveSession,
 )
 from pplex_desktop.gateway.pool.backends import failure_cause, refused_status

@@ -9,26 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import RateLimitedError
 from pplex_desktop.core.keystore import ApiKey
 
-# WebSocket close codes the gateway uses, with what each means to a client.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001  # the gateway is shutting down
-CLOSE_INVALID_DATA = 1007  # the client's audio is not a valid Ogg Opus stream
-CLOSE_POLICY = 1008  # revoked key, limits, ended by an administrator, client not reading
-CLOSE_BACKEND_ERROR = 1011  # the model server failed during the session
-CLOSE_TRY_LATER = 1013  # queue full or queue wait exceeded
-CLOSE_BAD_GATEWAY = 1014  # the model server could not be reached or refused the session
-
-# Close codes with which a model server refuses what it was sent, not codes of a failing server:
-# it is up and answering, so it stays in service and the caller hears the code.
-INPUT_REFUSALS = {
-    1002: "a protocol error",
-    1003: "data it cannot accept",
-    1007: "invalid data",
-    1009: "a message too big",
-}
+# Names the gateway's modules use; the codes and their meaning are in core/close_codes.py.
+CLOSE_NORMAL = CloseCode.NORMAL
+CLOSE_GOING_AWAY = CloseCode.GOING_AWAY
+CLOSE_INVALID_DATA = CloseCode.INVALID_DATA
+CLOSE_POLICY = CloseCode.POLICY
+CLOSE_BACKEND_ERROR = CloseCode.BACKEND_ERROR
+CLOSE_TRY_LATER = CloseCode.TRY_LATER
+CLOSE_BAD_GATEWAY = CloseCode.BAD_GATEWAY
 
 
 @dataclass

@@ -23,10 +23,10 @@ import aiohttp
 import numpy as np
 from aiohttp import WSMsgType
 
+from pplex_desktop.core.close_codes import INPUT_REFUSALS
 from pplex_desktop.core.jobstore import Job
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.context import GatewayContext
-from pplex_desktop.gateway.live.sessions import INPUT_REFUSALS
 from pplex_desktop.gateway.offline.results import (
     EngineError,
     EngineResult,
