@@ -71,8 +71,8 @@ SYSTEM_DEFAULT = "System default"
 # About -12 dB: the model stays audible under your voice without talking over you.
 DUCK_GAIN = 0.25
 JITTER_MIN_MS, JITTER_STEP_MS = 40, 20
-# Alt+M, Alt+T, Alt+G: the modes are reachable from the keyboard too.
-MODE_LABELS = {PttMode.OPEN: "Open &mic", PttMode.HOLD: "Hold to &talk", PttMode.TOGGLE: "To&ggle"}
+# Alt+M, Alt+T, Alt+L: the modes are reachable from the keyboard too (Alt+G is the Gateway menu).
+MODE_LABELS = {PttMode.OPEN: "Open &mic", PttMode.HOLD: "Hold to &talk", PttMode.TOGGLE: "Togg&le"}
 # Everything the big button can say: it is sized for the longest, so it never clips or resizes.
 TALK_LABELS = (
     "Microphone open",
