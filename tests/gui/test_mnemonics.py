@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QTabBar, QWidget
+from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QMainWindow, QTabBar, QWidget
 from pytestqt.qtbot import QtBot
 
-from pplex_desktop.ui.main_window import MainWindow
+from pplex_desktop.ui.keys.key_dialogs import KeyLimitsDialog
 from pplex_desktop.ui.shell import default_pages
 from tests.gui.conftest import Launch
 from tests.paced_audio import FakeAudio
@@ -46,21 +46,24 @@ def clashes(owners: list[tuple[str, str]]) -> dict[str, list[str]]:
     return {letter: names for letter, names in by_letter.items() if len(names) > 1}
 
 
-def screen_mnemonics(window: MainWindow, page: QWidget) -> list[tuple[str, str]]:
-    """Every mnemonic reachable while ``page`` is shown: the menu bar's titles, the window's
-    widgets outside the pages, and the page's widgets in the window (its dialogs are windows of
-    their own). Hidden widgets count too: a button shown later (Hang up) must not clash."""
+def screen_mnemonics(
+    window: QWidget, scopes: list[QWidget], shown: QWidget | None
+) -> list[tuple[str, str]]:
+    """Every mnemonic reachable while ``shown`` (one of ``scopes``: pages, tabs) is on screen:
+    a main window's menu bar titles, the window's widgets outside the scopes, and the shown
+    scope's (dialogs are windows of their own). Hidden widgets count too: a button shown later
+    (Hang up) must not clash."""
     found: list[tuple[str, str]] = []
-    for action in window.menuBar().actions():
-        letter = mnemonic(action.text())
-        if letter:
-            found.append((letter, f"menu {action.text()!r}"))
-    pages = list(window.pages.values())
+    if isinstance(window, QMainWindow):
+        for action in window.menuBar().actions():
+            letter = mnemonic(action.text())
+            if letter:
+                found.append((letter, f"menu {action.text()!r}"))
     for widget in window.findChildren(QWidget):
         if widget.window() is not window:
             continue
-        inside = next((p for p in pages if p is widget or p.isAncestorOf(widget)), None)
-        if inside is not None and inside is not page:
+        inside = next((p for p in scopes if p is widget or p.isAncestorOf(widget)), None)
+        if inside is not None and inside is not shown:
             continue
         for text in texts(widget):
             letter = mnemonic(text)
@@ -83,7 +86,27 @@ def test_no_page_has_two_mnemonics_on_one_letter(qtbot: QtBot, launch: Launch) -
     seen_any = False
     for key, page in window.pages.items():
         window.show_page(key)
-        found = screen_mnemonics(window, page)
+        found = screen_mnemonics(window, list(window.pages.values()), page)
         seen_any = seen_any or any(owner.startswith("menu") for _, owner in found)
         assert not clashes(found), f"the {key} page has mnemonic clashes: {clashes(found)}"
     assert seen_any, "the menu bar's mnemonics were not seen"
+
+
+def test_no_settings_tab_or_key_dialog_has_two_mnemonics_on_one_letter(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch(pages=default_pages(FakeAudio()))
+    dialog = shell.open_settings()
+    tabs = [t for i in range(dialog.tabs.count()) if (t := dialog.tabs.widget(i)) is not None]
+    assert len(tabs) > 1
+    for index, tab in enumerate(tabs):
+        dialog.tabs.setCurrentIndex(index)
+        found = screen_mnemonics(dialog, tabs, tab)
+        title = dialog.tabs.tabText(index)
+        assert not clashes(found), f"the {title} tab has mnemonic clashes: {clashes(found)}"
+    dialog.reject()
+    key_dialog = KeyLimitsDialog(shell.window, title="New API key", rpm=60, max_sessions=1)
+    found = screen_mnemonics(key_dialog, [], None)
+    assert any(owner == "QCheckBox 'May store and remove &voices'" for _, owner in found)
+    assert not clashes(found), f"the key dialog has mnemonic clashes: {clashes(found)}"
+    key_dialog.deleteLater()
