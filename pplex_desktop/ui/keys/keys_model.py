@@ -20,7 +20,7 @@ from pplex_desktop.ui.widgets.flat_table import AnyIndex, FlatTableModel
 COLUMNS = ("Name", "Key", "Limits", "Created", "Last used", "Usage", "State")
 NAME, PREFIX, LIMITS, CREATED, LAST_USED, USAGE, STATE = range(len(COLUMNS))
 HEADER_TIPS = (
-    "The name given to the key; \u201cmanages voices\u201d: it may store and remove custom voices.",
+    "The name given to the key; “manages voices”: it may store and remove custom voices.",
     "The start of the key: the whole key was shown once, when it was made.",
     "Requests per minute and conversations at once the key may have.",
     "When the key was made.",
