@@ -3,7 +3,10 @@ and once revoked in the panel it is refused."""
 
 from __future__ import annotations
 
-from typing import cast
+import json
+import urllib.error
+import urllib.request
+from typing import Any, cast
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QPushButton, QStyle
@@ -11,10 +14,22 @@ from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.keystore import KIND_OWNER, ApiKey
 from pplex_desktop.ui.keys.key_dialogs import Expiry, KeyLimitsDialog, NewKeyDialog
-from pplex_desktop.ui.keys.keys_model import COLUMNS, KEY_ROLE, LAST_USED, LIMITS, NAME, STATE
+from pplex_desktop.ui.keys.keys_model import (
+    COLUMNS,
+    KEY_ROLE,
+    LAST_USED,
+    LIMITS,
+    NAME,
+    STATE,
+    VOICES_SUFFIX,
+)
 from pplex_desktop.ui.keys.keys_panel import KeysPanel
 from pplex_desktop.ui.main_window import DEFAULT_SIZE
-from tests.gui.conftest import WAIT_MS, Launch, http, url_of
+from pplex_desktop.ui.shell import DesktopShell
+from tests.gui.conftest import ADMIN_SECRET, WAIT_MS, Launch, http, url_of
+from tests.voice_samples import speechlike, wav_bytes
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def keys_page(shell: object) -> KeysPanel:
@@ -27,12 +42,18 @@ def shown_names(panel: KeysPanel) -> list[str]:
     return [panel.proxy.index(row, 0).data() for row in range(panel.proxy.rowCount())]
 
 
-def create_key(qtbot: QtBot, panel: KeysPanel, name: str, rpm: int = 60) -> str:
+def create_key(
+    qtbot: QtBot, panel: KeysPanel, name: str, rpm: int = 60, *, voices: bool = False
+) -> str:
     qtbot.mouseClick(panel.new_button, Qt.MouseButton.LeftButton)
     dialog = panel.limits_dialog
     assert isinstance(dialog, KeyLimitsDialog) and dialog.isVisible()
     dialog.name_edit.setText(name)
     dialog.rpm_spin.setValue(rpm)
+    assert not dialog.voices_check.isChecked()  # no key gets the permission unasked
+    if voices:
+        qtbot.mouseClick(dialog.voices_check, Qt.MouseButton.LeftButton)
+        assert dialog.voices_check.isChecked()
     ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
     qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.new_key_dialog is not None, timeout=WAIT_MS)
@@ -43,8 +64,16 @@ def create_key(qtbot: QtBot, panel: KeysPanel, name: str, rpm: int = 60) -> str:
     qtbot.mouseClick(shown.copy_button, Qt.MouseButton.LeftButton)
     shown.reject()
     assert shown.key_edit.text() == ""  # the plaintext leaves the widget with the dialog
-    qtbot.waitUntil(lambda: name in shown_names(panel), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: name in record_names(panel), timeout=WAIT_MS)
     return key
+
+
+def record_names(panel: KeysPanel) -> list[str]:
+    """The names of the keys listed (the cells may add to them, as "(manages voices)")."""
+    return [
+        cast(ApiKey, panel.proxy.index(row, 0).data(KEY_ROLE)).name
+        for row in range(panel.proxy.rowCount())
+    ]
 
 
 def select(qtbot: QtBot, panel: KeysPanel, name: str) -> ApiKey:
@@ -322,3 +351,83 @@ def test_the_apps_own_key_and_an_expiry_show_whole_at_the_default_window_size(
         "the tablet on the kitchen wall beside the fridge door"
     )
     assert "Last used" in panel.proxy.index(phone, LAST_USED).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def send(request: urllib.request.Request) -> tuple[int, dict[str, Any]]:
+    try:
+        with _OPENER.open(request, timeout=10) as response:
+            return int(response.status), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def admin_permissions(shell: DesktopShell, name: str) -> dict[str, Any]:
+    """The key's permissions as GET /admin/keys reports them."""
+    request = urllib.request.Request(url_of(shell) + "/admin/keys")
+    request.add_header("X-Admin-Secret", ADMIN_SECRET)
+    status, body = send(request)
+    assert status == 200
+    found = [k for k in body["keys"] if k["name"] == name]
+    assert len(found) == 1, f"{name} is not listed once by the admin API"
+    return cast(dict[str, Any], found[0]["permissions"])
+
+
+def upload_voice(shell: DesktopShell, key: str, name: str) -> tuple[int, dict[str, Any]]:
+    """POST /v1/voices with a voice, its name and consent, as a client with ``key`` sends it."""
+    boundary = "pplex-gui-test-boundary"
+    audio = wav_bytes(speechlike(12.0, 48_000, level=0.1), 48_000)
+    head = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n{value}\r\n'
+        for field, value in (("name", name), ("consent", "true"))
+    )
+    audio_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="take.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    )
+    body = head.encode() + audio_head.encode() + audio + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url_of(shell) + "/v1/voices", data=body, method="POST")
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    request.add_header("X-API-Key", key)
+    return send(request)
+
+
+def test_the_voices_permission_is_granted_and_taken_back_on_the_keys_page(
+    qtbot: QtBot, launch: Launch
+) -> None:
+    shell = launch()
+    panel = keys_page(shell)
+    allowed = create_key(qtbot, panel, "voice maker", voices=True)
+    plain = create_key(qtbot, panel, "listener")
+
+    assert admin_permissions(shell, "voice maker") == {"voices": True}
+    assert admin_permissions(shell, "listener") == {"voices": False}
+    assert "voice maker" + VOICES_SUFFIX in shown_names(panel)
+    assert "listener" in shown_names(panel)
+    record = select(qtbot, panel, "voice maker")
+    row = panel.table.selectionModel().selectedRows()[0].row()
+    tip = panel.proxy.index(row, NAME).data(Qt.ItemDataRole.ToolTipRole)
+    assert "voices permission" in tip
+
+    status, body = upload_voice(shell, allowed, "granted")
+    assert status == 201, body
+    assert body["voice"] == "granted.wav"
+    status, body = upload_voice(shell, plain, "refused")
+    assert status == 403
+    assert body["error"]["code"] == "voices_permission_required"
+
+    # Taken back in the edit dialog, which shows the permission the key has.
+    qtbot.mouseClick(panel.edit_button, Qt.MouseButton.LeftButton)
+    dialog = panel.limits_dialog
+    assert isinstance(dialog, KeyLimitsDialog) and dialog.objectName() == "editKeyDialog"
+    assert dialog.voices_check.isChecked()
+    qtbot.mouseClick(dialog.voices_check, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(
+        dialog.buttons.button(dialog.buttons.StandardButton.Ok), Qt.MouseButton.LeftButton
+    )
+    store = shell.services.keystore
+    qtbot.waitUntil(lambda: not store.get(record.id).can_manage_voices, timeout=WAIT_MS)
+    assert admin_permissions(shell, "voice maker") == {"voices": False}
+    status, body = upload_voice(shell, allowed, "again")
+    assert status == 403
+    assert body["error"]["code"] == "voices_permission_required"
+    qtbot.waitUntil(lambda: "voice maker" in shown_names(panel), timeout=WAIT_MS)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import cast
 
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.core.personas import PRESETS
-from pplex_desktop.core.settings import SETTINGS_NAME
+from pplex_desktop.core.settings import SETTINGS_NAME, BackendConfig, Settings
 from pplex_desktop.desktop.backend_probe import ProbeResult
 from pplex_desktop.gateway.server import GatewayState
-from pplex_desktop.ui.settings.settings_dialog import SettingsDialog
+from pplex_desktop.ui.settings.settings_dialog import FOLDER_COLUMN, SettingsDialog
 from tests.gui.conftest import WAIT_MS, Launch, cell, http, running, url_of
 
 
@@ -147,3 +148,54 @@ def test_the_data_folder_is_shown(launch: Launch) -> None:
     dialog = open_dialog(shell)
     assert dialog.folder_label.text() == str(shell.services.data_dir)
     dialog.reject()
+
+
+def test_a_model_servers_voice_folder_is_shown_changed_and_used(
+    qtbot: QtBot, launch: Launch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "server-voices"
+    folder.mkdir()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+    url = f"ws://127.0.0.1:{dead}"
+    shell = launch(demo=False, settings=Settings(backends=(BackendConfig(url, name="gpu"),)))
+    dialog = open_dialog(shell)
+    assert cell(dialog.backends_table, 0, FOLDER_COLUMN).text() == ""
+    # Refused as the settings file refuses it, next to the servers.
+    dialog.set_voice_folder(0, "voices")
+    click_save(qtbot, dialog)
+    message = dialog.errors["backends"].text()
+    assert message == f"Row 1: The voice folder of {url} must be an absolute path, not 'voices'."
+    assert dialog.isVisible()
+
+    dialog.set_voice_folder(0, str(folder))
+    click_save(qtbot, dialog)
+    qtbot.waitUntil(lambda: shell.settings_dialog is None, timeout=WAIT_MS)
+    backends = saved_file(shell)["backends"]
+    assert isinstance(backends, list) and backends[0]["voice_dir"] == str(folder)
+    # The gateway restarts with it: the server's voices are stored there now.
+    qtbot.waitUntil(
+        lambda: (
+            running(shell)
+            and [(f.backend, f.writable) for f in shell.services.server.voice_libraries()]
+            == [("gpu", True)]
+        ),
+        timeout=WAIT_MS,
+    )
+    # Shown again when the dialog reopens, and cleared as easily.
+    dialog = open_dialog(shell)
+    assert cell(dialog.backends_table, 0, FOLDER_COLUMN).text() == str(folder)
+    dialog.set_voice_folder(0, "")
+    click_save(qtbot, dialog)
+    qtbot.waitUntil(lambda: shell.settings_dialog is None, timeout=WAIT_MS)
+    backends = saved_file(shell)["backends"]
+    assert isinstance(backends, list) and "voice_dir" not in backends[0]
+    qtbot.waitUntil(
+        lambda: (
+            running(shell)
+            and [(f.backend, f.writable) for f in shell.services.server.voice_libraries()]
+            == [("gpu", False)]
+        ),
+        timeout=WAIT_MS,
+    )

@@ -7,6 +7,7 @@ from enum import IntEnum
 
 from PySide6.QtCore import QDateTime, Qt, QTime, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDateTimeEdit,
     QDialog,
@@ -49,10 +50,11 @@ class KeyRequest:
     expires_in_days: int | None = None  # "in N days", counted when the store saves it
     expires_at: float | None = None  # "on a date"; both None: never
     change_expiry: bool = True  # False: the key keeps the expiry it has
+    can_manage_voices: bool = False  # the voices permission: store and remove custom voices
 
 
 class KeyLimitsDialog(QDialog):
-    """Name, limits and expiry, for a new key or an existing one.
+    """Name, limits, expiry and permissions, for a new key or an existing one.
 
     OK emits ``requested`` and keeps the dialog open: the page runs the store operation on the
     gateway thread and then closes it or shows the store's sentence in it.
@@ -69,6 +71,7 @@ class KeyLimitsDialog(QDialog):
         max_sessions: int,
         name: str = "",
         expires_at: float | None = None,
+        can_manage_voices: bool = False,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
@@ -113,6 +116,15 @@ class KeyLimitsDialog(QDialog):
         form.addRow("Requests", self.rpm_spin)
         form.addRow("Conversations at once", self.sessions_spin)
         form.addRow("Expires", expiry)
+        self.voices_check = QCheckBox("May store and remove &voices")
+        self.voices_check.setObjectName("keyVoicesPermission")
+        self.voices_check.setChecked(can_manage_voices)
+        self.voices_check.setToolTip(
+            "The voices permission: a client with this key may upload custom voices to the "
+            "model servers' voice folder and remove them (/v1/voices). Every key may use the "
+            "voices there."
+        )
+        form.addRow("Permissions", self.voices_check)
         self.error_label = label(role="error", wrap=True)
         self.error_label.setObjectName("keyError")
         self.error_label.hide()
@@ -156,6 +168,7 @@ class KeyLimitsDialog(QDialog):
             expires_in_days=days,
             expires_at=at,
             change_expiry=not unchanged,
+            can_manage_voices=self.voices_check.isChecked(),
         )
 
     def _initial_expiry_shown(self) -> float | None:

@@ -20,7 +20,7 @@ from pplex_desktop.ui.widgets.flat_table import AnyIndex, FlatTableModel
 COLUMNS = ("Name", "Key", "Limits", "Created", "Last used", "Usage", "State")
 NAME, PREFIX, LIMITS, CREATED, LAST_USED, USAGE, STATE = range(len(COLUMNS))
 HEADER_TIPS = (
-    "The name given to the key.",
+    "The name given to the key; “manages voices”: it may store and remove custom voices.",
     "The start of the key: the whole key was shown once, when it was made.",
     "Requests per minute and conversations at once the key may have.",
     "When the key was made.",
@@ -31,6 +31,8 @@ HEADER_TIPS = (
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # the ApiKey record of a row
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 OWNER_NAME_SUFFIX = " (this app)"
+# Beside the name rather than in a column of its own: the columns fit the default window.
+VOICES_SUFFIX = " (manages voices)"
 INACTIVE_COLOR = QColor("#8d9199")  # readable on the light and the dark palette
 
 
@@ -115,6 +117,11 @@ class KeysTableModel(FlatTableModel):
                 f"{self._text(record, NAME)}: the app's own key for talking to its gateway; "
                 "replaced at every start."
             )
+        if column == NAME and record.can_manage_voices:
+            return (
+                f"{record.name}: this key has the voices permission, to store and remove "
+                "custom voices."
+            )
         if column == PREFIX:
             return f"{self._text(record, PREFIX)} Only the start of the key is kept."
         if column == LIMITS:
@@ -135,7 +142,8 @@ class KeysTableModel(FlatTableModel):
             # The owner key's own name may already say whose it is.
             owner = record.kind == KIND_OWNER and OWNER_NAME_SUFFIX not in record.name
             paired = " (paired device)" if record.kind == KIND_PAIRED else ""
-            return record.name + paired + (OWNER_NAME_SUFFIX if owner else "")
+            voices = VOICES_SUFFIX if record.can_manage_voices else ""
+            return record.name + paired + (OWNER_NAME_SUFFIX if owner else "") + voices
         if column == PREFIX:
             return record.prefix + "…"
         if column == LIMITS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer
 from PySide6.QtWidgets import (
@@ -33,6 +33,7 @@ from pplex_desktop.ui.keys.key_dialogs import KeyLimitsDialog, KeyRequest, NewKe
 from pplex_desktop.ui.keys.keys_model import CREATED, KEY_ROLE, NAME, KeysFilter, KeysTableModel
 from pplex_desktop.ui.widgets.widgets import label
 
+T = TypeVar("T")
 REFRESH_DEBOUNCE_MS = 100
 # Usage is booked without a KeysChanged event (that would be one per request): while the page
 # is on screen, its usage and "last used" columns are re-read this often.
@@ -179,7 +180,7 @@ class KeysPanel(QWidget):
         elif revoked:
             tip = "A revoked key cannot be changed or brought back; make a new key instead."
         else:
-            tip = "Change the name, limits and expiry of the selected key."
+            tip = "Change the name, limits, expiry and voices permission of the selected key."
         self.edit_button.setToolTip(tip)
 
     # -- writing -------------------------------------------------------------------------------
@@ -202,14 +203,13 @@ class KeysPanel(QWidget):
 
     def create_key(self) -> None:
         settings = self._ctx.settings.current
+        store = self._ctx.keystore
         dialog = KeyLimitsDialog(
             self,
             title="New API key",
             rpm=settings.default_rpm,
             max_sessions=settings.default_max_sessions,
         )
-        dialog.setObjectName("createKeyDialog")
-        store = self._ctx.keystore
 
         def make(request: KeyRequest) -> NewKey:
             return store.create(
@@ -217,22 +217,68 @@ class KeysPanel(QWidget):
                 rpm=request.rpm,
                 max_sessions=request.max_sessions,
                 expires_at=_expiry(store, request),
+                can_manage_voices=request.can_manage_voices,
             )
 
         def made(new: NewKey) -> None:
-            dialog.accept()
-            self._ctx.status.post(f"The key '{new.record.name}' was created.")
-            self.refresh()
+            self._after(f"The key '{new.record.name}' was created.")
             self._show_new_key(new)
+
+        self._ask(dialog, "createKeyDialog", "creating a key", make, made)
+
+    def edit_selected(self) -> None:
+        record = self.selected()
+        if record is None or record.kind == KIND_OWNER or record.revoked_at is not None:
+            return
+        store = self._ctx.keystore
+        dialog = KeyLimitsDialog(
+            self,
+            title=f"Limits of '{record.name}'",
+            rpm=record.rpm,
+            max_sessions=record.max_sessions,
+            name=record.name,
+            expires_at=record.expires_at,
+            can_manage_voices=record.can_manage_voices,
+        )
+
+        def change(request: KeyRequest) -> ApiKey:
+            # The store call of PATCH /admin/keys/{id}, with the expiry worked out alike.
+            return store.update(
+                record.id,
+                name=request.name,
+                rpm=request.rpm,
+                max_sessions=request.max_sessions,
+                expires_at=_expiry(store, request) if request.change_expiry else UNSET,
+                can_manage_voices=request.can_manage_voices,
+            )
+
+        def changed(updated: ApiKey) -> None:
+            self._after(f"The limits of '{updated.name}' were saved.")
+
+        self._ask(dialog, "editKeyDialog", "changing a key", change, changed)
+
+    def _ask(
+        self,
+        dialog: KeyLimitsDialog,
+        name: str,
+        what: str,
+        apply: Callable[[KeyRequest], T],
+        then: Callable[[T], None],
+    ) -> None:
+        """Open ``dialog``; each OK runs ``apply`` in the disk thread, then closes the dialog
+        and calls ``then``, or shows the store's refusal in the dialog and keeps it open."""
+        dialog.setObjectName(name)
+
+        def done(result: T) -> None:
+            dialog.accept()
+            then(result)
 
         dialog.requested.connect(
             lambda request: self._run(
-                "creating a key", make, request, on_done=made, on_error=dialog.show_error
+                what, apply, request, on_done=done, on_error=dialog.show_error
             )
         )
-        self._open_limits(dialog)
 
-    def _open_limits(self, dialog: KeyLimitsDialog) -> None:
         def closed(_result: int) -> None:
             if self.limits_dialog is dialog:
                 self.limits_dialog = None
@@ -247,43 +293,6 @@ class KeysPanel(QWidget):
         self.new_key_dialog = dialog
         dialog.finished.connect(lambda _result: setattr(self, "new_key_dialog", None))
         dialog.open()
-
-    def edit_selected(self) -> None:
-        record = self.selected()
-        if record is None or record.kind == KIND_OWNER or record.revoked_at is not None:
-            return
-        dialog = KeyLimitsDialog(
-            self,
-            title=f"Limits of '{record.name}'",
-            rpm=record.rpm,
-            max_sessions=record.max_sessions,
-            name=record.name,
-            expires_at=record.expires_at,
-        )
-        dialog.setObjectName("editKeyDialog")
-        store = self._ctx.keystore
-
-        def change(request: KeyRequest) -> ApiKey:
-            # The store call of PATCH /admin/keys/{id}, with the expiry worked out alike.
-            return store.update(
-                record.id,
-                name=request.name,
-                rpm=request.rpm,
-                max_sessions=request.max_sessions,
-                expires_at=_expiry(store, request) if request.change_expiry else UNSET,
-            )
-
-        def changed(updated: ApiKey) -> None:
-            dialog.accept()
-            self._ctx.status.post(f"The limits of '{updated.name}' were saved.")
-            self.refresh()
-
-        dialog.requested.connect(
-            lambda request: self._run(
-                "changing a key", change, request, on_done=changed, on_error=dialog.show_error
-            )
-        )
-        self._open_limits(dialog)
 
     def _confirm(self, title: str, text: str, verb: str, then: Callable[[], None]) -> None:
         box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=self)

@@ -6,8 +6,8 @@ field at a time, so a refusal is shown as its sentence next to the field that ca
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ CLOSE_CHOICES = (
     ("quit", "Quit (stops the gateway)"),
 )
 CUSTOM_PERSONA = "Custom"
-URL_COLUMN, NAME_COLUMN, VOICES_COLUMN = 0, 1, 2
+URL_COLUMN, NAME_COLUMN, VOICES_COLUMN, FOLDER_COLUMN = 0, 1, 2, 3
 
 
 def _voice_label(file_name: str) -> str:
@@ -127,14 +127,18 @@ class SettingsDialog(QDialog):
             label(
                 "Model servers (PersonaPlex or Moshi). Addresses such as ws://gpu-box:8998, "
                 "http://… or …/api/chat are all fine. Voices: a comma-separated list of the "
-                "voice files the server has.",
+                "voice files the server has. Voice folder (optional): the server's voice folder "
+                "(its --voice-prompt-dir), when this computer can write it: custom voices are "
+                "stored there and every .wav in it is offered.",
                 role="subtitle",
                 wrap=True,
             )
         )
-        self.backends_table = QTableWidget(0, 3)
+        self.backends_table = QTableWidget(0, 4)
         self.backends_table.setObjectName("backendsTable")
-        self.backends_table.setHorizontalHeaderLabels(["Address", "Name (optional)", "Voices"])
+        self.backends_table.setHorizontalHeaderLabels(
+            ["Address", "Name (optional)", "Voices", "Voice folder (optional)"]
+        )
         self.backends_table.verticalHeader().setVisible(False)
         self.backends_table.setWordWrap(False)  # eighteen voices elide on one line
         self.backends_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -143,8 +147,10 @@ class SettingsDialog(QDialog):
         header.setSectionResizeMode(VOICES_COLUMN, QHeaderView.ResizeMode.Stretch)
         self.backends_table.setColumnWidth(URL_COLUMN, 240)
         self.backends_table.setColumnWidth(NAME_COLUMN, 140)
+        header.setSectionResizeMode(FOLDER_COLUMN, QHeaderView.ResizeMode.Interactive)
+        self.backends_table.setColumnWidth(FOLDER_COLUMN, 180)
         for backend in self._base.backends:
-            self.add_backend_row(backend.url, backend.name, backend.voices)
+            self.add_backend_row(backend.url, backend.name, backend.voices, backend.voice_dir)
         layout.addWidget(self.backends_table, 1)
         layout.addWidget(self._error_label("backends"))
         row = QHBoxLayout()
@@ -155,12 +161,17 @@ class SettingsDialog(QDialog):
         self.test_button = QPushButton("Test")
         self.test_button.setToolTip("Checks that the selected server answers.")
         self.test_button.clicked.connect(self.test_selected)
+        self.folder_button = QPushButton("Voice folder…")
+        self.folder_button.setToolTip(
+            "Choose the selected server's voice folder, where custom voices are stored."
+        )
+        self.folder_button.clicked.connect(self._choose_voice_folder)
         self.handshake_check = QCheckBox("with a conversation handshake")
         self.handshake_check.setToolTip(
             "Also opens a conversation with the default persona and voice; the model is busy "
             "for a few seconds."
         )
-        for widget in (add, remove, self.test_button, self.handshake_check):
+        for widget in (add, remove, self.folder_button, self.test_button, self.handshake_check):
             row.addWidget(widget)
         row.addStretch(1)
         layout.addLayout(row)
@@ -169,14 +180,41 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.probe_label)
         return page
 
-    def add_backend_row(self, url: str, name: str, voices: tuple[str, ...]) -> int:
+    def add_backend_row(
+        self, url: str, name: str, voices: tuple[str, ...], voice_dir: str | None = None
+    ) -> int:
         table = self.backends_table
         row = table.rowCount()
         table.insertRow(row)
         table.setItem(row, URL_COLUMN, QTableWidgetItem(url))
         table.setItem(row, NAME_COLUMN, QTableWidgetItem(name))
         table.setItem(row, VOICES_COLUMN, QTableWidgetItem(", ".join(map(_voice_label, voices))))
+        folder = QTableWidgetItem(voice_dir or "")
+        folder.setToolTip(voice_dir or "No voice folder: custom voices cannot be stored.")
+        table.setItem(row, FOLDER_COLUMN, folder)
         return row
+
+    def _choose_voice_folder(self) -> None:
+        rows = sorted({i.row() for i in self.backends_table.selectedIndexes()})
+        if not rows:
+            self.probe_label.setText("Select a model server first.")
+            return
+        item = self.backends_table.item(rows[0], FOLDER_COLUMN)
+        start = item.text().strip() if item is not None and item.text().strip() else ""
+        path = QFileDialog.getExistingDirectory(
+            self, "Voice folder of the model server", start or str(Path.home())
+        )
+        if path:
+            self.set_voice_folder(rows[0], path)
+
+    def set_voice_folder(self, row: int, path: str) -> None:
+        """What choosing a folder does to the row (tests and scripted use)."""
+        item = self.backends_table.item(row, FOLDER_COLUMN)
+        if item is None:
+            item = QTableWidgetItem()
+            self.backends_table.setItem(row, FOLDER_COLUMN, item)
+        item.setText(path)
+        item.setToolTip(path)
 
     def _remove_backend(self) -> None:
         rows = sorted({i.row() for i in self.backends_table.selectedIndexes()}, reverse=True)
@@ -429,12 +467,9 @@ class SettingsDialog(QDialog):
             if not url:
                 continue
             voices = tuple(v.strip() for v in cell(VOICES_COLUMN).split(",") if v.strip())
+            folder = os.path.expanduser(cell(FOLDER_COLUMN)) or None
             try:
-                backend = BackendConfig(url, voices or DEFAULT_VOICES, cell(NAME_COLUMN))
-                # Not edited here: a server's voice folder stays what the settings file says.
-                kept = next((b for b in self._base.backends if b.url == backend.url), None)
-                if kept is not None and kept.voice_dir is not None:
-                    backend = dataclasses.replace(backend, voice_dir=kept.voice_dir)
+                backend = BackendConfig(url, voices or DEFAULT_VOICES, cell(NAME_COLUMN), folder)
             except PplexError as exc:
                 raise PplexError(f"Row {row + 1}: {exc.message}") from None
             found.append(backend)
