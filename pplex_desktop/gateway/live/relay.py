@@ -25,6 +25,7 @@ from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
+from pplex_desktop.gateway.live import watchdog
 from pplex_desktop.gateway.live.params import SessionParams
 from pplex_desktop.gateway.live.sessions import (
     CLOSE_BACKEND_ERROR,
@@ -47,9 +48,6 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_EARLY_BYTES = 1024 * 1024  # what a client may send before the session is live
-# Limits are checked a few times per their own length, at most twice a second: fifty live
-# sessions should not mean hundreds of wake-ups a second on the gateway thread.
-MAX_WATCH_TICK_S = 0.5
 SEND_BUFFER_BYTES = 32 * 1024
 CLOSE_GRACE_S = 2.0
 # Below asyncio's default high-water mark a write never waits for the socket to drain.
@@ -73,6 +71,10 @@ class SessionEnd(Exception):
         self.message = message  # the sentence a person reads
         self.backend_failed = backend_failed
         self.client_gone = client_gone
+
+
+def _ended(stop: watchdog.Stop) -> SessionEnd:
+    return SessionEnd(stop.code, stop.message, stop.reason, backend_failed=stop.backend_failed)
 
 
 def close_reason(message: str) -> bytes:
@@ -443,30 +445,15 @@ class Relay(ABC):
                 )
 
     async def _watch(self) -> None:
-        s = self.ctx.settings
-        shortest = min(s.idle_timeout_s, s.max_session_s, s.backend_stall_s)
-        tick = max(0.02, min(MAX_WATCH_TICK_S, shortest / 4))
+        limits = watchdog.Limits.from_settings(self.ctx.settings)
         while True:
-            await asyncio.sleep(tick)
-            now = self.loop.time()
-            if now - self.last_client_audio > s.idle_timeout_s:
-                raise SessionEnd(
-                    CLOSE_POLICY, f"No audio arrived for {s.idle_timeout_s:g} s.", "idle"
-                )
-            if now - self.live_since > s.max_session_s:
-                raise SessionEnd(
-                    CLOSE_POLICY,
-                    f"The session reached its length limit of {s.max_session_s:g} s.",
-                    "max_length",
-                )
-            flowing = now - self.last_client_audio < 1.0
-            if flowing and now - self.last_backend_audio > s.backend_stall_s:
-                raise SessionEnd(
-                    CLOSE_BACKEND_ERROR,
-                    f"The model server stopped answering for {s.backend_stall_s:g} s.",
-                    "backend_stalled",
-                    backend_failed="stopped answering",
-                )
+            activity = watchdog.Activity(
+                self.live_since, self.last_client_audio, self.last_backend_audio
+            )
+            verdict = watchdog.check(limits, activity, self.loop.time())
+            if isinstance(verdict, watchdog.Stop):
+                raise _ended(verdict)
+            await asyncio.sleep(max(0.0, verdict.until - self.loop.time()))
 
     def client_audio(self, seconds: float) -> None:
         """Account audio from the client and refuse it faster than real time."""
@@ -475,14 +462,11 @@ class Relay(ABC):
         now = self.loop.time()
         self.last_client_audio = now
         self.session.audio_in_s += seconds
-        allowed = now - self.live_since + self.ctx.settings.realtime_tolerance_s
-        if self.session.audio_in_s > allowed:
-            raise SessionEnd(
-                CLOSE_POLICY,
-                "Audio is arriving faster than real time; live sessions are paced by the "
-                "speaker (use /v1/inference or /v1/jobs for files).",
-                "too_fast",
-            )
+        refused = watchdog.pace(
+            self.session.audio_in_s, self.live_since, now, self.ctx.settings.realtime_tolerance_s
+        )
+        if refused is not None:
+            raise _ended(refused)
 
     def backend_audio(self, seconds: float) -> None:
         if seconds > 0:
