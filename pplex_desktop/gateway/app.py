@@ -23,6 +23,7 @@ from pplex_desktop.gateway.live import realtime
 from pplex_desktop.gateway.live import routes as live
 from pplex_desktop.gateway.live.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 from pplex_desktop.gateway.offline import routes as jobs_api
+from pplex_desktop.gateway.tasks import stop_tasks
 
 _log = logging.getLogger(__name__)
 USAGE_FLUSH_S = 1.0
@@ -106,13 +107,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     ]
     yield
     ctx.keystore.remove_listener(keys_changed)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    ctx.keystore.flush_usage()
-    await ctx.backends.close()
+    try:
+        # A task that died early (a bug in the health checks, say) is logged here, once.
+        await stop_tasks(tasks)
+    finally:
+        # Usage counted since the last flush is written even when the shut-down is cancelled.
+        ctx.keystore.flush_usage()
+        await ctx.backends.close()
 
 
 def create_app(ctx: GatewayContext) -> web.Application:

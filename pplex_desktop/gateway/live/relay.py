@@ -43,6 +43,7 @@ from pplex_desktop.gateway.pool.scheduler import (
     QueueUpdate,
     Ticket,
 )
+from pplex_desktop.gateway.tasks import stop_task, stop_tasks
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,7 +130,8 @@ class Relay(ABC):
         self._out_ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._out_audio_s = 0.0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # every task of this session, for the end
+        self._writer: asyncio.Task[None] | None = None
         self.ticket: Ticket | None = None
         self.lease: Lease | None = None
         self.backend_ws: aiohttp.ClientWebSocketResponse | None = None
@@ -159,15 +161,20 @@ class Relay(ABC):
         """Run ``coro`` unless the session ends first; then cancel it and raise the end."""
         task = asyncio.ensure_future(coro)
         waitables: set[asyncio.Future[Any]] = {task, self._end}
-        await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+        expected = (SessionEnd, ConnectionError, aiohttp.ClientError)
+        try:
+            await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await stop_task(task, expected=expected)  # a cancelled caller leaves nothing behind
+            raise
         if task.done():
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # Whatever the loser raises now comes after the session's end: a lost connection is
+        # expected, anything else is a bug worth a log line, and neither hides the end.
+        await stop_task(task, expected=expected)
         raise self._end.result()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await coro
@@ -183,7 +190,9 @@ class Relay(ABC):
                     reason="internal_error",
                 )
 
-        self._tasks.append(asyncio.create_task(guarded(), name=f"{name}-{self.session.id}"))
+        task = asyncio.create_task(guarded(), name=f"{name}-{self.session.id}")
+        self._tasks.append(task)
+        return task
 
     # -- the client side ------------------------------------------------------------------
 
@@ -501,7 +510,7 @@ class Relay(ABC):
             code, message, reason="ended_by_gateway"
         )
         self._spawn(self._read_client(), "read-client")
-        self._spawn(self._write_client(), "write-client")
+        self._writer = self._spawn(self._write_client(), "write-client")
         try:
             backend_ws = self.backend_ws = await self._connect()
             handshake = await self._await_handshake(backend_ws)
@@ -534,6 +543,24 @@ class Relay(ABC):
             if self._end.done()
             else SessionEnd(CLOSE_BACKEND_ERROR, "The session was interrupted.", "interrupted")
         )
+        try:
+            await self._close_down(end)
+        except asyncio.CancelledError:
+            # The caller is cancelled mid-way (a shutdown past its grace): the cancellation goes
+            # on, but first the model server hears a close and goes back to the pool, and no
+            # task of this session is left running.
+            for task in self._tasks:
+                task.cancel()
+            if self.backend_ws is not None and not self.backend_ws.closed:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_GRACE_S):
+                        await self.backend_ws.close()
+            self._release(end)
+            raise
+        finally:
+            self._account(end)
+
+    async def _close_down(self, end: SessionEnd) -> None:
         if not end.client_gone and not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.on_end(end)
@@ -542,7 +569,7 @@ class Relay(ABC):
         # The writer may be waiting for the client to drain its socket. aiohttp shares one
         # drain future per connection, so cancelling the writer there would also fail the close
         # frame below; it stops by itself once the socket is closed.
-        writer, others = self._tasks[1], self._tasks[:1] + self._tasks[2:]
+        others = [task for task in self._tasks if task is not self._writer]
         if self.backend_ws is not None and end.backend_failed is None:
             # Close before cancelling the pump: aiohttp takes a cancelled receive() for an
             # abnormal closure and then drops the socket without a close handshake, and a model
@@ -551,28 +578,24 @@ class Relay(ABC):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_GRACE_S):
                     await self.backend_ws.close()
-        await self._cancel(others)
+        await stop_tasks(others)
         if self.backend_ws is not None:
             with contextlib.suppress(Exception):
                 await self.backend_ws.close()
-        if self.lease is not None:
-            self.ctx.scheduler.release(self.lease, failed=end.backend_failed)
-        elif self.ticket is not None:
-            self.ctx.scheduler.cancel(self.ticket)
+        self._release(end)
         if not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
                 async with asyncio.timeout(CLOSE_GRACE_S):
                     await self.ws.close(code=end.code, message=close_reason(end.message))
-        await self._cancel([writer])
-        self._account(end)
+        await stop_tasks(task for task in self._tasks if task is self._writer)
 
-    @staticmethod
-    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    def _release(self, end: SessionEnd) -> None:
+        """Give the model server back (or leave the queue), once."""
+        lease, ticket, self.lease, self.ticket = self.lease, self.ticket, None, None
+        if lease is not None:
+            self.ctx.scheduler.release(lease, failed=end.backend_failed)
+        elif ticket is not None:
+            self.ctx.scheduler.cancel(ticket)
 
     def _account(self, end: SessionEnd) -> None:
         s = self.session
