@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.gateway.api import admin, metrics_api, public, talk, voices_api
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.edge.auth import auth_middleware
@@ -21,7 +22,6 @@ from pplex_desktop.gateway.errors import error_middleware
 from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.live import realtime
 from pplex_desktop.gateway.live import routes as live
-from pplex_desktop.gateway.live.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 from pplex_desktop.gateway.offline import routes as jobs_api
 from pplex_desktop.gateway.tasks import stop_tasks
 
@@ -49,7 +49,7 @@ async def _watch_revocations(ctx: GatewayContext, wake: asyncio.Event) -> None:
         if revoked:
             ctx.sessions.end_where(
                 lambda s: s.key_id in revoked,  # noqa: B023 (called before the loop moves on)
-                CLOSE_POLICY,
+                CloseCode.POLICY,
                 "The API key of this session was revoked or has expired.",
             )
 
@@ -68,9 +68,9 @@ def _publish_queue(ctx: GatewayContext) -> None:
 
 
 async def _end_sessions(app: web.Application) -> None:
-    """On shutdown every live client hears 1001 with a reason, not a dropped connection."""
+    """On shutdown every live client hears GOING_AWAY with a reason, not a dropped connection."""
     ctx = app[CTX]
-    ctx.sessions.end_where(lambda _s: True, CLOSE_GOING_AWAY, "The gateway is shutting down.")
+    ctx.sessions.end_where(lambda _s: True, CloseCode.GOING_AWAY, "The gateway is shutting down.")
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(SHUTDOWN_GRACE_S):
             await ctx.sessions.wait_empty()

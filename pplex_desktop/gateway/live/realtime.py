@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import PplexError, ValidationError
 from pplex_desktop.core.keystore import ApiKey
 from pplex_desktop.core.voices import display_name
@@ -49,14 +50,7 @@ from pplex_desktop.gateway.live.realtime_session import (
     transcript_delta,
 )
 from pplex_desktop.gateway.live.relay import Relay, SessionEnd, close_reason, make_client_socket
-from pplex_desktop.gateway.live.sessions import (
-    CLOSE_BACKEND_ERROR,
-    CLOSE_BAD_GATEWAY,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TRY_LATER,
-    LiveSession,
-)
+from pplex_desktop.gateway.live.sessions import LiveSession
 from pplex_desktop.gateway.pool.scheduler import QueueUpdate
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import (
@@ -252,7 +246,7 @@ class RealtimeRelay(Relay):
                 msg = await self._race(self.ws.receive(timeout=idle))
             except TimeoutError:
                 raise SessionEnd(
-                    CLOSE_POLICY, f"No event arrived for {idle:g} s after connecting.", "idle"
+                    CloseCode.POLICY, f"No event arrived for {idle:g} s after connecting.", "idle"
                 ) from None
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return False
@@ -501,7 +495,7 @@ class RealtimeRelay(Relay):
                     pcm = decoder.decode(message.data)
                 except CodecError as exc:
                     raise SessionEnd(
-                        CLOSE_BACKEND_ERROR,
+                        CloseCode.BACKEND_ERROR,
                         f"The model server's audio is corrupt: {exc}",
                         "backend_failed",
                         backend_failed="corrupt audio stream",
@@ -533,7 +527,7 @@ class RealtimeRelay(Relay):
             self._open()
 
     async def on_end(self, end: SessionEnd) -> None:
-        failed = end.code != CLOSE_NORMAL
+        failed = end.code != CloseCode.NORMAL
         self._close(
             "failed" if failed else "completed",
             {"type": "failed", "error": {"code": end.reason, "message": end.message}}
@@ -542,7 +536,7 @@ class RealtimeRelay(Relay):
         )
         kind = (
             "server_error"
-            if end.code in (CLOSE_BACKEND_ERROR, CLOSE_BAD_GATEWAY)
+            if end.code in (CloseCode.BACKEND_ERROR, CloseCode.BAD_GATEWAY)
             else ("invalid_request_error")
         )
         self.emit(error_event(end.reason, end.message, kind=kind))
@@ -561,18 +555,18 @@ class RealtimeRelay(Relay):
             await self._refuse(end.code, end.reason, end.message)
             return
         except PplexError as exc:
-            code = CLOSE_TRY_LATER if exc.status in (429, 503) else CLOSE_POLICY
+            code = CloseCode.TRY_LATER if exc.status in (429, 503) else CloseCode.POLICY
             await self._refuse(code, exc.code, exc.message)
             return
         await super().run()
 
-    async def _refuse(self, code: int, reason: str, message: str) -> None:
+    async def _refuse(self, code: CloseCode, reason: str, message: str) -> None:
         """End a session that never reached a model server: an error event, then the close."""
         if self.ws.closed:
             return
         kind = (
             "server_error"
-            if code in (CLOSE_TRY_LATER, CLOSE_BAD_GATEWAY)
+            if code in (CloseCode.TRY_LATER, CloseCode.BAD_GATEWAY)
             else ("invalid_request_error")
         )
         try:

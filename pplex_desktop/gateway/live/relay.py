@@ -20,21 +20,14 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from pplex_desktop.core.close_codes import INPUT_REFUSALS
+from pplex_desktop.core.close_codes import INPUT_REFUSALS, CloseCode
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
 from pplex_desktop.gateway.live import watchdog
 from pplex_desktop.gateway.live.params import SessionParams
-from pplex_desktop.gateway.live.sessions import (
-    CLOSE_BACKEND_ERROR,
-    CLOSE_BAD_GATEWAY,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TRY_LATER,
-    LiveSession,
-)
+from pplex_desktop.gateway.live.sessions import LiveSession
 from pplex_desktop.gateway.pool.backends import failure_cause, refused_status
 from pplex_desktop.gateway.pool.scheduler import (
     Lease,
@@ -60,7 +53,7 @@ class SessionEnd(Exception):
 
     def __init__(
         self,
-        code: int,
+        code: CloseCode,
         message: str,
         reason: str,
         backend_failed: str | None = None,
@@ -143,7 +136,7 @@ class Relay(ABC):
 
     def request_end(
         self,
-        code: int,
+        code: CloseCode,
         message: str,
         *,
         reason: str = "ended",
@@ -185,7 +178,7 @@ class Relay(ABC):
             except Exception:  # noqa: BLE001 (a bug must end one session, not the gateway)
                 _log.exception("The %s task of session %s failed.", name, self.session.id)
                 self.request_end(
-                    CLOSE_BACKEND_ERROR,
+                    CloseCode.BACKEND_ERROR,
                     "The gateway hit an unexpected error in this session; it has been logged.",
                     reason="internal_error",
                 )
@@ -216,7 +209,7 @@ class Relay(ABC):
                 self._early_bytes += len(data)
                 if self._early_bytes > MAX_EARLY_BYTES:
                     raise SessionEnd(
-                        CLOSE_POLICY,
+                        CloseCode.POLICY,
                         "Too much audio arrived before the session was ready; wait for the "
                         "handshake before sending.",
                         "early_audio",
@@ -227,7 +220,10 @@ class Relay(ABC):
         # aiohttp has already answered the client's close: the key's slot is free from now.
         self.session.holds_slot = False
         self.request_end(
-            CLOSE_NORMAL, "The client closed the session.", reason="client_closed", client_gone=True
+            CloseCode.NORMAL,
+            "The client closed the session.",
+            reason="client_closed",
+            client_gone=True,
         )
 
     async def _go_live(self) -> None:
@@ -250,7 +246,7 @@ class Relay(ABC):
         self._out_ready.set()
         if self._out_audio_s > self.ctx.settings.max_client_lag_s:
             self.request_end(
-                CLOSE_POLICY,
+                CloseCode.POLICY,
                 f"The client fell more than {self.ctx.settings.max_client_lag_s:g} s of audio "
                 "behind; it is not reading its messages.",
                 reason="slow_client",
@@ -274,7 +270,7 @@ class Relay(ABC):
                     await self.ws.send_bytes(data)
             except ConnectionError:
                 self.request_end(
-                    CLOSE_NORMAL,
+                    CloseCode.NORMAL,
                     "The client connection was lost.",
                     reason="client_lost",
                     client_gone=True,
@@ -288,7 +284,7 @@ class Relay(ABC):
 
     def backend_lost(self) -> SessionEnd:
         return SessionEnd(
-            CLOSE_BACKEND_ERROR,
+            CloseCode.BACKEND_ERROR,
             "The model server closed the connection unexpectedly.",
             "backend_failed",
             backend_failed="connection lost mid-session",
@@ -310,7 +306,7 @@ class Relay(ABC):
                 self._drained.set()
         except ConnectionError:
             self.request_end(
-                CLOSE_NORMAL,
+                CloseCode.NORMAL,
                 "The client connection was lost.",
                 reason="client_lost",
                 client_gone=True,
@@ -372,7 +368,7 @@ class Relay(ABC):
                 scheduler.acquire(self.ticket, self.ctx.settings.queue_max_wait_s)
             )
         except QueueTimeoutError as exc:
-            raise SessionEnd(CLOSE_TRY_LATER, exc.message, "queue_timeout") from None
+            raise SessionEnd(CloseCode.TRY_LATER, exc.message, "queue_timeout") from None
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         """Get a backend and open its socket; a dead backend sends the caller back in line."""
@@ -407,7 +403,7 @@ class Relay(ABC):
                     )
                     scheduler.release(lease)
                     raise SessionEnd(
-                        CLOSE_BAD_GATEWAY,
+                        CloseCode.BAD_GATEWAY,
                         f"The model server refused this session's request (HTTP {status}).",
                         "backend_refused",
                     ) from None
@@ -422,7 +418,7 @@ class Relay(ABC):
                 others = [b for b in scheduler.capable(self.params.voice) if b.healthy is not False]
                 if not others or self.ticket.attempts >= len(self.ctx.backends.backends):
                     raise SessionEnd(
-                        CLOSE_BAD_GATEWAY,
+                        CloseCode.BAD_GATEWAY,
                         f"The model server could not be reached ({failure_cause(exc)}).",
                         "backend_unreachable",
                     ) from None
@@ -438,7 +434,7 @@ class Relay(ABC):
                 msg = await self._race(backend_ws.receive(timeout=timeout))
             except TimeoutError:
                 raise SessionEnd(
-                    CLOSE_BAD_GATEWAY,
+                    CloseCode.BAD_GATEWAY,
                     f"The model server sent no handshake within {timeout:g} s.",
                     "backend_timeout",
                     backend_failed="no handshake",
@@ -447,7 +443,7 @@ class Relay(ABC):
                 return bytes(msg.data)
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 raise SessionEnd(
-                    CLOSE_BAD_GATEWAY,
+                    CloseCode.BAD_GATEWAY,
                     "The model server closed the session before it started; it does this when "
                     "the voice or persona is refused.",
                     "backend_refused",
@@ -485,19 +481,21 @@ class Relay(ABC):
     def backend_closed(self, msg: aiohttp.WSMessage) -> SessionEnd:
         ws = self.backend_ws
         code = ws.close_code if ws is not None else None
-        if msg.type is not WSMsgType.ERROR and code == CLOSE_NORMAL:
-            return SessionEnd(CLOSE_NORMAL, "The model server ended the session.", "backend_closed")
+        if msg.type is not WSMsgType.ERROR and code == CloseCode.NORMAL:
+            return SessionEnd(
+                CloseCode.NORMAL, "The model server ended the session.", "backend_closed"
+            )
         if msg.type is not WSMsgType.ERROR and code in INPUT_REFUSALS:
             return SessionEnd(
-                code,
+                CloseCode(code),
                 f"The model server ended the session because it received {INPUT_REFUSALS[code]} "
                 f"(close code {code}).",
                 "input_refused",
             )
-        # Going away (1001), an error (1011) or a dropped connection all mean this backend
+        # Going away, an error (BACKEND_ERROR) or a dropped connection all mean this backend
         # cannot be trusted until a health check says otherwise.
         return SessionEnd(
-            CLOSE_BACKEND_ERROR,
+            CloseCode.BACKEND_ERROR,
             "The model server closed the connection unexpectedly.",
             "backend_failed",
             backend_failed=f"connection lost mid-session (close code {code})",
@@ -541,7 +539,7 @@ class Relay(ABC):
         end = (
             self._end.result()
             if self._end.done()
-            else SessionEnd(CLOSE_BACKEND_ERROR, "The session was interrupted.", "interrupted")
+            else SessionEnd(CloseCode.BACKEND_ERROR, "The session was interrupted.", "interrupted")
         )
         try:
             await self._close_down(end)

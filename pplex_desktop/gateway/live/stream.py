@@ -14,11 +14,12 @@ from collections.abc import Mapping
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import ValidationError
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.live.params import SessionParams
 from pplex_desktop.gateway.live.relay import Relay, SessionEnd
-from pplex_desktop.gateway.live.sessions import CLOSE_BACKEND_ERROR, LiveSession
+from pplex_desktop.gateway.live.sessions import LiveSession
 from pplex_desktop.gateway.pool.scheduler import QueueUpdate
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import SAMPLE_RATE, CodecError, OpusDecoder, OpusEncoder, Pcm
@@ -116,7 +117,7 @@ class PcmRelay(Relay):
                     pcm = decoder.decode(message.data)
                 except CodecError as exc:
                     raise SessionEnd(
-                        CLOSE_BACKEND_ERROR,
+                        CloseCode.BACKEND_ERROR,
                         f"The model server's audio is corrupt: {exc}",
                         "backend_failed",
                         backend_failed="corrupt audio stream",
@@ -133,7 +134,7 @@ class PcmRelay(Relay):
                 )
 
     async def on_end(self, end: SessionEnd) -> None:
-        if end.code != 1000:
+        if end.code != CloseCode.NORMAL:
             self.send(_json({"type": "error", "code": end.reason, "message": end.message}))
         self.send(_json({"type": "end", "reason": end.reason, "message": end.message}))
 
