@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections import deque
@@ -32,6 +33,7 @@ from pplex_desktop.core.keystore import ApiKey
 from pplex_desktop.core.voices import display_name
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
 from pplex_desktop.gateway.edge.proxies import client_address
+from pplex_desktop.gateway.live.model_stream import ModelAudio, ModelText, model_events
 from pplex_desktop.gateway.live.params import SessionParams, parse_session_params
 from pplex_desktop.gateway.live.realtime_session import (
     EventError,
@@ -57,8 +59,6 @@ from pplex_desktop.moshi.codec import (
     FRAME_SAMPLES,
     FRAME_SECONDS,
     SAMPLE_RATE,
-    CodecError,
-    OpusDecoder,
     OpusEncoder,
     Pcm,
 )
@@ -475,39 +475,17 @@ class RealtimeRelay(Relay):
         self.emit(transcript_delta(response, text))
 
     async def pump_down(self) -> None:
-        backend_ws = self.backend_ws
-        assert backend_ws is not None
-        decoder = OpusDecoder()
-        while True:
-            msg = await backend_ws.receive()
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                raise self.backend_closed(msg)
-            if msg.type is not WSMsgType.BINARY or not msg.data:
-                continue
-            try:
-                message = proto.decode(bytes(msg.data))
-            except proto.ProtocolError:
-                continue
-            if isinstance(message, proto.Audio):
-                self._frames_answered += 1
-                self._wake(self._input_ready)
-                try:
-                    pcm = decoder.decode(message.data)
-                except CodecError as exc:
-                    raise SessionEnd(
-                        CloseCode.BACKEND_ERROR,
-                        f"The model server's audio is corrupt: {exc}",
-                        "backend_failed",
-                        backend_failed="corrupt audio stream",
-                    ) from None
-                if pcm.size:
-                    seconds = pcm.shape[0] / SAMPLE_RATE
-                    self.backend_audio(seconds)
-                    self._model_audio(pcm, seconds)
-            elif isinstance(message, proto.Text):
-                self._model_text(message.text)
-            elif isinstance(message, proto.Error):
-                self.emit(error_event("model_error", message.message, kind="server_error"))
+        async with contextlib.aclosing(model_events(self)) as events:
+            async for item in events:
+                if isinstance(item, ModelAudio):
+                    self._frames_answered += 1
+                    self._wake(self._input_ready)
+                    if item.pcm.size:
+                        self._model_audio(item.pcm, item.seconds)
+                elif isinstance(item, ModelText):
+                    self._model_text(item.text)
+                else:
+                    self.emit(error_event("model_error", item.message, kind="server_error"))
 
     # -- the relay's stages ----------------------------------------------------------------
 
