@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import errno
 import ipaddress
 import logging
@@ -52,6 +51,7 @@ from pplex_desktop.gateway.lan.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls,
 from pplex_desktop.gateway.pool.backends import BackendPool
 from pplex_desktop.gateway.pool.backends import BackendStatus as BackendStatus  # noqa: PLC0414 (re-exported for the UI)
 from pplex_desktop.gateway.reload import Reloaded, apply_settings
+from pplex_desktop.gateway.tasks import stop_task
 
 if TYPE_CHECKING:
     from pplex_desktop.sim.sim import SimServer
@@ -316,9 +316,7 @@ class GatewayRunner:
         self.keystore.remove_listener(self._keys_changed)
         task, self._burst_task = self._burst_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         if runner is not None:
             await runner.cleanup()
             _log.info("The gateway has stopped (%s).", reason)
