@@ -152,7 +152,8 @@ class Relay(ABC):
 
     async def _race(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` unless the session ends first; then cancel it and raise the end."""
-        task = asyncio.ensure_future(coro)
+        step = getattr(coro, "__qualname__", "step")  # names the task in a log line
+        task = asyncio.create_task(coro, name=f"{step}-{self.session.id}")
         waitables: set[asyncio.Future[Any]] = {task, self._end}
         expected = (SessionEnd, ConnectionError, aiohttp.ClientError)
         try:
