@@ -550,11 +550,13 @@ class Relay(ABC):
             # task of this session is left running.
             for task in self._tasks:
                 task.cancel()
-            if self.backend_ws is not None and not self.backend_ws.closed:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLOSE_GRACE_S):
-                        await self.backend_ws.close()
-            self._release(end)
+            try:
+                if self.backend_ws is not None and not self.backend_ws.closed:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(CLOSE_GRACE_S):
+                            await self.backend_ws.close()
+            finally:
+                self._release(end)  # even when cancelled once more during that close
             raise
         finally:
             self._account(end)
