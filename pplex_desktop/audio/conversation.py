@@ -38,6 +38,7 @@ from pplex_desktop.audio.meters import LevelMeter
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.audio.recorder import ConversationRecorder
 from pplex_desktop.core.clock import Clock, SystemClock
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.redact import redact_text, redact_url
 from pplex_desktop.moshi.client import (
@@ -488,16 +489,16 @@ def _decap(sentence: str) -> str:
 def close_outcome(code: int | None, reason: str) -> tuple[ConversationState, str]:
     """How a close from the server ends the call, in a sentence that says why."""
     reason = redact_text(reason.strip())
-    if code == 1001:
+    if code == CloseCode.GOING_AWAY:
         # Our gateway says why it went away (stopped from the Server page, the app quitting);
-        # a bare 1001 is a server shutting down or restarting.
+        # a bare GOING_AWAY is a server shutting down or restarting.
         if reason:
             return ConversationState.ENDED, f"The conversation ended: {_decap(reason)}"
         return (
             ConversationState.ENDED,
             "The conversation ended because the server is stopping or restarting.",
         )
-    if code == 1000:
+    if code == CloseCode.NORMAL:
         if reason:
             return ConversationState.ENDED, f"The conversation ended: {_decap(reason)}"
         return ConversationState.ENDED, "The server ended the conversation."

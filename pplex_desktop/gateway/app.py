@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.gateway.api import admin, metrics_api, public, talk, voices_api
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.edge.auth import auth_middleware
@@ -21,8 +22,8 @@ from pplex_desktop.gateway.errors import error_middleware
 from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.live import realtime
 from pplex_desktop.gateway.live import routes as live
-from pplex_desktop.gateway.live.sessions import CLOSE_GOING_AWAY, CLOSE_POLICY
 from pplex_desktop.gateway.offline import routes as jobs_api
+from pplex_desktop.gateway.tasks import stop_tasks
 
 _log = logging.getLogger(__name__)
 USAGE_FLUSH_S = 1.0
@@ -48,7 +49,7 @@ async def _watch_revocations(ctx: GatewayContext, wake: asyncio.Event) -> None:
         if revoked:
             ctx.sessions.end_where(
                 lambda s: s.key_id in revoked,  # noqa: B023 (called before the loop moves on)
-                CLOSE_POLICY,
+                CloseCode.POLICY,
                 "The API key of this session was revoked or has expired.",
             )
 
@@ -67,9 +68,9 @@ def _publish_queue(ctx: GatewayContext) -> None:
 
 
 async def _end_sessions(app: web.Application) -> None:
-    """On shutdown every live client hears 1001 with a reason, not a dropped connection."""
+    """On shutdown every live client hears GOING_AWAY with a reason, not a dropped connection."""
     ctx = app[CTX]
-    ctx.sessions.end_where(lambda _s: True, CLOSE_GOING_AWAY, "The gateway is shutting down.")
+    ctx.sessions.end_where(lambda _s: True, CloseCode.GOING_AWAY, "The gateway is shutting down.")
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(SHUTDOWN_GRACE_S):
             await ctx.sessions.wait_empty()
@@ -106,13 +107,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     ]
     yield
     ctx.keystore.remove_listener(keys_changed)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    ctx.keystore.flush_usage()
-    await ctx.backends.close()
+    try:
+        # A task that died early (a bug in the health checks, say) is logged here, once.
+        await stop_tasks(tasks)
+    finally:
+        # Usage counted since the last flush is written even when the shut-down is cancelled.
+        ctx.keystore.flush_usage()
+        await ctx.backends.close()
 
 
 def create_app(ctx: GatewayContext) -> web.Application:

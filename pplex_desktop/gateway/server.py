@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import errno
 import ipaddress
 import logging
 import ssl
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,6 +51,7 @@ from pplex_desktop.gateway.lan.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls,
 from pplex_desktop.gateway.pool.backends import BackendPool
 from pplex_desktop.gateway.pool.backends import BackendStatus as BackendStatus  # noqa: PLC0414 (re-exported for the UI)
 from pplex_desktop.gateway.reload import Reloaded, apply_settings
+from pplex_desktop.gateway.tasks import stop_task
 
 if TYPE_CHECKING:
     from pplex_desktop.sim.sim import SimServer
@@ -315,9 +316,7 @@ class GatewayRunner:
         self.keystore.remove_listener(self._keys_changed)
         task, self._burst_task = self._burst_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         if runner is not None:
             await runner.cleanup()
             _log.info("The gateway has stopped (%s).", reason)
@@ -328,12 +327,30 @@ class GatewayRunner:
         self.tls = None
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    """What any thread may know of the gateway at one moment: replaced whole, never changed,
+    so a reader never sees a state from one moment beside an address from another."""
+
+    state: GatewayState
+    failure: str | None = None  # why the last start failed, in a sentence
+    address: GatewayAddress | None = None  # set exactly while RUNNING
+    lan_address: GatewayAddress | None = None  # the HTTPS site for the network, when served
+    tls: TlsInfo | None = None  # its certificate: the fingerprint for the user, the CA
+
+
 class GatewayServer:
     """The gateway on its own thread, for the desktop app.
 
-    Its loop does gateway work only: the desktop has its own I/O loop and disk thread. What
-    the UI reads of the running gateway goes through the methods below that return futures;
-    they hop onto the gateway's loop, where its state lives.
+    Its loop does gateway work only: the desktop has its own I/O loop and disk thread.
+
+    Safe from any thread: ``status`` and the properties read from it (``state``, ``failure``,
+    ``address``, ``lan_address``, ``tls``), ``settings`` and ``ssl_context`` (all read under
+    one lock, and immutable once read), ``reconfigure``, and every method that returns a
+    future: those hop onto the gateway's loop, where its live state is. ``voice_libraries``
+    reads only the backend list and custom-voice tuples, which are replaced and never mutated,
+    and the voice folders on disk. ``runner`` and ``figures`` belong to the gateway thread
+    (tests that run on its loop).
     """
 
     def __init__(
@@ -345,36 +362,63 @@ class GatewayServer:
         ssl_context: ssl.SSLContext | None = None,
         tls_folder: Path | None = None,
     ) -> None:
-        self.settings = settings
         self.keystore = keystore
         self.clock = clock
-        self.ssl_context = ssl_context
         self.tls_folder = tls_folder
         self.events = EventHub()
         self.thread = LoopThread("pplex-gateway")
-        self.state = GatewayState.STOPPED
-        self.failure: str | None = None
-        self._runner: GatewayRunner | None = None
+        self._lock = threading.Lock()
+        self._config = (settings, ssl_context)  # replaced as a pair, under the lock
+        self._status = GatewayStatus(GatewayState.STOPPED)
+        self._runner: GatewayRunner | None = None  # the gateway thread's own
         # Conversations served per model server (by its label), kept across restarts: turning
         # on the LAN or changing a setting restarts the gateway, not the day's figures.
         self._served: dict[str, int] = {}
 
     @property
+    def status(self) -> GatewayStatus:
+        with self._lock:
+            return self._status
+
+    def _set_status(self, status: GatewayStatus) -> None:
+        with self._lock:
+            self._status = status
+
+    @property
+    def state(self) -> GatewayState:
+        return self.status.state
+
+    @property
+    def failure(self) -> str | None:
+        return self.status.failure
+
+    @property
     def address(self) -> GatewayAddress | None:
-        return self._runner.address if self._runner is not None else None
+        return self.status.address
 
     @property
     def lan_address(self) -> GatewayAddress | None:
         """The HTTPS site for the network, when ``serve_lan`` is on."""
-        return self._runner.lan_address if self._runner is not None else None
+        return self.status.lan_address
 
     @property
     def tls(self) -> TlsInfo | None:
         """The LAN certificate: its fingerprint for the user, the CA for download."""
-        return self._runner.tls if self._runner is not None else None
+        return self.status.tls
+
+    @property
+    def settings(self) -> Settings:
+        with self._lock:
+            return self._config[0]
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        with self._lock:
+            return self._config[1]
 
     @property
     def runner(self) -> GatewayRunner | None:
+        """The running gateway itself: on the gateway thread only."""
         return self._runner
 
     def figures(self) -> GatewayFigures | None:
@@ -387,41 +431,48 @@ class GatewayServer:
     async def _start(self) -> GatewayAddress:
         if self._runner is not None and self._runner.address is not None:
             return self._runner.address
-        self.state = GatewayState.STARTING
+        with self._lock:
+            settings, ssl_context = self._config
+        self._set_status(GatewayStatus(GatewayState.STARTING))
         runner = GatewayRunner(
-            self.settings,
+            settings,
             self.keystore,
             clock=self.clock,
             events=self.events,
-            ssl_context=self.ssl_context,
+            ssl_context=ssl_context,
             tls_folder=self.tls_folder,
         )
         try:
             address = await runner.start()
         except PplexError as exc:
-            self.state = GatewayState.FAILED
-            self.failure = exc.message
+            self._set_status(GatewayStatus(GatewayState.FAILED, failure=exc.message))
             raise
         self._runner = runner
         if runner.ctx is not None:
             for backend in runner.ctx.backends.backends:
                 backend.sessions_served += self._served.get(backend.config.label, 0)
-        self.state = GatewayState.RUNNING
-        self.failure = None
+        self._set_status(
+            GatewayStatus(
+                GatewayState.RUNNING,
+                address=address,
+                lan_address=runner.lan_address,
+                tls=runner.tls,
+            )
+        )
         return address
 
     async def _stop(self, reason: str) -> None:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        self.state = GatewayState.STOPPING
+        self._set_status(GatewayStatus(GatewayState.STOPPING))
         if runner.ctx is not None:
             for backend in runner.ctx.backends.backends:
                 self._served[backend.config.label] = backend.sessions_served
         try:
             await runner.stop(reason)
         finally:
-            self.state = GatewayState.STOPPED
+            self._set_status(GatewayStatus(GatewayState.STOPPED))
 
     def _on_loop(
         self, read: Callable[[GatewayRunner], T], empty: T
@@ -502,8 +553,8 @@ class GatewayServer:
 
     def reconfigure(self, settings: Settings, ssl_context: ssl.SSLContext | None = None) -> None:
         """New settings take effect at the next start."""
-        self.settings = settings
-        self.ssl_context = ssl_context
+        with self._lock:
+            self._config = (settings, ssl_context)
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop serving and end the gateway thread (application exit)."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.db import off_loop
 from pplex_desktop.core.errors import NotFoundError, ValidationError
 from pplex_desktop.core.expiry import expiry_time
@@ -14,7 +15,6 @@ from pplex_desktop.gateway.context import CTX
 from pplex_desktop.gateway.edge.access import admin_only
 from pplex_desktop.gateway.edge.fields import optional_float, optional_int, path_id, read_fields
 from pplex_desktop.gateway.jsonout import json_response
-from pplex_desktop.gateway.live.sessions import CLOSE_POLICY
 
 routes = web.RouteTableDef()
 
@@ -186,6 +186,6 @@ async def sessions(request: web.Request) -> web.Response:
 async def end_session(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     session_id = request.match_info["id"]
-    if not ctx.sessions.end(session_id, CLOSE_POLICY, "An administrator ended this session."):
+    if not ctx.sessions.end(session_id, CloseCode.POLICY, "An administrator ended this session."):
         raise NotFoundError(f"There is no live session with id {session_id[:20]!r}.")
     return json_response({"id": session_id, "ended": True})

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import WSMsgType
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.gateway.live.relay import Relay, SessionEnd
-from pplex_desktop.gateway.live.sessions import CLOSE_INVALID_DATA
 from pplex_desktop.gateway.pool.scheduler import QueueUpdate
 from pplex_desktop.moshi.opuscheck import OggOpusChecker, StreamError
 from pplex_desktop.moshi.opusclock import OggOpusDuration
@@ -56,7 +56,7 @@ class NativeRelay(Relay):
                 seconds = self._up_check.feed(data[1:])
             except StreamError as exc:
                 raise SessionEnd(
-                    CLOSE_INVALID_DATA, f"{exc} It was not forwarded.", "invalid_audio"
+                    CloseCode.INVALID_DATA, f"{exc} It was not forwarded.", "invalid_audio"
                 ) from None
             self.client_audio(seconds)
         await self.backend_ws.send_bytes(data)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections import deque
@@ -26,11 +27,13 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import PplexError, ValidationError
 from pplex_desktop.core.keystore import ApiKey
 from pplex_desktop.core.voices import display_name
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
 from pplex_desktop.gateway.edge.proxies import client_address
+from pplex_desktop.gateway.live.model_stream import ModelAudio, ModelText, model_events
 from pplex_desktop.gateway.live.params import SessionParams, parse_session_params
 from pplex_desktop.gateway.live.realtime_session import (
     EventError,
@@ -49,22 +52,13 @@ from pplex_desktop.gateway.live.realtime_session import (
     transcript_delta,
 )
 from pplex_desktop.gateway.live.relay import Relay, SessionEnd, close_reason, make_client_socket
-from pplex_desktop.gateway.live.sessions import (
-    CLOSE_BACKEND_ERROR,
-    CLOSE_BAD_GATEWAY,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TRY_LATER,
-    LiveSession,
-)
+from pplex_desktop.gateway.live.sessions import LiveSession
 from pplex_desktop.gateway.pool.scheduler import QueueUpdate
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import (
     FRAME_SAMPLES,
     FRAME_SECONDS,
     SAMPLE_RATE,
-    CodecError,
-    OpusDecoder,
     OpusEncoder,
     Pcm,
 )
@@ -252,7 +246,7 @@ class RealtimeRelay(Relay):
                 msg = await self._race(self.ws.receive(timeout=idle))
             except TimeoutError:
                 raise SessionEnd(
-                    CLOSE_POLICY, f"No event arrived for {idle:g} s after connecting.", "idle"
+                    CloseCode.POLICY, f"No event arrived for {idle:g} s after connecting.", "idle"
                 ) from None
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return False
@@ -481,39 +475,17 @@ class RealtimeRelay(Relay):
         self.emit(transcript_delta(response, text))
 
     async def pump_down(self) -> None:
-        backend_ws = self.backend_ws
-        assert backend_ws is not None
-        decoder = OpusDecoder()
-        while True:
-            msg = await backend_ws.receive()
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                raise self.backend_closed(msg)
-            if msg.type is not WSMsgType.BINARY or not msg.data:
-                continue
-            try:
-                message = proto.decode(bytes(msg.data))
-            except proto.ProtocolError:
-                continue
-            if isinstance(message, proto.Audio):
-                self._frames_answered += 1
-                self._wake(self._input_ready)
-                try:
-                    pcm = decoder.decode(message.data)
-                except CodecError as exc:
-                    raise SessionEnd(
-                        CLOSE_BACKEND_ERROR,
-                        f"The model server's audio is corrupt: {exc}",
-                        "backend_failed",
-                        backend_failed="corrupt audio stream",
-                    ) from None
-                if pcm.size:
-                    seconds = pcm.shape[0] / SAMPLE_RATE
-                    self.backend_audio(seconds)
-                    self._model_audio(pcm, seconds)
-            elif isinstance(message, proto.Text):
-                self._model_text(message.text)
-            elif isinstance(message, proto.Error):
-                self.emit(error_event("model_error", message.message, kind="server_error"))
+        async with contextlib.aclosing(model_events(self)) as events:
+            async for item in events:
+                if isinstance(item, ModelAudio):
+                    self._frames_answered += 1
+                    self._wake(self._input_ready)
+                    if item.pcm.size:
+                        self._model_audio(item.pcm, item.seconds)
+                elif isinstance(item, ModelText):
+                    self._model_text(item.text)
+                else:
+                    self.emit(error_event("model_error", item.message, kind="server_error"))
 
     # -- the relay's stages ----------------------------------------------------------------
 
@@ -533,7 +505,7 @@ class RealtimeRelay(Relay):
             self._open()
 
     async def on_end(self, end: SessionEnd) -> None:
-        failed = end.code != CLOSE_NORMAL
+        failed = end.code != CloseCode.NORMAL
         self._close(
             "failed" if failed else "completed",
             {"type": "failed", "error": {"code": end.reason, "message": end.message}}
@@ -542,7 +514,7 @@ class RealtimeRelay(Relay):
         )
         kind = (
             "server_error"
-            if end.code in (CLOSE_BACKEND_ERROR, CLOSE_BAD_GATEWAY)
+            if end.code in (CloseCode.BACKEND_ERROR, CloseCode.BAD_GATEWAY)
             else ("invalid_request_error")
         )
         self.emit(error_event(end.reason, end.message, kind=kind))
@@ -561,18 +533,18 @@ class RealtimeRelay(Relay):
             await self._refuse(end.code, end.reason, end.message)
             return
         except PplexError as exc:
-            code = CLOSE_TRY_LATER if exc.status in (429, 503) else CLOSE_POLICY
+            code = CloseCode.TRY_LATER if exc.status in (429, 503) else CloseCode.POLICY
             await self._refuse(code, exc.code, exc.message)
             return
         await super().run()
 
-    async def _refuse(self, code: int, reason: str, message: str) -> None:
+    async def _refuse(self, code: CloseCode, reason: str, message: str) -> None:
         """End a session that never reached a model server: an error event, then the close."""
         if self.ws.closed:
             return
         kind = (
             "server_error"
-            if code in (CLOSE_TRY_LATER, CLOSE_BAD_GATEWAY)
+            if code in (CloseCode.TRY_LATER, CloseCode.BAD_GATEWAY)
             else ("invalid_request_error")
         )
         try:

@@ -20,20 +20,14 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from pplex_desktop.core.close_codes import INPUT_REFUSALS
+from pplex_desktop.core.close_codes import INPUT_REFUSALS, CloseCode
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
+from pplex_desktop.gateway.live import watchdog
 from pplex_desktop.gateway.live.params import SessionParams
-from pplex_desktop.gateway.live.sessions import (
-    CLOSE_BACKEND_ERROR,
-    CLOSE_BAD_GATEWAY,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_TRY_LATER,
-    LiveSession,
-)
+from pplex_desktop.gateway.live.sessions import LiveSession
 from pplex_desktop.gateway.pool.backends import failure_cause, refused_status
 from pplex_desktop.gateway.pool.scheduler import (
     Lease,
@@ -42,14 +36,12 @@ from pplex_desktop.gateway.pool.scheduler import (
     QueueUpdate,
     Ticket,
 )
+from pplex_desktop.gateway.tasks import stop_task, stop_tasks
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_EARLY_BYTES = 1024 * 1024  # what a client may send before the session is live
-# Limits are checked a few times per their own length, at most twice a second: fifty live
-# sessions should not mean hundreds of wake-ups a second on the gateway thread.
-MAX_WATCH_TICK_S = 0.5
 SEND_BUFFER_BYTES = 32 * 1024
 CLOSE_GRACE_S = 2.0
 # Below asyncio's default high-water mark a write never waits for the socket to drain.
@@ -61,7 +53,7 @@ class SessionEnd(Exception):
 
     def __init__(
         self,
-        code: int,
+        code: CloseCode,
         message: str,
         reason: str,
         backend_failed: str | None = None,
@@ -73,6 +65,10 @@ class SessionEnd(Exception):
         self.message = message  # the sentence a person reads
         self.backend_failed = backend_failed
         self.client_gone = client_gone
+
+
+def _ended(stop: watchdog.Stop) -> SessionEnd:
+    return SessionEnd(stop.code, stop.message, stop.reason, backend_failed=stop.backend_failed)
 
 
 def close_reason(message: str) -> bytes:
@@ -127,7 +123,8 @@ class Relay(ABC):
         self._out_ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._out_audio_s = 0.0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # every task of this session, for the end
+        self._writer: asyncio.Task[None] | None = None
         self.ticket: Ticket | None = None
         self.lease: Lease | None = None
         self.backend_ws: aiohttp.ClientWebSocketResponse | None = None
@@ -139,7 +136,7 @@ class Relay(ABC):
 
     def request_end(
         self,
-        code: int,
+        code: CloseCode,
         message: str,
         *,
         reason: str = "ended",
@@ -155,17 +152,23 @@ class Relay(ABC):
 
     async def _race(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` unless the session ends first; then cancel it and raise the end."""
-        task = asyncio.ensure_future(coro)
+        step = getattr(coro, "__qualname__", "step")  # names the task in a log line
+        task = asyncio.create_task(coro, name=f"{step}-{self.session.id}")
         waitables: set[asyncio.Future[Any]] = {task, self._end}
-        await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+        expected = (SessionEnd, ConnectionError, aiohttp.ClientError)
+        try:
+            await asyncio.wait(waitables, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await stop_task(task, expected=expected)  # a cancelled caller leaves nothing behind
+            raise
         if task.done():
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # Whatever the loser raises now comes after the session's end: a lost connection is
+        # expected, anything else is a bug worth a log line, and neither hides the end.
+        await stop_task(task, expected=expected)
         raise self._end.result()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await coro
@@ -176,12 +179,14 @@ class Relay(ABC):
             except Exception:  # noqa: BLE001 (a bug must end one session, not the gateway)
                 _log.exception("The %s task of session %s failed.", name, self.session.id)
                 self.request_end(
-                    CLOSE_BACKEND_ERROR,
+                    CloseCode.BACKEND_ERROR,
                     "The gateway hit an unexpected error in this session; it has been logged.",
                     reason="internal_error",
                 )
 
-        self._tasks.append(asyncio.create_task(guarded(), name=f"{name}-{self.session.id}"))
+        task = asyncio.create_task(guarded(), name=f"{name}-{self.session.id}")
+        self._tasks.append(task)
+        return task
 
     # -- the client side ------------------------------------------------------------------
 
@@ -205,7 +210,7 @@ class Relay(ABC):
                 self._early_bytes += len(data)
                 if self._early_bytes > MAX_EARLY_BYTES:
                     raise SessionEnd(
-                        CLOSE_POLICY,
+                        CloseCode.POLICY,
                         "Too much audio arrived before the session was ready; wait for the "
                         "handshake before sending.",
                         "early_audio",
@@ -216,7 +221,10 @@ class Relay(ABC):
         # aiohttp has already answered the client's close: the key's slot is free from now.
         self.session.holds_slot = False
         self.request_end(
-            CLOSE_NORMAL, "The client closed the session.", reason="client_closed", client_gone=True
+            CloseCode.NORMAL,
+            "The client closed the session.",
+            reason="client_closed",
+            client_gone=True,
         )
 
     async def _go_live(self) -> None:
@@ -239,7 +247,7 @@ class Relay(ABC):
         self._out_ready.set()
         if self._out_audio_s > self.ctx.settings.max_client_lag_s:
             self.request_end(
-                CLOSE_POLICY,
+                CloseCode.POLICY,
                 f"The client fell more than {self.ctx.settings.max_client_lag_s:g} s of audio "
                 "behind; it is not reading its messages.",
                 reason="slow_client",
@@ -263,7 +271,7 @@ class Relay(ABC):
                     await self.ws.send_bytes(data)
             except ConnectionError:
                 self.request_end(
-                    CLOSE_NORMAL,
+                    CloseCode.NORMAL,
                     "The client connection was lost.",
                     reason="client_lost",
                     client_gone=True,
@@ -277,7 +285,7 @@ class Relay(ABC):
 
     def backend_lost(self) -> SessionEnd:
         return SessionEnd(
-            CLOSE_BACKEND_ERROR,
+            CloseCode.BACKEND_ERROR,
             "The model server closed the connection unexpectedly.",
             "backend_failed",
             backend_failed="connection lost mid-session",
@@ -299,7 +307,7 @@ class Relay(ABC):
                 self._drained.set()
         except ConnectionError:
             self.request_end(
-                CLOSE_NORMAL,
+                CloseCode.NORMAL,
                 "The client connection was lost.",
                 reason="client_lost",
                 client_gone=True,
@@ -361,7 +369,7 @@ class Relay(ABC):
                 scheduler.acquire(self.ticket, self.ctx.settings.queue_max_wait_s)
             )
         except QueueTimeoutError as exc:
-            raise SessionEnd(CLOSE_TRY_LATER, exc.message, "queue_timeout") from None
+            raise SessionEnd(CloseCode.TRY_LATER, exc.message, "queue_timeout") from None
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         """Get a backend and open its socket; a dead backend sends the caller back in line."""
@@ -396,7 +404,7 @@ class Relay(ABC):
                     )
                     scheduler.release(lease)
                     raise SessionEnd(
-                        CLOSE_BAD_GATEWAY,
+                        CloseCode.BAD_GATEWAY,
                         f"The model server refused this session's request (HTTP {status}).",
                         "backend_refused",
                     ) from None
@@ -411,7 +419,7 @@ class Relay(ABC):
                 others = [b for b in scheduler.capable(self.params.voice) if b.healthy is not False]
                 if not others or self.ticket.attempts >= len(self.ctx.backends.backends):
                     raise SessionEnd(
-                        CLOSE_BAD_GATEWAY,
+                        CloseCode.BAD_GATEWAY,
                         f"The model server could not be reached ({failure_cause(exc)}).",
                         "backend_unreachable",
                     ) from None
@@ -427,7 +435,7 @@ class Relay(ABC):
                 msg = await self._race(backend_ws.receive(timeout=timeout))
             except TimeoutError:
                 raise SessionEnd(
-                    CLOSE_BAD_GATEWAY,
+                    CloseCode.BAD_GATEWAY,
                     f"The model server sent no handshake within {timeout:g} s.",
                     "backend_timeout",
                     backend_failed="no handshake",
@@ -436,37 +444,22 @@ class Relay(ABC):
                 return bytes(msg.data)
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 raise SessionEnd(
-                    CLOSE_BAD_GATEWAY,
+                    CloseCode.BAD_GATEWAY,
                     "The model server closed the session before it started; it does this when "
                     "the voice or persona is refused.",
                     "backend_refused",
                 )
 
     async def _watch(self) -> None:
-        s = self.ctx.settings
-        shortest = min(s.idle_timeout_s, s.max_session_s, s.backend_stall_s)
-        tick = max(0.02, min(MAX_WATCH_TICK_S, shortest / 4))
+        limits = watchdog.Limits.from_settings(self.ctx.settings)
         while True:
-            await asyncio.sleep(tick)
-            now = self.loop.time()
-            if now - self.last_client_audio > s.idle_timeout_s:
-                raise SessionEnd(
-                    CLOSE_POLICY, f"No audio arrived for {s.idle_timeout_s:g} s.", "idle"
-                )
-            if now - self.live_since > s.max_session_s:
-                raise SessionEnd(
-                    CLOSE_POLICY,
-                    f"The session reached its length limit of {s.max_session_s:g} s.",
-                    "max_length",
-                )
-            flowing = now - self.last_client_audio < 1.0
-            if flowing and now - self.last_backend_audio > s.backend_stall_s:
-                raise SessionEnd(
-                    CLOSE_BACKEND_ERROR,
-                    f"The model server stopped answering for {s.backend_stall_s:g} s.",
-                    "backend_stalled",
-                    backend_failed="stopped answering",
-                )
+            activity = watchdog.Activity(
+                self.live_since, self.last_client_audio, self.last_backend_audio
+            )
+            verdict = watchdog.check(limits, activity, self.loop.time())
+            if isinstance(verdict, watchdog.Stop):
+                raise _ended(verdict)
+            await asyncio.sleep(max(0.0, verdict.until - self.loop.time()))
 
     def client_audio(self, seconds: float) -> None:
         """Account audio from the client and refuse it faster than real time."""
@@ -475,14 +468,11 @@ class Relay(ABC):
         now = self.loop.time()
         self.last_client_audio = now
         self.session.audio_in_s += seconds
-        allowed = now - self.live_since + self.ctx.settings.realtime_tolerance_s
-        if self.session.audio_in_s > allowed:
-            raise SessionEnd(
-                CLOSE_POLICY,
-                "Audio is arriving faster than real time; live sessions are paced by the "
-                "speaker (use /v1/inference or /v1/jobs for files).",
-                "too_fast",
-            )
+        refused = watchdog.pace(
+            self.session.audio_in_s, self.live_since, now, self.ctx.settings.realtime_tolerance_s
+        )
+        if refused is not None:
+            raise _ended(refused)
 
     def backend_audio(self, seconds: float) -> None:
         if seconds > 0:
@@ -492,19 +482,21 @@ class Relay(ABC):
     def backend_closed(self, msg: aiohttp.WSMessage) -> SessionEnd:
         ws = self.backend_ws
         code = ws.close_code if ws is not None else None
-        if msg.type is not WSMsgType.ERROR and code == CLOSE_NORMAL:
-            return SessionEnd(CLOSE_NORMAL, "The model server ended the session.", "backend_closed")
+        if msg.type is not WSMsgType.ERROR and code == CloseCode.NORMAL:
+            return SessionEnd(
+                CloseCode.NORMAL, "The model server ended the session.", "backend_closed"
+            )
         if msg.type is not WSMsgType.ERROR and code in INPUT_REFUSALS:
             return SessionEnd(
-                code,
+                CloseCode(code),
                 f"The model server ended the session because it received {INPUT_REFUSALS[code]} "
                 f"(close code {code}).",
                 "input_refused",
             )
-        # Going away (1001), an error (1011) or a dropped connection all mean this backend
+        # Going away, an error (BACKEND_ERROR) or a dropped connection all mean this backend
         # cannot be trusted until a health check says otherwise.
         return SessionEnd(
-            CLOSE_BACKEND_ERROR,
+            CloseCode.BACKEND_ERROR,
             "The model server closed the connection unexpectedly.",
             "backend_failed",
             backend_failed=f"connection lost mid-session (close code {code})",
@@ -517,7 +509,7 @@ class Relay(ABC):
             code, message, reason="ended_by_gateway"
         )
         self._spawn(self._read_client(), "read-client")
-        self._spawn(self._write_client(), "write-client")
+        self._writer = self._spawn(self._write_client(), "write-client")
         try:
             backend_ws = self.backend_ws = await self._connect()
             handshake = await self._await_handshake(backend_ws)
@@ -548,8 +540,28 @@ class Relay(ABC):
         end = (
             self._end.result()
             if self._end.done()
-            else SessionEnd(CLOSE_BACKEND_ERROR, "The session was interrupted.", "interrupted")
+            else SessionEnd(CloseCode.BACKEND_ERROR, "The session was interrupted.", "interrupted")
         )
+        try:
+            await self._close_down(end)
+        except asyncio.CancelledError:
+            # The caller is cancelled mid-way (a shutdown past its grace): the cancellation goes
+            # on, but first the model server hears a close and goes back to the pool, and no
+            # task of this session is left running.
+            for task in self._tasks:
+                task.cancel()
+            try:
+                if self.backend_ws is not None and not self.backend_ws.closed:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(CLOSE_GRACE_S):
+                            await self.backend_ws.close()
+            finally:
+                self._release(end)  # even when cancelled once more during that close
+            raise
+        finally:
+            self._account(end)
+
+    async def _close_down(self, end: SessionEnd) -> None:
         if not end.client_gone and not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.on_end(end)
@@ -558,7 +570,7 @@ class Relay(ABC):
         # The writer may be waiting for the client to drain its socket. aiohttp shares one
         # drain future per connection, so cancelling the writer there would also fail the close
         # frame below; it stops by itself once the socket is closed.
-        writer, others = self._tasks[1], self._tasks[:1] + self._tasks[2:]
+        others = [task for task in self._tasks if task is not self._writer]
         if self.backend_ws is not None and end.backend_failed is None:
             # Close before cancelling the pump: aiohttp takes a cancelled receive() for an
             # abnormal closure and then drops the socket without a close handshake, and a model
@@ -567,28 +579,24 @@ class Relay(ABC):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_GRACE_S):
                     await self.backend_ws.close()
-        await self._cancel(others)
+        await stop_tasks(others)
         if self.backend_ws is not None:
             with contextlib.suppress(Exception):
                 await self.backend_ws.close()
-        if self.lease is not None:
-            self.ctx.scheduler.release(self.lease, failed=end.backend_failed)
-        elif self.ticket is not None:
-            self.ctx.scheduler.cancel(self.ticket)
+        self._release(end)
         if not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
                 async with asyncio.timeout(CLOSE_GRACE_S):
                     await self.ws.close(code=end.code, message=close_reason(end.message))
-        await self._cancel([writer])
-        self._account(end)
+        await stop_tasks(task for task in self._tasks if task is self._writer)
 
-    @staticmethod
-    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    def _release(self, end: SessionEnd) -> None:
+        """Give the model server back (or leave the queue), once."""
+        lease, ticket, self.lease, self.ticket = self.lease, self.ticket, None, None
+        if lease is not None:
+            self.ctx.scheduler.release(lease, failed=end.backend_failed)
+        elif ticket is not None:
+            self.ctx.scheduler.cancel(ticket)
 
     def _account(self, end: SessionEnd) -> None:
         s = self.session

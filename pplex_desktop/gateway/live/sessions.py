@@ -13,15 +13,6 @@ from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import RateLimitedError
 from pplex_desktop.core.keystore import ApiKey
 
-# Names the gateway's modules use; the codes and their meaning are in core/close_codes.py.
-CLOSE_NORMAL = CloseCode.NORMAL
-CLOSE_GOING_AWAY = CloseCode.GOING_AWAY
-CLOSE_INVALID_DATA = CloseCode.INVALID_DATA
-CLOSE_POLICY = CloseCode.POLICY
-CLOSE_BACKEND_ERROR = CloseCode.BACKEND_ERROR
-CLOSE_TRY_LATER = CloseCode.TRY_LATER
-CLOSE_BAD_GATEWAY = CloseCode.BAD_GATEWAY
-
 
 @dataclass
 class LiveSession:
@@ -39,7 +30,7 @@ class LiveSession:
     audio_out_s: float = 0.0
     messages_up: int = 0
     messages_down: int = 0
-    end: Callable[[int, str], None] | None = field(default=None, repr=False)
+    end: Callable[[CloseCode, str], None] | None = field(default=None, repr=False)
     # False once the client has closed: tearing down the backend side takes a few ms more,
     # and a client reconnecting at once must not find its own old session in the way.
     holds_slot: bool = True
@@ -113,14 +104,16 @@ class SessionRegistry:
         if self.sessions.pop(session.id, None) is not None:
             self.changed()
 
-    def end(self, session_id: str, code: int, reason: str) -> bool:
+    def end(self, session_id: str, code: CloseCode, reason: str) -> bool:
         session = self.sessions.get(session_id)
         if session is None or session.end is None:
             return False
         session.end(code, reason)
         return True
 
-    def end_where(self, predicate: Callable[[LiveSession], bool], code: int, reason: str) -> int:
+    def end_where(
+        self, predicate: Callable[[LiveSession], bool], code: CloseCode, reason: str
+    ) -> int:
         ended = 0
         for session in list(self.sessions.values()):
             if predicate(session) and session.end is not None:

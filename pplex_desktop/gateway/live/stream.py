@@ -8,20 +8,23 @@ would otherwise answer stale speech.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import ValidationError
 from pplex_desktop.gateway.context import GatewayContext
+from pplex_desktop.gateway.live.model_stream import ModelAudio, ModelText, model_events
 from pplex_desktop.gateway.live.params import SessionParams
 from pplex_desktop.gateway.live.relay import Relay, SessionEnd
-from pplex_desktop.gateway.live.sessions import CLOSE_BACKEND_ERROR, LiveSession
+from pplex_desktop.gateway.live.sessions import LiveSession
 from pplex_desktop.gateway.pool.scheduler import QueueUpdate
 from pplex_desktop.moshi import protocol as proto
-from pplex_desktop.moshi.codec import SAMPLE_RATE, CodecError, OpusDecoder, OpusEncoder, Pcm
+from pplex_desktop.moshi.codec import SAMPLE_RATE, OpusEncoder, Pcm
 from pplex_desktop.moshi.framing import Framer
 
 FORMATS: dict[str, np.dtype[np.generic]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -97,43 +100,20 @@ class PcmRelay(Relay):
             await self.backend_ws.send_bytes(proto.encode(proto.Audio(payload)))
 
     async def pump_down(self) -> None:
-        backend_ws = self.backend_ws
-        assert backend_ws is not None
-        decoder = OpusDecoder()
-        while True:
-            msg = await backend_ws.receive()
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                raise self.backend_closed(msg)
-            if msg.type is not WSMsgType.BINARY or not msg.data:
-                continue
-            data: bytes = msg.data
-            try:
-                message = proto.decode(data)
-            except proto.ProtocolError:
-                continue
-            if isinstance(message, proto.Audio):
-                try:
-                    pcm = decoder.decode(message.data)
-                except CodecError as exc:
-                    raise SessionEnd(
-                        CLOSE_BACKEND_ERROR,
-                        f"The model server's audio is corrupt: {exc}",
-                        "backend_failed",
-                        backend_failed="corrupt audio stream",
-                    ) from None
-                if pcm.size:
-                    seconds = pcm.shape[0] / SAMPLE_RATE
-                    self.backend_audio(seconds)
-                    await self.deliver(self._to_bytes(pcm), seconds)
-            elif isinstance(message, proto.Text):
-                await self.deliver(_json({"type": "text", "text": message.text}))
-            elif isinstance(message, proto.Error):
-                await self.deliver(
-                    _json({"type": "error", "code": "model_error", "message": message.message})
-                )
+        async with contextlib.aclosing(model_events(self)) as events:
+            async for item in events:
+                if isinstance(item, ModelAudio):
+                    if item.pcm.size:
+                        await self.deliver(self._to_bytes(item.pcm), item.seconds)
+                elif isinstance(item, ModelText):
+                    await self.deliver(_json({"type": "text", "text": item.text}))
+                else:
+                    await self.deliver(
+                        _json({"type": "error", "code": "model_error", "message": item.message})
+                    )
 
     async def on_end(self, end: SessionEnd) -> None:
-        if end.code != 1000:
+        if end.code != CloseCode.NORMAL:
             self.send(_json({"type": "error", "code": end.reason, "message": end.message}))
         self.send(_json({"type": "end", "reason": end.reason, "message": end.message}))
 
