@@ -135,6 +135,7 @@ class _RefusalBody:
 
     def __init__(self) -> None:
         self.body = b""
+        self.reason = ""
 
     async def __call__(
         self,
@@ -143,6 +144,7 @@ class _RefusalBody:
     ) -> aiohttp.ClientResponse:
         response = await handler(request)
         if response.status != 101:
+            self.reason = response.reason or ""
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 while len(self.body) < MAX_REFUSAL_BYTES:
                     chunk = await response.content.read(MAX_REFUSAL_BYTES - len(self.body))
@@ -152,13 +154,11 @@ class _RefusalBody:
         return response
 
 
-def _refusal_message(exc: aiohttp.WSServerHandshakeError, body: bytes) -> str:
-    status = exc.status
+def _refusal_message(status: int, refusal: _RefusalBody) -> str:
     try:
-        message = str(json.loads(body)["error"]["message"])
+        message = str(json.loads(refusal.body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
-        reason = exc.message if exc.message != "Invalid response status" else ""
-        message = body.decode("utf-8", "replace").strip()[:200] or reason or f"HTTP {status}"
+        message = refusal.body.decode("utf-8", "replace").strip()[:200] or refusal.reason
     return f"The server refused the connection with HTTP {status}: {message}"
 
 
@@ -168,7 +168,9 @@ def _connect_failure(exc: BaseException) -> str:
         return "the connection timed out"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "its host name does not resolve"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+    if isinstance(
+        exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError
+    ):
         return "the TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return (
@@ -295,13 +297,16 @@ class MoshiSession:
                 raise ConnectError(
                     f"Could not connect to {safe_url}: {_connect_failure(exc)}."
                 ) from None
-            raise ConnectError(_refusal_message(exc, refusal.body), status=exc.status) from None
-        except (aiohttp.InvalidURL, ValueError):
+            raise ConnectError(_refusal_message(exc.status, refusal), status=exc.status) from None
+        except aiohttp.InvalidURL:
             raise ConnectError(f"'{safe_url}' is not a valid WebSocket address.") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Before ValueError: a certificate that fails verification is both.
             raise ConnectError(
                 f"Could not connect to {safe_url}: {_connect_failure(exc)}."
             ) from None
+        except ValueError:  # yarl's word for a port out of range and the like
+            raise ConnectError(f"'{safe_url}' is not a valid WebSocket address.") from None
 
     async def _await_handshake(self, on_metadata: Callable[[Any], None] | None) -> None:
         loop = asyncio.get_running_loop()
@@ -445,6 +450,10 @@ class MoshiSession:
             code = int(msg.data) or 1005  # 1005: a close frame without a code
             self._close_code = code
             closed = self._protocol.connection_closed(code, str(msg.extra or ""))
+        elif msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError):
+            # aiohttp has closed with the code that says what was wrong (1009: too big).
+            self._close_code = msg.data.code
+            closed = self._protocol.connection_closed(msg.data.code, str(msg.data))
         elif self._sent_close is not None:
             # Our close went out and the connection then dropped: the end we asked for.
             self._close_code = CloseCode.ABNORMAL
