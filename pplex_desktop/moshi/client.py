@@ -37,6 +37,8 @@ MAX_MESSAGE_BYTES = ms.MAX_MESSAGE_BYTES
 CLOSE_TIMEOUT_S = 10.0
 # Neither server pings; ours keeps a silent connection (a long queue) known to be alive.
 HEARTBEAT_S = 20.0
+# What is left of a close once the server has not answered it: aiohttp's own close frame.
+RELEASE_TIMEOUT_S = 2.0
 MAX_REFUSAL_BYTES = 64 * 1024
 USER_AGENT = "pplex-desktop"
 
@@ -454,13 +456,12 @@ class MoshiSession:
             # aiohttp has closed with the code that says what was wrong (1009: too big).
             self._close_code = msg.data.code
             closed = self._protocol.connection_closed(msg.data.code, str(msg.data))
-        elif self._sent_close is not None:
-            # Our close went out and the connection then dropped: the end we asked for.
-            self._close_code = CloseCode.ABNORMAL
-            closed = self._protocol.connection_closed(*self._sent_close)
         else:
+            # Dropped without a close frame: the end we asked for if our close went out.
             self._close_code = CloseCode.ABNORMAL
-            closed = self._protocol.connection_closed(None, "connection lost")
+            closed = self._protocol.connection_closed(
+                *(self._sent_close or (None, "connection lost"))
+            )
         # Answers the server's close frame. When the close was ours, the handshake is already
         # complete: aiohttp has no way to say so and writes a close frame of its own, which
         # the server, done with the connection, ignores.
@@ -511,15 +512,17 @@ class MoshiSession:
 
     async def _release(self) -> None:
         """Free the socket and its client session, whatever state they are in."""
-        if self._protocol.closed is None:
-            self._protocol.connection_closed(None, "connection lost")
-            self._close_code = CloseCode.ABNORMAL
-        with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
-            await self._ws.close()
         if self._drain is not None and not self._drain.done():
+            # A drain still reading means the server never answered our close in time.
             self._drain.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drain
+        if self._protocol.closed is None:
+            self._close_code = CloseCode.ABNORMAL
+            self._protocol.connection_closed(*(self._sent_close or (None, "connection lost")))
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self._ws.close()
         self._ended.set()
         await self._http.close()
 
