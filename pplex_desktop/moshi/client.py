@@ -390,8 +390,10 @@ class MoshiSession:
                     data = self._protocol.send_audio(data)
                 case proto.Control(action=action):
                     data = self._protocol.send_control(action)
+                case proto.Ping():
+                    data = self._protocol.send_ping()
                 case _:
-                    raise TypeError(f"A client sends audio and control messages, not {message!r}.")
+                    raise TypeError(f"A client sends audio, control and pings, not {message!r}.")
             await self._ws.send_bytes(data)
         except (ms.SessionStateError, ConnectionError, aiohttp.ClientError):
             raise SessionClosedError("The session has ended; no more audio can be sent.") from None

@@ -285,6 +285,11 @@ class MoshiProtocol:
         self._require_open("a control message")
         return proto.encode(proto.Control(action))
 
+    def send_ping(self) -> bytes:
+        """Either side may ping; both servers log and skip it."""
+        self._require_open("ping")
+        return proto.encode(proto.Ping())
+
     def send_text(self, text: str) -> bytes:
         self._require(self.role is Role.SERVER, "Only the server sends text.")
         self._require_open("text")

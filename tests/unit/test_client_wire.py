@@ -102,6 +102,27 @@ async def test_key_origin_and_user_agent_go_in_the_headers(serve: ServerFactory)
     assert server.seen.close_codes == [1000]
 
 
+async def test_a_client_sends_audio_control_and_pings_only(serve: ServerFactory) -> None:
+    received: list[bytes] = []
+
+    async def record(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(proto.encode(proto.Handshake()))
+        async for message in ws:
+            received.append(message.data)
+        return ws
+
+    server = await serve(record)
+    async with await MoshiSession.connect(server.url) as session:
+        await session.send_message(proto.Control(proto.ControlAction.PAUSE))
+        await session.send_message(proto.Ping())
+        await session.send_message(proto.Audio(b"OggS"))
+        with pytest.raises(TypeError, match="not Text"):
+            await session.send_message(proto.Text("a client does not speak text"))
+    assert received == [b"\x03\x02", b"\x06", b"\x01OggS"]
+
+
 async def test_a_key_in_the_query_is_not_also_a_header(serve: ServerFactory) -> None:
     server = await serve(shake_then_echo_text)
     async with await MoshiSession.connect(
@@ -243,6 +264,8 @@ async def test_a_server_initiated_close_is_answered_and_reported(serve: ServerFa
     assert session.close_code == 1011
     with pytest.raises(SessionClosedError, match="no more audio can be sent"):
         await session.send_frame(np.zeros(FRAME_SAMPLES, np.float32))
+    with pytest.raises(SessionClosedError):
+        await session.send_message(proto.Ping())
     await session.close()  # after the end: nothing to do, and no error
 
 

@@ -203,9 +203,12 @@ def test_a_client_sends_audio_and_control_only_once_open() -> None:
         protocol.send_audio(b"OggS")
     with pytest.raises(SessionStateError, match="control"):
         protocol.send_control(proto.ControlAction.START)
+    with pytest.raises(SessionStateError, match="ping"):
+        protocol.send_ping()
     protocol.receive(b"\x00", T0)
     assert protocol.send_audio(b"OggS") == b"\x01OggS"
     assert protocol.send_control(proto.ControlAction.END_TURN) == b"\x03\x01"
+    assert protocol.send_ping() == b"\x06"
 
 
 @pytest.mark.parametrize(
@@ -345,6 +348,7 @@ def test_an_open_server_sends_every_kind_it_may() -> None:
     assert proto.decode(protocol.send_text(" hi")) == proto.Text(" hi")
     assert proto.decode(protocol.send_error("boom")) == proto.Error("boom")
     assert proto.decode(protocol.send_metadata({"a": [1]})) == proto.Metadata({"a": [1]})
+    assert protocol.send_ping() == b"\x06"
     with pytest.raises(TypeError):
         protocol.send_metadata({"a": object()})
     with pytest.raises(SessionStateError, match="Only a client sends control"):
