@@ -180,7 +180,9 @@ class MoshiProtocol:
     def connection_closed(self, code: int | None, reason: str) -> Closed:
         """The connection has ended (a close frame, or ``None`` for a dropped connection)."""
         if self.closed is None:
-            self.closed = Closed(code, reason if code is not None else reason or "connection lost")
+            if code is None and not reason:
+                reason = "connection lost"
+            self.closed = Closed(code, reason)
             self.state = State.CLOSED
         return self.closed
 
@@ -203,12 +205,12 @@ class MoshiProtocol:
                 )
             ]
         try:
-            decoded = proto.decode(bytes(message))
+            decoded = proto.decode(message)
         except proto.ProtocolError as exc:
             return [ProtocolViolation(str(exc))]
         if self.role is Role.SERVER:
             return self._server_receives(decoded)
-        return self._client_receives(decoded, bytes(message), now)
+        return self._client_receives(decoded, message, now)
 
     def _client_receives(self, message: proto.Message, raw: bytes, now: float) -> list[Event]:
         before = self.handshake is None
