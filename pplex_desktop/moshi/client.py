@@ -451,7 +451,7 @@ class MoshiSession:
     async def _end_of(self, msg: aiohttp.WSMessage) -> ms.Closed:
         """The socket has ended with ``msg``: record how, and finish aiohttp's side of it."""
         if msg.type is WSMsgType.CLOSE:
-            code = int(msg.data) or 1005  # 1005: a close frame without a code
+            code = int(msg.data) or CloseCode.NO_STATUS
             self._close_code = code
             closed = self._protocol.connection_closed(code, str(msg.extra or ""))
         elif msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError):

@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 from aiohttp import WSMsgType
 
-from pplex_desktop.core.close_codes import INPUT_REFUSALS
+from pplex_desktop.core.close_codes import INPUT_REFUSALS, CloseCode
 from pplex_desktop.core.jobstore import Job
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.offline.results import (
@@ -171,8 +171,10 @@ class _Conversation:
 
     def _ended_early(self, msg: aiohttp.WSMessage) -> EngineError:
         code = self.ws.close_code
-        # A server that closes with 1000, or refuses what it received, is up and answering.
-        clean = msg.type is not WSMsgType.ERROR and (code == 1000 or code in INPUT_REFUSALS)
+        # A server that closes normally, or refuses what it received, is up and answering.
+        clean = msg.type is not WSMsgType.ERROR and (
+            code == CloseCode.NORMAL or code in INPUT_REFUSALS
+        )
         return EngineError(
             f"The model server ended the conversation after {self._progress_text()} answer "
             f"(close code {code}).",
