@@ -10,6 +10,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # a server (the gateway or a model server) is shutting down
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
+    NO_STATUS = 1005  # never sent: a close frame arrived without a code
     ABNORMAL = 1006  # never sent: the connection dropped without a close frame
     INVALID_DATA = 1007  # the audio is not a valid Ogg Opus stream
     POLICY = 1008  # revoked key, limits, ended by an administrator, client not reading

@@ -12,25 +12,35 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import aiohttp
 import numpy.typing as npt
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
-from websockets.protocol import State
+from aiohttp import WSMsgType
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.redact import redact_url
 from pplex_desktop.moshi import protocol as proto
+from pplex_desktop.moshi import session as ms
 from pplex_desktop.moshi.codec import CodecError, OpusDecoder, OpusEncoder, Pcm
 from pplex_desktop.moshi.framing import Framer
 
 _log = logging.getLogger(__name__)
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # what aiohttp, and so both upstream servers, accept
+MAX_MESSAGE_BYTES = ms.MAX_MESSAGE_BYTES
+# The server's close frame is awaited this long after ours before the socket is dropped.
+CLOSE_TIMEOUT_S = 10.0
+# Neither server pings; ours keeps a silent connection (a long queue) known to be alive.
+HEARTBEAT_S = 20.0
+# What is left of a close once the server has not answered it: aiohttp's own close frame.
+RELEASE_TIMEOUT_S = 2.0
+MAX_REFUSAL_BYTES = 64 * 1024
+USER_AGENT = "pplex-desktop"
 
 
 class ConnectError(PplexError):
@@ -122,32 +132,98 @@ def chat_url(base: str, options: SessionOptions | None = None) -> str:
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
 
-def _refusal_message(exc: InvalidStatus) -> str:
-    status = exc.response.status_code
-    body = exc.response.body or b""
+class _RefusalBody:
+    """Keeps the body of an answer that refused the upgrade: aiohttp's error drops it."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.reason = ""
+
+    async def __call__(
+        self,
+        request: aiohttp.ClientRequest,
+        handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
+        if response.status != 101:
+            self.reason = response.reason or ""
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                while len(self.body) < MAX_REFUSAL_BYTES:
+                    chunk = await response.content.read(MAX_REFUSAL_BYTES - len(self.body))
+                    if not chunk:
+                        break
+                    self.body += chunk
+        return response
+
+
+def _refusal_message(status: int, refusal: _RefusalBody) -> str:
     try:
-        message = str(json.loads(body)["error"]["message"])
+        message = str(json.loads(refusal.body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
-        message = body.decode("utf-8", "replace").strip()[:200] or exc.response.reason_phrase
+        message = refusal.body.decode("utf-8", "replace").strip()[:200] or refusal.reason
     return f"The server refused the connection with HTTP {status}: {message}"
 
 
-class MoshiSession:
-    """One conversation. Use ``async with await MoshiSession.connect(...)``."""
+def _connect_failure(exc: BaseException) -> str:
+    """Why the socket did not open, in words: never aiohttp's or the socket's wording."""
+    if isinstance(exc, TimeoutError):
+        return "the connection timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "its host name does not resolve"
+    if isinstance(
+        exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError
+    ):
+        return "the TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (
+            "the connection was refused"
+            if isinstance(exc.os_error, ConnectionRefusedError)
+            else "the connection failed"
+        )
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"it did not open a WebSocket ({exc.message})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "it closed the connection"
+    return str(exc) or type(exc).__name__
 
-    def __init__(self, ws: ClientConnection, url: str) -> None:
+
+def _close_payload(code: int, reason: str) -> bytes:
+    data = reason.encode("utf-8")
+    if len(data) > 123:  # a close frame's reason is at most 123 bytes
+        data = data[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
+    return struct.pack("!H", code) + data
+
+
+class MoshiSession:
+    """One conversation. Use ``async with await MoshiSession.connect(...)``.
+
+    The socket is aiohttp's, in a client session of its own that lives as long as the socket.
+    What the messages mean, and what may be sent when, is moshi/session.py's business.
+    """
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        protocol: ms.MoshiProtocol,
+        url: str,
+    ) -> None:
+        self._http = http
         self._ws = ws
+        self._protocol = protocol
         self.url = url
         self._encoder = OpusEncoder()
         self._decoder = OpusDecoder()
         self._framer = Framer()
-        self.handshake: proto.Handshake | None = None
+        self.handshake: proto.Handshake | None = protocol.handshake
         self.frames_sent = 0
         self.samples_received = 0
-        self.http_status: int | None = None
-        self._closed_event: ClosedEvent | None = None
+        self._close_code: int | None = None  # from the server's close frame, 1006 without one
+        self._sent_close: tuple[int, str] | None = None
+        self._ended = asyncio.Event()  # the connection is over and its end is known
         self._receiving = False  # an events() reader is waiting for the next message
         self._drain: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -161,86 +237,122 @@ class MoshiSession:
         options = options or SessionOptions()
         full_url = chat_url(url, options)
         safe_url = redact_url(full_url)
-        headers: dict[str, str] = {}
+        headers = {"User-Agent": USER_AGENT}
         if options.api_key is not None and not options.key_in_query:
             headers["X-API-Key"] = options.api_key
+        refusal = _RefusalBody()
+        http = aiohttp.ClientSession(
+            trust_env=False,  # never a proxy from the environment
+            timeout=aiohttp.ClientTimeout(total=None),
+            middlewares=(refusal,),
+        )
         try:
-            ws = await connect(
-                full_url,
-                additional_headers=headers,
-                open_timeout=options.open_timeout,
-                max_size=MAX_MESSAGE_BYTES,
-                compression=None,
-                proxy=None,
-                ssl=options.ssl_context if full_url.startswith("wss:") else None,
-                origin=options.origin,  # type: ignore[arg-type]
-                user_agent_header="pplex-desktop",
+            ws = await cls._open(
+                http,
+                full_url=full_url,
+                safe_url=safe_url,
+                headers=headers,
+                options=options,
+                refusal=refusal,
             )
-        except InvalidStatus as exc:
-            raise ConnectError(_refusal_message(exc), status=exc.response.status_code) from None
-        except InvalidURI:
-            raise ConnectError(f"'{safe_url}' is not a valid WebSocket address.") from None
-        except (OSError, TimeoutError, WebSocketException) as exc:
-            raise ConnectError(
-                f"Could not connect to {safe_url}: {exc or type(exc).__name__}."
-            ) from None
-        session = cls(ws, safe_url)
-        try:
-            async with asyncio.timeout(options.handshake_timeout) as deadline:
-                await session._await_handshake(on_metadata, deadline, options.handshake_timeout)
-        except TimeoutError:
-            await ws.close(1000, "handshake timeout")
-            raise HandshakeError(
-                f"{safe_url} accepted the connection but sent no handshake within "
-                f"{options.handshake_timeout:g} s; the model server may be busy or stuck."
-            ) from None
         except BaseException:
-            await ws.close(1000)
+            await http.close()
             raise
+        protocol = ms.MoshiProtocol(ms.Role.CLIENT, handshake_timeout=options.handshake_timeout)
+        session = cls(http, ws, protocol, safe_url)
+        try:
+            await session._await_handshake(on_metadata)
+        except BaseException:
+            await session._release()
+            raise
+        session.handshake = protocol.handshake
         _log.info("Connected to %s.", safe_url)
         return session
 
-    async def _await_handshake(
-        self,
-        on_metadata: Callable[[Any], None] | None,
-        deadline: asyncio.Timeout,
-        handshake_timeout: float,
-    ) -> None:
+    @staticmethod
+    async def _open(
+        http: aiohttp.ClientSession,
+        *,
+        full_url: str,
+        safe_url: str,
+        headers: dict[str, str],
+        options: SessionOptions,
+        refusal: _RefusalBody,
+    ) -> aiohttp.ClientWebSocketResponse:
+        try:
+            async with asyncio.timeout(options.open_timeout):
+                return await http.ws_connect(
+                    full_url,
+                    headers=headers,
+                    origin=options.origin,
+                    ssl=options.ssl_context if options.ssl_context is not None else True,
+                    max_msg_size=MAX_MESSAGE_BYTES,
+                    compress=0,
+                    autoclose=False,  # a close we begin is finished by whoever reads
+                    autoping=True,
+                    heartbeat=HEARTBEAT_S,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
+                    proxy=None,
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status == 101:  # upgraded, but not to a WebSocket we can speak
+                raise ConnectError(
+                    f"Could not connect to {safe_url}: {_connect_failure(exc)}."
+                ) from None
+            raise ConnectError(_refusal_message(exc.status, refusal), status=exc.status) from None
+        except aiohttp.InvalidURL:
+            raise ConnectError(f"'{safe_url}' is not a valid WebSocket address.") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # Before ValueError: a certificate that fails verification is both.
+            raise ConnectError(
+                f"Could not connect to {safe_url}: {_connect_failure(exc)}."
+            ) from None
+        except ValueError:  # yarl's word for a port out of range and the like
+            raise ConnectError(f"'{safe_url}' is not a valid WebSocket address.") from None
+
+    async def _await_handshake(self, on_metadata: Callable[[Any], None] | None) -> None:
         loop = asyncio.get_running_loop()
+        protocol = self._protocol
+        protocol.connected(loop.time())
         while True:
+            remaining = protocol.remaining(loop.time())
+            if remaining is not None and remaining <= 0:
+                raise await self._no_handshake()
             try:
-                raw = await self._ws.recv()
-            except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd else None
-                reason = exc.rcvd.reason if exc.rcvd else ""
-                detail = f" (close code {code}: {reason})" if code else ""
+                # No deadline while our gateway says we are queued: the wait is its business
+                # (it has its own limit); the clock starts again once a model server prepares.
+                msg = await self._ws.receive(timeout=remaining or None)
+            except TimeoutError:
+                raise await self._no_handshake() from None
+            if msg.type is WSMsgType.TEXT:
+                continue
+            if msg.type is not WSMsgType.BINARY:
+                closed = await self._end_of(msg)
+                framed = msg.type is WSMsgType.CLOSE
+                detail = f" (close code {closed.code}: {closed.reason})" if framed else ""
                 raise HandshakeError(
                     f"The server closed the connection before the handshake{detail}. "
                     "A PersonaPlex server does this when the voice or text prompt is missing "
                     "or refused."
-                ) from None
-            if isinstance(raw, str):
-                continue
-            try:
-                message = proto.decode(raw)
-            except proto.ProtocolError as exc:
-                _log.warning("Ignoring a malformed message before the handshake: %s", exc)
-                continue
-            if isinstance(message, proto.Handshake):
-                self.handshake = message
-                return
-            if isinstance(message, proto.Error):
-                raise HandshakeError(f"The server reported an error: {message.message}")
-            if isinstance(message, proto.Metadata):
-                # While our gateway says we are queued, the wait is its business (it has its
-                # own limit); the handshake clock starts once a model server is preparing.
-                kind = message.data.get("type") if isinstance(message.data, dict) else None
-                if kind == "queue":
-                    deadline.reschedule(None)
-                elif kind == "status":
-                    deadline.reschedule(loop.time() + handshake_timeout)
-                if on_metadata is not None:
-                    on_metadata(message.data)
+                )
+            for event in protocol.receive(msg.data, loop.time()):
+                match event:
+                    case ms.Handshake():
+                        return
+                    case ms.ServerError(message=text):
+                        raise HandshakeError(f"The server reported an error: {text}")
+                    case ms.Queued(data=data) | ms.Metadata(data=data):
+                        if on_metadata is not None:
+                            on_metadata(data)
+                    case ms.ProtocolViolation(sentence=sentence):
+                        _log.warning("Ignoring a message before the handshake: %s", sentence)
+
+    async def _no_handshake(self) -> HandshakeError:
+        await self._ws.close(code=CloseCode.NORMAL, message=b"handshake timeout")
+        return HandshakeError(
+            f"{self.url} accepted the connection but sent no handshake within "
+            f"{self._protocol.handshake_timeout:g} s; the model server may be busy or stuck."
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -273,8 +385,17 @@ class MoshiSession:
 
     async def send_message(self, message: proto.Message) -> None:
         try:
-            await self._ws.send(proto.encode(message))
-        except ConnectionClosed:
+            match message:
+                case proto.Audio(data=data):
+                    data = self._protocol.send_audio(data)
+                case proto.Control(action=action):
+                    data = self._protocol.send_control(action)
+                case proto.Ping():
+                    data = self._protocol.send_ping()
+                case _:
+                    raise TypeError(f"A client sends audio, control and pings, not {message!r}.")
+            await self._ws.send_bytes(data)
+        except (ms.SessionStateError, ConnectionError, aiohttp.ClientError):
             raise SessionClosedError("The session has ended; no more audio can be sent.") from None
 
     async def events(self) -> AsyncIterator[Event]:
@@ -283,67 +404,130 @@ class MoshiSession:
             if self._drain is not None:
                 # close() is reading what the server still sends; the end is all that is left.
                 await asyncio.shield(self._drain)
+            if self._protocol.closed is not None:
+                yield self._closed_event()
+                return
             self._receiving = True
             try:
-                raw = await self._ws.recv()
-            except ConnectionClosed as exc:
-                yield self._closed(exc)
-                return
+                msg = await self._ws.receive()
             finally:
                 self._receiving = False
-            if isinstance(raw, str):
+            if msg.type is WSMsgType.TEXT:
                 continue
-            try:
-                message = proto.decode(raw)
-            except proto.ProtocolError as exc:
-                yield ErrorEvent(f"The server sent a malformed message: {exc}")
-                continue
-            if isinstance(message, proto.Audio):
+            if msg.type is not WSMsgType.BINARY:
+                await self._end_of(msg)
+                continue  # the end is reported at the top, once
+            for event in self._protocol.receive(msg.data, 0.0):
+                async for out in self._translate(event):
+                    yield out
+
+    async def _translate(self, event: ms.Event) -> AsyncIterator[Event]:
+        match event:
+            case ms.Audio(data=data):
                 try:
-                    pcm = self._decoder.decode(message.data)
+                    pcm = self._decoder.decode(data)
                 except CodecError as exc:
                     # A decoder cannot resynchronise inside one stream: the session is over.
                     yield ErrorEvent(f"The audio stream from the server is corrupt: {exc}")
-                    await self.close(1007, "invalid audio stream")
-                    continue
+                    await self.close(CloseCode.INVALID_DATA, "invalid audio stream")
+                    return
                 if pcm.size:
                     self.samples_received += int(pcm.shape[0])
                     yield AudioEvent(pcm)
-            elif isinstance(message, proto.Text):
-                yield TextEvent(message.text)
-            elif isinstance(message, proto.Error):
-                yield ErrorEvent(message.message)
-            elif isinstance(message, proto.Metadata):
-                yield MetadataEvent(message.data)
+            case ms.Text(text=text):
+                yield TextEvent(text)
+            case ms.ServerError(message=text):
+                yield ErrorEvent(text)
+            case ms.Queued(data=data) | ms.Metadata(data=data):
+                yield MetadataEvent(data)
+            case ms.ProtocolViolation(sentence=sentence):
+                yield ErrorEvent(f"The server sent a malformed message: {sentence}")
 
-    def _closed(self, exc: ConnectionClosed) -> ClosedEvent:
-        if self._closed_event is None:
-            frame = exc.rcvd or exc.sent
-            self._closed_event = ClosedEvent(
-                frame.code if frame else None, frame.reason if frame else "connection lost"
+    def _closed_event(self) -> ClosedEvent:
+        closed = self._protocol.closed
+        assert closed is not None
+        return ClosedEvent(closed.code, closed.reason)
+
+    async def _end_of(self, msg: aiohttp.WSMessage) -> ms.Closed:
+        """The socket has ended with ``msg``: record how, and finish aiohttp's side of it."""
+        if msg.type is WSMsgType.CLOSE:
+            code = int(msg.data) or CloseCode.NO_STATUS
+            self._close_code = code
+            closed = self._protocol.connection_closed(code, str(msg.extra or ""))
+        elif msg.type is WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError):
+            # aiohttp has closed with the code that says what was wrong (1009: too big).
+            self._close_code = msg.data.code
+            closed = self._protocol.connection_closed(msg.data.code, str(msg.data))
+        else:
+            # Dropped without a close frame: the end we asked for if our close went out.
+            self._close_code = CloseCode.ABNORMAL
+            closed = self._protocol.connection_closed(
+                *(self._sent_close or (None, "connection lost"))
             )
-        return self._closed_event
+        # Answers the server's close frame. When the close was ours, the handshake is already
+        # complete: aiohttp has no way to say so and writes a close frame of its own, which
+        # the server, done with the connection, ignores.
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+            await self._ws.close()
+        # Nothing is left to do on this connection: a caller that never calls close() after
+        # the end leaks nothing.
+        await self._http.close()
+        self._ended.set()
+        return closed
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close, and wait for the server's close frame.
 
         Messages the server still sends come before its close frame. When no events() reader
         takes them, they are discarded here: left unread, they fill the socket's queue, reading
         pauses, and the close frame waits behind them until the close timeout (10 s) ends the
         connection as if it were lost."""
-        if self._receiving or self._ws.state is State.CLOSED:
-            await self._ws.close(code, reason)
-            return
-        closing = asyncio.ensure_future(self._ws.close(code, reason))
-        if self._drain is None:
-            self._drain = asyncio.ensure_future(self._discard_until_closed())
-        await asyncio.gather(closing, asyncio.shield(self._drain))
+        if self._closing is None:
+            send = self._protocol.closed is None
+            if send:
+                self._protocol.close()
+                self._sent_close = (int(code), reason)
+                if not self._receiving:
+                    # Started now: an events() call right after this one waits for it.
+                    self._drain = asyncio.ensure_future(self._discard_until_closed())
+            self._closing = asyncio.ensure_future(self._close(code, reason, send=send))
+        await asyncio.shield(self._closing)
+
+    async def _close(self, code: int, reason: str, *, send: bool) -> None:
+        if send:
+            try:
+                await self._ws.send_frame(_close_payload(code, reason), WSMsgType.CLOSE)
+            except (ConnectionError, aiohttp.ClientError):
+                self._protocol.connection_closed(None, "connection lost")
+                self._close_code = CloseCode.ABNORMAL
+                self._ended.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._ended.wait()
+        await self._release()
 
     async def _discard_until_closed(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await self._ws.recv()
+        while self._protocol.closed is None:
+            msg = await self._ws.receive()
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                await self._end_of(msg)
+
+    async def _release(self) -> None:
+        """Free the socket and its client session, whatever state they are in."""
+        if self._drain is not None and not self._drain.done():
+            # A drain still reading means the server never answered our close in time.
+            self._drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+        if self._protocol.closed is None:
+            self._close_code = CloseCode.ABNORMAL
+            self._protocol.connection_closed(*(self._sent_close or (None, "connection lost")))
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self._ws.close()
+        self._ended.set()
+        await self._http.close()
 
     @property
     def close_code(self) -> int | None:
-        return self._ws.close_code
+        return self._close_code if self._protocol.closed is not None else None

@@ -21,11 +21,13 @@ from typing import Literal
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.voices import DEFAULT_VOICES
-from pplex_desktop.moshi import protocol as proto
+from pplex_desktop.moshi import session as ms
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, CodecError, OpusDecoder, OpusEncoder, Pcm
 from pplex_desktop.moshi.framing import Framer
 from pplex_desktop.moshi.ogg import split_pages
+from pplex_desktop.moshi.session import MoshiProtocol, Role
 from pplex_desktop.sim.ogg_layout import PersonaPlexLayout
 
 _log = logging.getLogger(__name__)
@@ -215,7 +217,9 @@ class SimServer:
             await self._notify()
         return ws
 
-    async def _discard_until(self, ws: web.WebSocketResponse, seconds: float) -> bool:
+    async def _discard_until(
+        self, ws: web.WebSocketResponse, protocol: MoshiProtocol, seconds: float
+    ) -> bool:
         """Read and drop whatever the client sends for ``seconds``; False if it went away."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -227,20 +231,25 @@ class SimServer:
                 return True
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return False
-            if remaining <= 0:
-                continue
+            if msg.type is WSMsgType.BINARY:
+                protocol.receive(msg.data, loop.time())  # still preparing: read and discarded
 
     async def _serve(
         self, request: web.Request, ws: web.WebSocketResponse, query: dict[str, str]
     ) -> None:
         cfg = self.config
-        if cfg.flavor == "personaplex" and not await self._discard_until(ws, cfg.prompt_delay_s):
+        protocol = MoshiProtocol(Role.SERVER)
+        if cfg.flavor == "personaplex" and not await self._discard_until(
+            ws, protocol, cfg.prompt_delay_s
+        ):
             return
         if ws.closed:
             return
         self.stats.sessions_started += 1
         await self._notify()
-        session = _SimSession(request, ws, cfg, self.stats, query, notify=self._notify)
+        session = _SimSession(
+            request, ws, cfg, self.stats, query, protocol=protocol, notify=self._notify
+        )
         try:
             await session.run()
         except ConnectionResetError:
@@ -260,11 +269,13 @@ class _SimSession:
         stats: SimStats,
         query: dict[str, str],
         *,
+        protocol: MoshiProtocol,
         notify: Callable[[], Awaitable[None]],
     ) -> None:
         self.request = request
         self.notify = notify
         self.ws = ws
+        self.protocol = protocol
         self.cfg = cfg
         self.stats = stats
         self.decoder = OpusDecoder()
@@ -284,39 +295,44 @@ class _SimSession:
         self.stalled = False
 
     async def run(self) -> None:
-        await self.ws.send_bytes(proto.encode(proto.Handshake()))
+        await self.ws.send_bytes(self.protocol.send_handshake())
         if self.layout is not None:
             for header in self.layout.header_messages():
-                await self.ws.send_bytes(proto.encode(proto.Audio(header)))
+                await self.ws.send_bytes(self.protocol.send_audio(header))
         async for msg in self.ws:
             if msg.type is not WSMsgType.BINARY:
                 continue
-            data: bytes = msg.data
-            if not data:
-                _log.warning("The simulator skips an empty message.")
-                continue
-            if data[0] != proto.Kind.AUDIO:
-                _log.warning("The simulator skips a message of kind %d.", data[0])
-                continue
-            if self.cfg.raw_echo:
-                # The caller's own Ogg stream is a valid stream for the caller to decode.
-                await self.ws.send_bytes(data)
-                self.stats.frames_out += 1
-                continue
-            try:
-                pcm = self.decoder.decode(data[1:])
-            except CodecError as exc:
-                _log.warning("The simulator ends a session with a corrupt stream: %s", exc)
-                await self.ws.close(code=1007, message=b"invalid audio stream")
-                return
-            for frame in self.framer.push(pcm):
-                try:
-                    if not await self._step(frame):
+            for event in self.protocol.receive(msg.data, 0.0):
+                if isinstance(event, ms.Audio):
+                    if not await self._audio(event.data):
                         return
-                except ConnectionResetError:
-                    # The client closed while frames it sent were still being answered, as
-                    # clients may: the real servers end the session there too.
-                    return
+                elif isinstance(event, ms.ProtocolViolation):
+                    _log.warning("The simulator skips a message: %s", event.sentence)
+                else:
+                    _log.warning("The simulator skips a %s message.", type(event).__name__.lower())
+
+    async def _audio(self, payload: bytes) -> bool:
+        """Take one audio message; False when the session is over."""
+        if self.cfg.raw_echo:
+            # The caller's own Ogg stream is a valid stream for the caller to decode.
+            await self.ws.send_bytes(self.protocol.send_audio(payload))
+            self.stats.frames_out += 1
+            return True
+        try:
+            pcm = self.decoder.decode(payload)
+        except CodecError as exc:
+            _log.warning("The simulator ends a session with a corrupt stream: %s", exc)
+            await self.ws.close(code=CloseCode.INVALID_DATA, message=b"invalid audio stream")
+            return False
+        for frame in self.framer.push(pcm):
+            try:
+                if not await self._step(frame):
+                    return False
+            except ConnectionResetError:
+                # The client closed while frames it sent were still being answered, as
+                # clients may: the real servers end the session there too.
+                return False
+        return True
 
     async def _step(self, frame: Pcm) -> bool:
         """Run one model step; False when a simulated fault ends the session."""
@@ -334,12 +350,12 @@ class _SimSession:
         encoded = self.encoder.encode(out)
         if self.layout is not None:
             encoded = self.layout.audio_message(encoded)
-        await self.ws.send_bytes(proto.encode(proto.Audio(encoded)))
+        await self.ws.send_bytes(self.protocol.send_audio(encoded))
         self.frames_out += 1
         self.stats.frames_out += 1
         await self.notify()  # so tests can await frame counts too
         if self.frames_out % self.cfg.text_every_frames == 0 and self.words:
-            await self.ws.send_bytes(proto.encode(proto.Text(self.words.popleft())))
+            await self.ws.send_bytes(self.protocol.send_text(self.words.popleft()))
         return await self._apply_faults()
 
     async def _apply_faults(self) -> bool:
@@ -350,12 +366,12 @@ class _SimSession:
                 self.request.transport.abort()
             return False
         if cfg.error_after_frames is not None and n >= cfg.error_after_frames:
-            await self.ws.send_bytes(proto.encode(proto.Error("simulated model failure")))
-            await self.ws.close(code=1011, message=b"simulated model failure")
+            await self.ws.send_bytes(self.protocol.send_error("simulated model failure"))
+            await self.ws.close(code=CloseCode.BACKEND_ERROR, message=b"simulated model failure")
             return False
         if cfg.invalid_after_frames is not None and n >= cfg.invalid_after_frames:
             _log.warning("The simulator refuses the input after %d frames, as asked.", n)
-            await self.ws.close(code=1007, message=b"invalid audio stream")
+            await self.ws.close(code=CloseCode.INVALID_DATA, message=b"invalid audio stream")
             return False
         if cfg.stall_after_frames is not None and n >= cfg.stall_after_frames:
             self.stalled = True

@@ -21,14 +21,13 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from pplex_desktop.core.close_codes import INPUT_REFUSALS, CloseCode
-from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
 from pplex_desktop.gateway.live import watchdog
 from pplex_desktop.gateway.live.params import SessionParams
 from pplex_desktop.gateway.live.sessions import LiveSession
-from pplex_desktop.gateway.pool.backends import failure_cause, refused_status
+from pplex_desktop.gateway.pool.connect import StartError, await_handshake, connect_backend
 from pplex_desktop.gateway.pool.scheduler import (
     Lease,
     Priority,
@@ -37,6 +36,7 @@ from pplex_desktop.gateway.pool.scheduler import (
     Ticket,
 )
 from pplex_desktop.gateway.tasks import stop_task, stop_tasks
+from pplex_desktop.moshi.session import MoshiProtocol
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -351,104 +351,64 @@ class Relay(ABC):
         self.session.position = update.position
         self.on_queue(update)
 
-    async def _wait_turn(self) -> Lease:
+    async def _wait_turn(self, ticket: Ticket | None) -> Lease:
         scheduler = self.ctx.scheduler
-        if self.ticket is None:
-            self.ticket = scheduler.enqueue(
-                key_id=self.session.key_id,
-                key_name=self.session.key_name,
-                client=self.session.client,
-                priority=Priority.LIVE,
-                voice=self.params.voice,
-                on_update=self._queue_update,
-            )
+        self.lease = None
+        self.ticket = ticket or scheduler.enqueue(
+            key_id=self.session.key_id,
+            key_name=self.session.key_name,
+            client=self.session.client,
+            priority=Priority.LIVE,
+            voice=self.params.voice,
+            on_update=self._queue_update,
+        )
         self.session.state = "queued"
         self.ctx.sessions.changed()
         try:
-            return await self._race(
-                scheduler.acquire(self.ticket, self.ctx.settings.queue_max_wait_s)
-            )
+            lease = await scheduler.acquire(self.ticket, self.ctx.settings.queue_max_wait_s)
         except QueueTimeoutError as exc:
             raise SessionEnd(CloseCode.TRY_LATER, exc.message, "queue_timeout") from None
+        self.lease = lease
+        return lease
+
+    def _connecting(self, lease: Lease) -> None:
+        self.session.state = "connecting"
+        self.session.backend = lease.backend.config.label
+        self.ctx.sessions.changed()
+        self.on_status("connecting")
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         """Get a backend and open its socket; a dead backend sends the caller back in line."""
-        scheduler = self.ctx.scheduler
-        while True:
-            lease = self.lease = await self._wait_turn()
-            backend = lease.backend
-            self.session.state = "connecting"
-            self.session.backend = backend.config.label
-            self.ctx.sessions.changed()
-            self.on_status("connecting")
-            try:
-                return await self._race(
-                    self.ctx.backends.ws_session.ws_connect(
-                        backend.chat_url,
-                        params=self.params.backend_query(),
-                        max_msg_size=MAX_MESSAGE_BYTES,
-                        compress=0,
-                        autoping=True,
-                    )
+        try:
+            connected = await self._race(
+                connect_backend(
+                    self.ctx.scheduler,
+                    self.ctx.backends,
+                    wait_turn=self._wait_turn,
+                    query=self.params.backend_query(),
+                    voice=self.params.voice,
+                    what="session",
+                    ident=self.session.id,
+                    on_connecting=self._connecting,
                 )
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                detail = str(exc) or type(exc).__name__
-                self.lease = None
-                status = refused_status(exc)
-                if status is not None:
-                    _log.warning(
-                        "The model server %s refused session %s with HTTP %d; it stays in service.",
-                        backend.config.label,
-                        self.session.id,
-                        status,
-                    )
-                    scheduler.release(lease)
-                    raise SessionEnd(
-                        CloseCode.BAD_GATEWAY,
-                        f"The model server refused this session's request (HTTP {status}).",
-                        "backend_refused",
-                    ) from None
-                _log.warning(
-                    "The model server %s could not be reached for session %s: %s",
-                    backend.config.label,
-                    self.session.id,
-                    redact_url(detail),
-                )
-                scheduler.release(lease, failed=detail)
-                assert self.ticket is not None
-                others = [b for b in scheduler.capable(self.params.voice) if b.healthy is not False]
-                if not others or self.ticket.attempts >= len(self.ctx.backends.backends):
-                    raise SessionEnd(
-                        CloseCode.BAD_GATEWAY,
-                        f"The model server could not be reached ({failure_cause(exc)}).",
-                        "backend_unreachable",
-                    ) from None
-                self.ticket = scheduler.requeue(self.ticket)
+            )
+        except StartError as exc:
+            raise SessionEnd(CloseCode.BAD_GATEWAY, exc.message, exc.reason) from None
+        self.lease = connected.lease
+        return connected.ws
 
     async def _await_handshake(self, backend_ws: aiohttp.ClientWebSocketResponse) -> bytes:
         self.session.state = "preparing"
         self.ctx.sessions.changed()
         self.on_status("preparing")
-        timeout = self.ctx.settings.handshake_timeout_s
-        while True:
-            try:
-                msg = await self._race(backend_ws.receive(timeout=timeout))
-            except TimeoutError:
-                raise SessionEnd(
-                    CloseCode.BAD_GATEWAY,
-                    f"The model server sent no handshake within {timeout:g} s.",
-                    "backend_timeout",
-                    backend_failed="no handshake",
-                ) from None
-            if msg.type is WSMsgType.BINARY and msg.data[:1] == b"\x00":
-                return bytes(msg.data)
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                raise SessionEnd(
-                    CloseCode.BAD_GATEWAY,
-                    "The model server closed the session before it started; it does this when "
-                    "the voice or persona is refused.",
-                    "backend_refused",
-                )
+        protocol = MoshiProtocol(handshake_timeout=self.ctx.settings.handshake_timeout_s)
+        try:
+            handshake = await self._race(await_handshake(backend_ws, protocol, self.loop.time))
+        except StartError as exc:
+            raise SessionEnd(
+                CloseCode.BAD_GATEWAY, exc.message, exc.reason, backend_failed=exc.backend_failed
+            ) from None
+        return handshake.raw
 
     async def _watch(self) -> None:
         limits = watchdog.Limits.from_settings(self.ctx.settings)

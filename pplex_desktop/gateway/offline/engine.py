@@ -25,7 +25,6 @@ from aiohttp import WSMsgType
 
 from pplex_desktop.core.close_codes import INPUT_REFUSALS, CloseCode
 from pplex_desktop.core.jobstore import Job
-from pplex_desktop.core.redact import redact_url
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.offline.results import (
     EngineError,
@@ -35,9 +34,10 @@ from pplex_desktop.gateway.offline.results import (
     fit,
     piece_at,
 )
-from pplex_desktop.gateway.pool.backends import Backend, failure_cause, refused_status
+from pplex_desktop.gateway.pool.backends import failure_cause
+from pplex_desktop.gateway.pool.connect import StartError, await_handshake, connect_backend
 from pplex_desktop.gateway.pool.scheduler import Lease, Priority, QueueTimeoutError, Ticket
-from pplex_desktop.moshi import protocol as proto
+from pplex_desktop.moshi import session as ms
 from pplex_desktop.moshi.codec import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -46,12 +46,12 @@ from pplex_desktop.moshi.codec import (
     OpusEncoder,
     Pcm,
 )
+from pplex_desktop.moshi.session import MoshiProtocol
 
 _log = logging.getLogger(__name__)
 WINDOW_FRAMES = 20  # 1.6 s of audio ahead of what came back
 ENCODE_BATCH = WINDOW_FRAMES  # frames per trip to the encoder's thread
 EXTRA_FRAMES = 4  # covers a dropped first frame and codec look-ahead
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
 _SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.float32)
 _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
@@ -63,12 +63,15 @@ class _Conversation:
     def __init__(
         self,
         ws: aiohttp.ClientWebSocketResponse,
+        protocol: MoshiProtocol,
         pcm: Pcm,
         target: int,
+        *,
         stall_s: float,
         report: Reporter,
     ) -> None:
         self.ws = ws
+        self.protocol = protocol
         self.pcm = pcm
         self.target = target
         self.stall_s = stall_s
@@ -130,7 +133,7 @@ class _Conversation:
         received = self.out_samples // FRAME_SAMPLES
         while self.sent < self.max_frames and self.sent - received < WINDOW_FRAMES:
             payload = await self._next_payload()
-            await self.ws.send_bytes(b"\x01" + payload)
+            await self.ws.send_bytes(self.protocol.send_audio(payload))
             self.sent += 1
 
     def _on_audio(self, payload: bytes) -> None:
@@ -150,19 +153,18 @@ class _Conversation:
                 self.report.progress(done)
 
     def _on_message(self, data: bytes) -> None:
-        try:
-            message = proto.decode(data)
-        except proto.ProtocolError:
-            return  # upstream servers skip what they cannot read; so do we
-        if isinstance(message, proto.Audio):
-            self._on_audio(message.data)
-        elif isinstance(message, proto.Text):
-            self.pieces.append(piece_at(self.out_samples // FRAME_SAMPLES, message.text))
-        elif isinstance(message, proto.Error):
-            raise EngineError(
-                f"The model server reported an error: {message.message[:200]}",
-                code="model_error",
-            )
+        # Upstream servers skip what they cannot read (protocol violations); so do we.
+        # The time matters only before the handshake, for its deadline.
+        for event in self.protocol.receive(data, 0.0):
+            if isinstance(event, ms.Audio):
+                self._on_audio(event.data)
+            elif isinstance(event, ms.Text):
+                self.pieces.append(piece_at(self.out_samples // FRAME_SAMPLES, event.text))
+            elif isinstance(event, ms.ServerError):
+                raise EngineError(
+                    f"The model server reported an error: {event.message[:200]}",
+                    code="model_error",
+                )
 
     def _progress_text(self) -> str:
         return f"{self.out_samples / SAMPLE_RATE:.1f} s of the {self.target / SAMPLE_RATE:.1f} s"
@@ -237,32 +239,12 @@ class _Conversation:
                     self._on_message(msg.data)
 
 
-async def _handshake(ws: aiohttp.ClientWebSocketResponse, timeout_s: float) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                msg = await ws.receive()
-                if msg.type is WSMsgType.BINARY and msg.data[:1] == b"\x00":
-                    return
-                if msg.type in _ENDED:
-                    raise EngineError(
-                        "The model server closed the session before it started; it does this "
-                        "when the voice or persona is refused.",
-                        code="backend_refused",
-                    )
-    except TimeoutError:
-        raise EngineError(
-            f"The model server sent no handshake within {timeout_s:g} s.",
-            code="backend_timeout",
-            backend_failed="no handshake",
-        ) from None
-
-
 class StreamEngine:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
 
     async def _lease(self, job: Job, ticket: Ticket | None, max_wait_s: float | None) -> Lease:
+        """Wait for a backend on ``ticket``, or on a new one when it is None."""
         scheduler = self.ctx.scheduler
         if not scheduler.capable(job.voice):
             # The servers changed since the job was accepted: waiting would be forever.
@@ -297,82 +279,56 @@ class StreamEngine:
                     voice=job.voice,
                 )
 
-    async def _connect(self, backend: Backend, job: Job) -> aiohttp.ClientWebSocketResponse:
-        # seed is never sent: it crashes PersonaPlex's handler (PROTOCOL.md).
-        return await self.ctx.backends.ws_session.ws_connect(
-            backend.chat_url,
-            params={"text_prompt": job.persona, "voice_prompt": job.voice},
-            max_msg_size=MAX_MESSAGE_BYTES,
-            compress=0,
-            autoping=True,
-        )
-
     async def run(
         self, job: Job, pcm: Pcm, report: Reporter, *, max_wait_s: float | None
     ) -> EngineResult:
         scheduler = self.ctx.scheduler
         settings = self.ctx.settings
         target = round(job.target_s * SAMPLE_RATE)
-        ticket: Ticket | None = None
-        while True:
+
+        async def wait_turn(ticket: Ticket | None) -> Lease:
             report.stage("waiting")
-            lease = await self._lease(job, ticket, max_wait_s)
-            backend = lease.backend
-            report.stage("connecting")
-            try:
-                ws = await self._connect(backend, job)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                detail = str(exc) or type(exc).__name__
-                status = refused_status(exc)
-                if status is not None:
-                    _log.warning(
-                        "The model server %s refused job %s with HTTP %d; it stays in service.",
-                        backend.config.label,
-                        job.id,
-                        status,
-                    )
-                    scheduler.release(lease)
-                    raise EngineError(
-                        f"The model server refused this job's request (HTTP {status}).",
-                        code="backend_refused",
-                    ) from None
-                _log.warning(
-                    "The model server %s could not be reached for job %s: %s",
-                    backend.config.label,
-                    job.id,
-                    redact_url(detail),
-                )
-                scheduler.release(lease, failed=detail)
-                healthy = [b for b in scheduler.capable(job.voice) if b.healthy is not False]
-                if not healthy or lease.ticket.attempts >= len(self.ctx.backends.backends):
-                    raise EngineError(
-                        f"The model server could not be reached ({failure_cause(exc)}).",
-                        code="backend_unreachable",
-                    ) from None
-                ticket = scheduler.requeue(lease.ticket)
-                continue
-            except BaseException:
-                # Cancelled while connecting (a DELETE): the model server must not stay leased.
-                scheduler.release(lease)
-                raise
-            failed: str | None = None
-            try:
-                report.stage("preparing")
-                await _handshake(ws, settings.handshake_timeout_s)
-                report.stage("streaming")
-                conversation = _Conversation(ws, pcm, target, settings.backend_stall_s, report)
-                return await conversation.run()
-            except EngineError as exc:
-                failed = exc.backend_failed
-                raise
-            except (aiohttp.ClientError, ConnectionError) as exc:
-                failed = str(exc) or type(exc).__name__
-                raise EngineError(
-                    f"The connection to the model server failed ({failure_cause(exc)}).",
-                    backend_failed=failed,
-                ) from None
-            finally:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                        await ws.close()
-                scheduler.release(lease, failed=failed)
+            return await self._lease(job, ticket, max_wait_s)
+
+        try:
+            # seed is never sent: it crashes PersonaPlex's handler (PROTOCOL.md).
+            connected = await connect_backend(
+                scheduler,
+                self.ctx.backends,
+                wait_turn=wait_turn,
+                query={"text_prompt": job.persona, "voice_prompt": job.voice},
+                voice=job.voice,
+                what="job",
+                ident=job.id,
+                on_connecting=lambda _lease: report.stage("connecting"),
+            )
+        except StartError as exc:
+            raise EngineError(exc.message, code=exc.reason) from None
+        lease, ws = connected.lease, connected.ws
+        failed: str | None = None
+        try:
+            report.stage("preparing")
+            protocol = MoshiProtocol(handshake_timeout=settings.handshake_timeout_s)
+            await await_handshake(ws, protocol, asyncio.get_running_loop().time)
+            report.stage("streaming")
+            conversation = _Conversation(
+                ws, protocol, pcm, target, stall_s=settings.backend_stall_s, report=report
+            )
+            return await conversation.run()
+        except StartError as exc:
+            failed = exc.backend_failed
+            raise EngineError(exc.message, code=exc.reason, backend_failed=failed) from None
+        except EngineError as exc:
+            failed = exc.backend_failed
+            raise
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            failed = str(exc) or type(exc).__name__
+            raise EngineError(
+                f"The connection to the model server failed ({failure_cause(exc)}).",
+                backend_failed=failed,
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await ws.close()
+            scheduler.release(lease, failed=failed)
