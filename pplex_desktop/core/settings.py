@@ -10,7 +10,6 @@ import dataclasses
 import ipaddress
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pplex_desktop.core.errors import ConfigError
+from pplex_desktop.core.fs import write_atomic
 from pplex_desktop.core.hostnames import normalize_name
 from pplex_desktop.core.personas import DEFAULT_PERSONA
 from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
@@ -311,14 +311,5 @@ def save_settings(folder: Path, settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / SETTINGS_NAME
     text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
     return path

@@ -15,10 +15,8 @@ import datetime as dt
 import hashlib
 import ipaddress
 import logging
-import os
 import socket
 import ssl
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pplex_desktop.core.errors import ConfigError
+from pplex_desktop.core.fs import PRIVATE, PUBLIC, write_atomic
 from pplex_desktop.core.paths import data_dir, make_private
 from pplex_desktop.core.settings import Settings
 
@@ -166,21 +165,6 @@ def spki_sha256_base64(cert: x509.Certificate) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Atomic write created with ``mode`` from the start: a key is never world-readable."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -337,8 +321,8 @@ def ensure_local_certificates(
         replaced = ca_cert_path.exists()
         hostname = names.dns[1] if len(names.dns) > 1 else "this computer"
         ca = _make_ca(now, hostname)
-        _write_private(ca_key_path, _key_pem(ca[1]), 0o600)
-        _write_private(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(ca_key_path, _key_pem(ca[1]), mode=PRIVATE)
+        write_atomic(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM), mode=PUBLIC)
         _log.info(
             "Made a %slocal certificate authority for HTTPS (fingerprint %s)%s.",
             "new " if replaced else "",
@@ -356,8 +340,8 @@ def ensure_local_certificates(
         or _sans(leaf[0]) != wanted
     ):
         leaf = _make_server(now, names, ca_cert, ca_key)
-        _write_private(key_path, _key_pem(leaf[1]), 0o600)
-        _write_private(cert_path, leaf[0].public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(key_path, _key_pem(leaf[1]), mode=PRIVATE)
+        write_atomic(cert_path, leaf[0].public_bytes(serialization.Encoding.PEM), mode=PUBLIC)
         _log.info(
             "Issued a TLS certificate for %s.",
             ", ".join([*names.dns, *(str(ip) for ip in names.ips)]),
