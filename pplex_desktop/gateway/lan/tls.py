@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 from aiohttp import web
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pplex_desktop.core import net
 from pplex_desktop.core.errors import ConfigError
 from pplex_desktop.core.fs import PRIVATE, PUBLIC, write_atomic
 from pplex_desktop.core.paths import data_dir, make_private
@@ -36,7 +36,7 @@ from pplex_desktop.core.settings import Settings
 
 _log = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPAddress = net.IPAddress
 KeyPair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 TLS_FOLDER = "tls"
 CA_CERT = "ca.crt"
@@ -102,33 +102,9 @@ class TlsInfo:
 LAN_TLS = web.AppKey("pplex_lan_tls", TlsInfo)
 
 
-def _usable_ip(ip: IPAddress) -> bool:
-    # Link-local addresses need a zone (fe80::1%wlan0) that no URL bar accepts.
-    return not (ip.is_link_local or ip.is_unspecified or ip.is_multicast)
-
-
 def lan_ips() -> list[IPAddress]:
-    """This machine's non-loopback addresses on interfaces that are up, IPv4 first."""
-    try:
-        stats = psutil.net_if_stats()
-        found = psutil.net_if_addrs()
-    except OSError:
-        return []
-    out: set[IPAddress] = set()
-    for name, addrs in found.items():
-        stat = stats.get(name)
-        if stat is not None and not stat.isup:
-            continue
-        for addr in addrs:
-            if addr.family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            try:
-                ip = ipaddress.ip_address(addr.address.split("%", 1)[0])
-            except ValueError:
-                continue
-            if not ip.is_loopback and _usable_ip(ip):
-                out.add(ip)
-    return sorted(out, key=lambda ip: (ip.version, ip))
+    """This machine's usable LAN addresses (core/net.py, as the desktop's QR code uses)."""
+    return net.lan_ips()
 
 
 def local_names(hostname: str | None = None, ips: Iterable[IPAddress] | None = None) -> LocalNames:
@@ -147,10 +123,8 @@ def local_names(hostname: str | None = None, ips: Iterable[IPAddress] | None = N
 
 def lan_urls(port: int, *, tls: bool = True, ips: Iterable[IPAddress] | None = None) -> list[str]:
     """URLs a device on the network can open, private IPv4 addresses first."""
-    found = list(lan_ips() if ips is None else ips)
-    found.sort(key=lambda ip: (ip.version, not ip.is_private, ip))
-    scheme = "https" if tls else "http"
-    return [f"{scheme}://{ip if ip.version == 4 else f'[{ip}]'}:{port}" for ip in found]
+    found = lan_ips() if ips is None else net.sort_lan_ips(ips)
+    return [net.host_url(str(ip), port, tls=tls) for ip in found]
 
 
 def fingerprint(cert: x509.Certificate) -> str:
