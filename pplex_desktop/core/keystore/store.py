@@ -27,8 +27,12 @@ from pplex_desktop.core import keys
 from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.db import Database
 from pplex_desktop.core.errors import AuthError, NotFoundError, ValidationError
-from pplex_desktop.core.keystore import legacy
-from pplex_desktop.core.keystore.legacy import ImportResult, weak_keys_notice
+from pplex_desktop.core.keystore.legacy import (
+    ImportResult,
+    import_entries,
+    read_legacy_file,
+    weak_keys_notice,
+)
 from pplex_desktop.core.keystore.records import (
     KIND_LEGACY,
     KIND_USER,
@@ -414,8 +418,8 @@ class KeyStore:
 
     def import_legacy_json(self, path: Path) -> ImportResult:
         """Import the original gateway's api_keys.json; keys keep working, stored as digests."""
-        entries = legacy.read_legacy_file(path)
-        result = legacy.import_entries(
+        entries = read_legacy_file(path)
+        result = import_entries(
             self.db,
             entries,
             now=self.clock.wall(),
