@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ import soundfile as sf
 
 from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.core.errors import NotFoundError, PplexError
+from pplex_desktop.core.fs import write_atomic
 from pplex_desktop.core.paths import data_dir
 from pplex_desktop.moshi.codec import SAMPLE_RATE
 
@@ -220,9 +220,7 @@ class ConversationRecorder:
             # left by delay_ms around there.
             "delays": [{"t": t, "delay_ms": d} for t, d in self._delays],
         }
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, self.json_path)
+        write_atomic(self.json_path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 class _Channel:

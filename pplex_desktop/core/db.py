@@ -1,7 +1,9 @@
 """SQLite access shared by the stores: WAL, one connection per thread, schema migrations.
 
 The Qt thread and the gateway thread both use the stores; SQLite connections must not cross
-threads, so each thread lazily opens its own on the same file.
+threads, so each thread lazily opens its own on the same file. The event loop hands store
+writes to ``Database.run``, which runs them on the database's own worker threads; close()
+waits for that work, since closing a connection another thread is inside crashes Python.
 
 A file that is damaged, foreign or unwritable is found at opening, before anything is written
 to it, and reported as a sentence that names the file and what to do; the stores hold key
@@ -11,6 +13,7 @@ digests and users' jobs, so their files are owner-only (0600), fixed at opening 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import sqlite3
@@ -26,31 +29,9 @@ from pplex_desktop.core.paths import make_private
 _COMPANIONS = ("-wal", "-shm", "-journal")
 T = TypeVar("T")
 BUSY_RETRY_S = 5
-
-
-async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn`` (a store write) in a worker thread, so the caller's loop never waits on a lock;
-    a database locked for longer than SQLite's busy timeout is a 503 with a sentence."""
-    db = getattr(getattr(fn, "__self__", None), "db", None)
-
-    def run() -> T:
-        # Cancelling the caller does not stop the thread: the store must not be closed under
-        # it (closing a connection another thread is using crashes the interpreter).
-        if isinstance(db, Database):
-            with db.in_use():
-                return fn(*args, **kwargs)
-        return fn(*args, **kwargs)
-
-    try:
-        return await asyncio.to_thread(run)
-    except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc) and "busy" not in str(exc):
-            raise
-        raise UnavailableError(
-            "The gateway's database is locked by another program; try again in a few seconds.",
-            retry_after_s=BUSY_RETRY_S,
-            code="database_busy",
-        ) from None
+# Store writes from the event loop run on a few threads of the store's own: each thread keeps a
+# connection open until close(), and SQLite serialises writers anyway.
+WORKERS = 4
 
 
 class StoreError(PplexError):
@@ -68,6 +49,7 @@ class Database:
         self._local = threading.local()
         self._active = 0
         self._idle = threading.Condition()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -221,21 +203,53 @@ class Database:
                 "or restore a backup."
             )
 
-    @contextmanager
-    def in_use(self) -> Iterator[None]:
-        """Marks work of a worker thread, which close() waits for."""
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn`` (a store write) on one of this database's worker threads, so the caller's
+        loop never waits on a lock; a database locked for longer than SQLite's busy timeout is
+        a 503 with a sentence.
+
+        The work counts as in use from the moment it is queued until it ends or, queued still,
+        is cancelled: cancelling the caller does not stop a thread that has begun, and close()
+        waits for it (closing a connection another thread is using crashes the interpreter).
+        """
         with self._idle:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    WORKERS, thread_name_prefix=f"pplex-db-{self.path.stem}"
+                )
             self._active += 1
-        try:
-            yield
-        finally:
-            with self._idle:
+            try:
+                future = self._executor.submit(fn, *args, **kwargs)
+            except BaseException:
                 self._active -= 1
-                self._idle.notify_all()
+                raise
+        future.add_done_callback(self._finished)
+        try:
+            return await asyncio.wrap_future(future)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise UnavailableError(
+                "The gateway's database is locked by another program; try again in a few seconds.",
+                retry_after_s=BUSY_RETRY_S,
+                code="database_busy",
+            ) from None
+
+    def _finished(self, _future: concurrent.futures.Future[Any]) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
 
     def close(self, wait_s: float = 15.0) -> None:
+        """Close every connection once the work run() started has ended (``wait_s`` at most).
+
+        The store may be used again afterwards: connections and workers open anew.
+        """
         with self._idle:
             self._idle.wait_for(lambda: self._active == 0, timeout=wait_s)
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
         with self._all_lock:
             for conn in self._all:
                 conn.close()

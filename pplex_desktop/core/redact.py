@@ -6,7 +6,13 @@ import logging
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-SECRET_QUERY_NAMES = frozenset({"api_key", "apikey", "key", "auth_id", "token", "admin_secret"})
+SECRET_QUERY_NAMES = frozenset(
+    {"api_key", "apikey", "key", "auth_id", "auth", "authorization", "token", "admin_secret"}
+    | {"secret", "password", "passwd", "pwd", "pass"}
+)
+# Names are compared as x_admin_secret, X-Admin-Secret and admin-secret all mean the same to
+# whoever typed them; any *_secret, *_token, *_password or *_key is hidden too.
+_SECRET_SUFFIXES = ("secret", "token", "password", "_key")
 REDACTED = "REDACTED"
 # Our own keys look like pplx_<body>; anything shaped like one is hidden wherever it appears.
 _KEY_PATTERN = re.compile(r"pplx_[A-Za-z0-9_-]{8,}")
@@ -14,6 +20,12 @@ _KEY_PATTERN = re.compile(r"pplx_[A-Za-z0-9_-]{8,}")
 
 def redact_text(text: str) -> str:
     return _KEY_PATTERN.sub("pplx_" + REDACTED, text)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter called ``name`` may carry a key, a secret or a password."""
+    normal = name.strip().lower().replace("-", "_").removeprefix("x_")
+    return normal in SECRET_QUERY_NAMES or normal.endswith(_SECRET_SUFFIXES)
 
 
 def redact_url(url: str) -> str:
@@ -31,7 +43,7 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode(
-            [(k, REDACTED if k.lower() in SECRET_QUERY_NAMES else v) for k, v in pairs],
+            [(k, REDACTED if is_secret_name(k) else v) for k, v in pairs],
             safe="",
         )
     return redact_text(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))

@@ -10,15 +10,15 @@ import dataclasses
 import ipaddress
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pplex_desktop.core.errors import ConfigError
-from pplex_desktop.core.hostnames import normalize_name
+from pplex_desktop.core.fs import write_atomic
+from pplex_desktop.core.hostnames import normalize_name, normalize_origin
 from pplex_desktop.core.personas import DEFAULT_PERSONA
 from pplex_desktop.core.voices import DEFAULT_VOICES, voice_file_name
 
@@ -190,8 +190,8 @@ class Settings:
             "A TLS certificate and its key go together: set both or neither.",
         )
         object.__setattr__(self, "default_voice", voice_file_name(self.default_voice))
-        object.__setattr__(self, "public_hosts", _public_hosts(self.public_hosts))
-        object.__setattr__(self, "trusted_proxies", _networks(self.trusted_proxies))
+        for name in _LIST_RULES:
+            object.__setattr__(self, name, _entries(name, getattr(self, name)))
         check(
             self.metrics_token is None or len(self.metrics_token) >= 16,
             "metrics_token must be at least 16 characters long (or unset).",
@@ -203,25 +203,9 @@ class Settings:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["backends"] = [_backend_json(b) for b in self.backends]
-        data["allowed_origins"] = list(self.allowed_origins)
-        data["public_hosts"] = list(self.public_hosts)
-        data["trusted_proxies"] = list(self.trusted_proxies)
+        for name in _LIST_RULES:
+            data[name] = list(getattr(self, name))
         return data
-
-
-def _networks(entries: object) -> tuple[str, ...]:
-    if isinstance(entries, str) or not isinstance(entries, (tuple, list)):
-        raise ConfigError('trusted_proxies must be a list of addresses, such as ["127.0.0.1"].')
-    out: list[str] = []
-    for entry in entries:
-        try:
-            out.append(str(ipaddress.ip_network(str(entry).strip(), strict=False)))
-        except ValueError:
-            raise ConfigError(
-                f"trusted_proxies has {str(entry)[:80]!r}, which is not an IP address or "
-                "network; write addresses such as 127.0.0.1, ::1 or 10.0.0.0/8."
-            ) from None
-    return tuple(dict.fromkeys(out))
 
 
 def _backend_json(backend: BackendConfig) -> dict[str, Any]:
@@ -231,21 +215,75 @@ def _backend_json(backend: BackendConfig) -> dict[str, Any]:
     return out
 
 
-def _public_hosts(entries: object) -> tuple[str, ...]:
+def _network(entry: object) -> str | None:
+    try:
+        return str(ipaddress.ip_network(str(entry).strip(), strict=False))
+    except ValueError:
+        return None
+
+
+def _public_host(entry: object) -> str | None:
+    text = entry if isinstance(entry, str) else ""
+    dot = "." if text.startswith(".") else ""
+    normal = normalize_name(text.removeprefix("."))
+    return None if normal is None else dot + normal
+
+
+def _origin(entry: object) -> str | None:
+    return normalize_origin(entry) if isinstance(entry, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _EntryRule:
+    """How one list setting's entries are read: each is normalised, or refused with ``hint``."""
+
+    normalize: Callable[[object], str | None]
+    kind: str  # what the setting is a list of, for "must be a list of ..."
+    example: str  # a JSON list a user could copy
+    wrong: str  # what a bad entry is not, for "which is not ..."
+    hint: str  # a sentence on how to write entries
+
+
+_LIST_RULES: dict[str, _EntryRule] = {
+    "public_hosts": _EntryRule(
+        _public_host,
+        "host names",
+        '["gw.example.org"]',
+        "a host name or address",
+        "write names alone, without scheme, port or path (gw.example.org, .example.org for "
+        "every subdomain).",
+    ),
+    "trusted_proxies": _EntryRule(
+        _network,
+        "addresses",
+        '["127.0.0.1"]',
+        "an IP address or network",
+        "write addresses such as 127.0.0.1, ::1 or 10.0.0.0/8.",
+    ),
+    "allowed_origins": _EntryRule(
+        _origin,
+        "web page origins",
+        '["https://app.example.org"]',
+        "a web page origin",
+        "write the scheme, the host and the port if it is not the default, with no path "
+        "(https://app.example.org, http://localhost:5173).",
+    ),
+}
+
+
+def _entries(name: str, entries: object) -> tuple[str, ...]:
+    """The normalised, de-duplicated entries of the list setting ``name``, or a ConfigError."""
+    rule = _LIST_RULES[name]
     if isinstance(entries, str) or not isinstance(entries, (tuple, list)):
-        raise ConfigError('public_hosts must be a list of host names, such as ["gw.example.org"].')
+        raise ConfigError(f"{name} must be a list of {rule.kind}, such as {rule.example}.")
     out: list[str] = []
     for entry in entries:
-        text = entry if isinstance(entry, str) else ""
-        dot = "." if text.startswith(".") else ""
-        normal = normalize_name(text.removeprefix("."))
+        normal = rule.normalize(entry)
         if normal is None:
             raise ConfigError(
-                f"public_hosts has {str(entry)[:80]!r}, which is not a host name or address; "
-                "write names alone, without scheme, port or path (gw.example.org, "
-                ".example.org for every subdomain)."
+                f"{name} has {str(entry)[:80]!r}, which is not {rule.wrong}; {rule.hint}"
             )
-        out.append(dot + normal)
+        out.append(normal)
     return tuple(dict.fromkeys(out))
 
 
@@ -266,9 +304,7 @@ def from_json(data: Mapping[str, Any]) -> Settings:
                 )
                 for b in values["backends"]
             )
-        if "allowed_origins" in values:
-            values["allowed_origins"] = tuple(values["allowed_origins"])
-        for name in ("public_hosts", "trusted_proxies"):
+        for name in _LIST_RULES:
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
         return Settings(**values)
@@ -311,14 +347,5 @@ def save_settings(folder: Path, settings: Settings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / SETTINGS_NAME
     text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
     return path

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from pplex_desktop.core.fs import FileWriteError, write_atomic
 
 ORGANIZATION = "pplex"
 APPLICATION = "pplex-desktop"
@@ -62,16 +62,10 @@ class UiState:
         text = json.dumps(self._values, indent=2, sort_keys=True) + "\n"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".ui-state-", suffix=".json", dir=folder)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                Path(tmp).replace(self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(self.path, text)
+        except FileWriteError as exc:
+            # Losing the window position is no reason to interrupt the user.
+            _log.warning("The window state was not saved. %s", exc)
         except OSError as exc:
             # Losing the window position is no reason to interrupt the user.
             _log.warning("The window state could not be saved to %s: %s.", self.path, exc)

@@ -94,7 +94,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(USAGE_FLUSH_S)
             # A write: in a worker thread, so a lock held elsewhere never stalls live audio.
-            await asyncio.to_thread(ctx.keystore.flush_usage)
+            await ctx.keystore.db.run(ctx.keystore.flush_usage)
             ctx.limiter.forget_idle()
             ctx.admin_failures.forget_idle()
             ctx.key_failures.forget_idle()

@@ -17,7 +17,8 @@ import soundfile as sf
 
 from pplex_desktop.core.db import Database
 from pplex_desktop.core.errors import ConfigError, ValidationError
-from pplex_desktop.core.keystore import _MIGRATIONS, KeyStore
+from pplex_desktop.core.keystore import KeyStore
+from pplex_desktop.core.keystore.schema import MIGRATIONS
 from pplex_desktop.core.settings import BackendConfig, Settings, load_settings, save_settings
 from pplex_desktop.core.voices import resolve_voice
 from pplex_desktop.gateway.api.voice_library import CONSENT_STATEMENT
@@ -470,7 +471,7 @@ def test_voice_dir_is_kept_in_the_settings_file_and_must_be_absolute(tmp_path: P
 
 def test_keys_made_before_the_permission_existed_do_not_have_it(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    old = Database(path, _MIGRATIONS[:2])
+    old = Database(path, MIGRATIONS[:2])
     with old.transaction() as conn:
         conn.execute(
             "INSERT INTO api_keys (name, prefix, digest, kind, created_at, rpm, max_sessions)"

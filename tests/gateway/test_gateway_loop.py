@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pplex_desktop.core.db import off_loop
+from pplex_desktop.core.db import Database
 from pplex_desktop.core.errors import UnavailableError
 from pplex_desktop.core.jobstore import DB_NAME, Job, JobStore, NewJob
 from pplex_desktop.gateway.offline import engine as offline_engine
@@ -101,9 +101,8 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_503_with_a_sentence(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.sqlite3"
+    db = Database(path, ["CREATE TABLE t (x INTEGER)"])
     setup = sqlite3.connect(path, isolation_level=None)
-    setup.execute("PRAGMA journal_mode=WAL")
-    setup.execute("CREATE TABLE t (x INTEGER)")
     setup.execute("BEGIN EXCLUSIVE")
 
     def write() -> None:
@@ -115,9 +114,10 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_503_with_a_sentence(
 
     try:
         with pytest.raises(UnavailableError) as caught:
-            await off_loop(write)
+            await db.run(write)
     finally:
         setup.close()
+        db.close()
     assert caught.value.status == 503
     assert caught.value.code == "database_busy"
     assert "locked by another program" in caught.value.message

@@ -1,15 +1,14 @@
-"""Helpers for the connection-level attacks: raw sockets, a gateway in its own process with a
-small open-file limit, and scans of what it logged and answered for secrets."""
+"""Helpers for the connection-level attacks: a gateway in its own process with a small
+open-file limit, and scans of what it logged and answered for secrets. The raw sockets are
+tests/raw_http.py's."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -20,46 +19,10 @@ from pathlib import Path
 import pytest
 
 from pplex_desktop.core.keystore import KeyStore
+from tests.hostile.store_support import ADMIN_SECRET, REPO
+from tests.raw_http import host_port
 
-REPO = Path(__file__).resolve().parents[2]
-ADMIN_SECRET = "hostile-admin-secret-0123456789"
 DESKTOP_FILE_LIMIT = 1024  # a common desktop default (ulimit -n)
-
-
-def raw_exchange(host: str, port: int, data: bytes, timeout_s: float = 5.0) -> bytes:
-    """Send ``data`` on a fresh connection and read until the gateway closes it."""
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            sock.sendall(data)
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        else:
-            raise AssertionError(f"the gateway kept the connection open past {timeout_s} s")
-        return b"".join(chunks)
-
-
-def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, body
-
-
-def host_port(url: str) -> tuple[str, int]:
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-    return host, int(port)
 
 
 @contextlib.contextmanager
@@ -165,27 +128,6 @@ def start_gateway_process(
         lan = _read_line(proc, deadline).decode()
         lan_url = lan.split("HTTPS on ", 1)[1].split(": open", 1)[0]
     return GatewayProcess(proc, url, log_path, key, lan_url)
-
-
-async def http_get(
-    host: str, port: int, path: str, headers: dict[str, str] | None = None, limit_s: float = 5.0
-) -> tuple[int, bytes, float]:
-    """One GET on a fresh connection: (status, body, seconds it took)."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    async with asyncio.timeout(limit_s):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-            raw = await reader.read()
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-    status, _headers, body = split_response(raw)
-    return status, body, loop.time() - start
 
 
 def assert_no_secret(texts: Sequence[str | bytes], *secrets: str) -> None:

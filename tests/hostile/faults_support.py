@@ -7,7 +7,6 @@ so it can prove that no key or admin secret was ever repeated.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -32,9 +31,7 @@ __all__ = [
     "make_gateway",
     "multipart",
     "native_audio",
-    "raw_request",
     "tiny_wav",
-    "upgrade_request",
     "wav_bytes",
     "witness",
 ]
@@ -116,41 +113,3 @@ def native_audio(frames: int) -> list[bytes]:
 
 def tiny_wav(seconds: float = 0.2) -> bytes:
     return wav_bytes(data=b"\1\0" * int(24_000 * seconds))
-
-
-async def raw_request(
-    host: str, port: int, request: bytes, wait_s: float = 10.0
-) -> tuple[int, dict[str, str], bytes]:
-    """Send ``request`` byte for byte (clients need not percent-encode what they send) and read
-    the status, headers and body of the answer."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(wait_s):
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in lines[1:] if line)
-            }
-            length = int(headers.get("content-length", "0"))
-            body = await reader.readexactly(length) if status != 101 else b""
-            return status, headers, body
-    finally:
-        writer.close()
-
-
-def upgrade_request(target: str, *, upgrade: bool = True, **headers: str) -> bytes:
-    """A GET of ``target`` (path and query, sent as given), a WebSocket upgrade by default."""
-    lines = [f"GET {target} HTTP/1.1", "Host: 127.0.0.1"]
-    if upgrade:
-        lines += [
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version: 13",
-        ]
-    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()

@@ -27,11 +27,10 @@ from tests.hostile.faults_support import (
     make_gateway,  # noqa: F401 (a fixture)
     multipart,
     native_audio,
-    raw_request,
     tiny_wav,
-    upgrade_request,
     witness,  # noqa: F401 (a fixture)
 )
+from tests.raw_http import raw_request, upgrade_request
 
 
 def in_service(gw: Gateway) -> bool:

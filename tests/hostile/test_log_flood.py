@@ -16,11 +16,8 @@ from pplex_desktop.gateway.edge.burstlog import AcceptErrorFilter
 from tests.gateway.conftest import Gateway, gateway, make_gateway
 from tests.hostile.edge_support import (
     assert_no_secret,
-    host_port,
-    http_get,
-    raw_exchange,
-    split_response,
 )
+from tests.raw_http import host_port, http_get, raw_exchange, split_response
 
 __all__ = ["gateway", "make_gateway"]  # the gateway tier's fixtures, used here too
 

@@ -18,10 +18,8 @@ from tests.gateway.conftest import ADMIN_SECRET, Gateway, GatewayFactory, gatewa
 from tests.hostile.edge_support import (
     assert_no_secret,
     gateway_log,
-    host_port,
-    raw_exchange,
-    split_response,
 )
+from tests.raw_http import host_port, raw_exchange, split_response
 
 __all__ = ["gateway", "make_gateway"]  # the gateway tier's fixtures, used here too
 

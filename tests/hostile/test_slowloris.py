@@ -26,16 +26,14 @@ from pplex_desktop.core.settings import Settings
 from pplex_desktop.gateway.edge.connections import ConnectionGuard, ConnectionLimits, derived_cap
 from tests.gateway.conftest import Gateway, GatewayFactory, gateway, make_gateway
 from tests.hostile.edge_support import (
-    ADMIN_SECRET,
     DESKTOP_FILE_LIMIT,
     GatewayProcess,
     assert_no_secret,
-    host_port,
-    http_get,
     raised_file_limit,
-    split_response,
     start_gateway_process,
 )
+from tests.hostile.store_support import ADMIN_SECRET
+from tests.raw_http import host_port, http_get, split_response
 
 __all__ = ["gateway", "make_gateway"]  # the gateway tier's fixtures, used here too
 

@@ -24,7 +24,8 @@ from pplex_desktop.gateway.live.relay import CLOSE_GRACE_S
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 from tests.gateway.conftest import Gateway, GatewayFactory, gateway, make_gateway
-from tests.hostile.edge_support import assert_no_secret, gateway_log, host_port
+from tests.hostile.edge_support import assert_no_secret, gateway_log
+from tests.raw_http import host_port
 from tests.signals import tone
 
 __all__ = ["gateway", "make_gateway"]  # the gateway tier's fixtures, used here too

@@ -16,3 +16,23 @@ def test_key_shaped_text_is_hidden_anywhere() -> None:
 
 def test_urls_without_secrets_are_unchanged() -> None:
     assert redact_url("http://h:1/v1/info?x=1") == "http://h:1/v1/info?x=1"
+
+
+def test_every_spelling_of_a_secret_parameter_is_hidden() -> None:
+    for name in (
+        "admin_secret",
+        "X-Admin-Secret",
+        "x_admin_secret",
+        "secret",
+        "Password",
+        "api-key",
+        "access_token",
+        "metrics_token",
+        "client_secret",
+        "apikey",
+    ):
+        assert redact_url(f"http://h/admin/keys?{name}=hunter2hunter2") == (
+            f"http://h/admin/keys?{name}=REDACTED"
+        ), name
+    for name in ("key_id", "voice", "persona", "days"):
+        assert redact_url(f"http://h/x?{name}=3") == f"http://h/x?{name}=3"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,4 +79,91 @@ def test_file_errors_are_sentences(tmp_path: Path) -> None:
         load_settings(tmp_path, env={})
     (tmp_path / "settings.json").write_text(json.dumps({"colour": "blue"}))
     with pytest.raises(ConfigError, match="unknown entries: colour"):
+        load_settings(tmp_path, env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "expected"),
+    [
+        (
+            "public_hosts",
+            ["GW.Example.org.", ".lan.example.org", "gw.example.org"],
+            ("gw.example.org", ".lan.example.org"),
+        ),
+        (
+            "trusted_proxies",
+            ["127.0.0.1", "10.1.2.3/8", " ::1 "],
+            ("127.0.0.1/32", "10.0.0.0/8", "::1/128"),
+        ),
+        (
+            "allowed_origins",
+            ["HTTPS://App.Example.org:443/", "http://localhost:5173"],
+            ("https://app.example.org", "http://localhost:5173"),
+        ),
+    ],
+)
+def test_list_settings_are_normalised_and_deduplicated(
+    tmp_path: Path, name: str, given: list[str], expected: tuple[str, ...]
+) -> None:
+    (tmp_path / "settings.json").write_text(json.dumps({name: given}))
+    loaded = load_settings(tmp_path, env={})
+    assert getattr(loaded, name) == expected
+    assert getattr(Settings().replace(**{name: tuple(given)}), name) == expected
+    save_settings(tmp_path, loaded)
+    assert json.loads((tmp_path / "settings.json").read_text())[name] == list(expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        (
+            "public_hosts",
+            "https://gw.example/",
+            "public_hosts has 'https://gw.example/', which is not a host name or address; write "
+            "names alone, without scheme, port or path (gw.example.org, .example.org for every "
+            "subdomain).",
+        ),
+        (
+            "trusted_proxies",
+            "10.0.0.300",
+            "trusted_proxies has '10.0.0.300', which is not an IP address or network; write "
+            "addresses such as 127.0.0.1, ::1 or 10.0.0.0/8.",
+        ),
+        (
+            "allowed_origins",
+            "app.example.org",
+            "allowed_origins has 'app.example.org', which is not a web page origin; write the "
+            "scheme, the host and the port if it is not the default, with no path "
+            "(https://app.example.org, http://localhost:5173).",
+        ),
+        ("allowed_origins", 7, "allowed_origins has '7', which is not a web page origin;"),
+        ("public_hosts", None, "public_hosts has 'None', which is not a host name or address;"),
+    ],
+)
+def test_a_bad_list_entry_is_a_sentence_naming_it(
+    tmp_path: Path, name: str, bad: object, message: str
+) -> None:
+    good = {"public_hosts": "ok.example", "trusted_proxies": "127.0.0.1"}
+    entries = [good.get(name, "https://ok.example"), bad]
+    (tmp_path / "settings.json").write_text(json.dumps({name: entries}))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, env={})
+    assert caught.value.message.startswith(message)
+    assert caught.value.message.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [
+        ("public_hosts", 'host names, such as ["gw.example.org"].'),
+        ("trusted_proxies", 'addresses, such as ["127.0.0.1"].'),
+        ("allowed_origins", 'web page origins, such as ["https://app.example.org"].'),
+    ],
+)
+def test_a_list_setting_given_one_text_is_a_sentence(
+    tmp_path: Path, name: str, example: str
+) -> None:
+    # A single text used to be split into its characters (allowed_origins: "h", "t", ...).
+    (tmp_path / "settings.json").write_text(json.dumps({name: "https://app.example.org"}))
+    with pytest.raises(ConfigError, match=rf"^{name} must be a list of {re.escape(example)}$"):
         load_settings(tmp_path, env={})

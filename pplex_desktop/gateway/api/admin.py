@@ -7,7 +7,6 @@ from typing import Any
 from aiohttp import web
 
 from pplex_desktop.core.close_codes import CloseCode
-from pplex_desktop.core.db import off_loop
 from pplex_desktop.core.errors import NotFoundError, ValidationError
 from pplex_desktop.core.expiry import expiry_time
 from pplex_desktop.core.keystore import UNSET, ApiKey, DailyUsage
@@ -49,7 +48,7 @@ def _permission(fields: dict[str, Any]) -> bool:
 async def generate_key(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     fields = await read_fields(request)
-    made = await off_loop(
+    made = await ctx.keystore.db.run(
         ctx.keystore.create,
         fields.get("name", ""),
         rpm=optional_int(fields, "rpm"),
@@ -94,7 +93,7 @@ async def update_key(request: web.Request) -> web.Response:
         expiry = _expiry(request, fields)
     rpm = optional_int(fields, "rpm")
     sessions = optional_int(fields, "max_sessions")
-    record = await off_loop(
+    record = await ctx.keystore.db.run(
         ctx.keystore.update,
         key_id,
         name=fields.get("name", UNSET),
@@ -110,7 +109,8 @@ async def update_key(request: web.Request) -> web.Response:
 @routes.delete("/admin/keys/{id}")
 @admin_only
 async def revoke_key(request: web.Request) -> web.Response:
-    record = await off_loop(request.app[CTX].keystore.revoke, path_id(request))
+    keystore = request.app[CTX].keystore
+    record = await keystore.db.run(keystore.revoke, path_id(request))
     return json_response(_public(request, record))
 
 
@@ -118,7 +118,7 @@ async def revoke_key(request: web.Request) -> web.Response:
 @admin_only
 async def key_usage(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    await off_loop(ctx.keystore.flush_usage)
+    await ctx.keystore.db.run(ctx.keystore.flush_usage)
     record = ctx.keystore.get(path_id(request))
     days = [_day(d) for d in ctx.keystore.daily_usage(record.id)]
     return json_response({"key": _public(request, record), "daily": days})
@@ -137,7 +137,7 @@ def _day(d: DailyUsage) -> dict[str, Any]:
 @admin_only
 async def usage(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    await off_loop(ctx.keystore.flush_usage)
+    await ctx.keystore.db.run(ctx.keystore.flush_usage)
     return json_response({"daily": [_day(d) for d in ctx.keystore.daily_usage()]})
 
 

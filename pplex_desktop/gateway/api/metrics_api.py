@@ -7,7 +7,6 @@ business reading who talks how much.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ssl
 
@@ -46,7 +45,7 @@ async def _check(request: web.Request) -> None:
     if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
         return
     if secret:
-        admin: bool = await asyncio.to_thread(ctx.keystore.check_admin_secret, secret)
+        admin: bool = await ctx.keystore.db.run(ctx.keystore.check_admin_secret, secret)
         if admin:
             return
     if not token and not secret:

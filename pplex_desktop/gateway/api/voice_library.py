@@ -15,18 +15,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pplex_desktop.core.errors import ValidationError
+from pplex_desktop.core.fs import (
+    PRIVATE,
+    PUBLIC,
+    fsync_dir,
+    replace_with,
+    temp_beside,
+    write_atomic,
+)
 from pplex_desktop.core.voices import CONSENT_STATEMENT, new_voice_file_name
 
 _log = logging.getLogger(__name__)
 __all__ = ["CONSENT_STATEMENT", "ConsentRecord", "VoiceLibrary"]
 CONSENT_SUFFIX = ".consent.json"
-VOICE_FILE_MODE = 0o644
+VOICE_FILE_MODE = PUBLIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,30 +45,6 @@ class ConsentRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"statement": self.statement, "by": self.by, "key_id": self.key_id, "at": self.at}
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name == "nt":
-        return  # Windows cannot open a directory; its renames are durable on NTFS anyway
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(folder: Path, name: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".voice-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
 
 
 class VoiceLibrary:
@@ -104,19 +87,15 @@ class VoiceLibrary:
 
     def new_temp(self) -> Path:
         """A temp file name in the folder, so that storing it is a rename, not a copy."""
-        fd, tmp = tempfile.mkstemp(prefix=".voice-", suffix=".wav", dir=self.folder)
-        os.close(fd)
-        return Path(tmp)
+        return temp_beside(self.folder / "voice", suffix=".wav")
 
     def store(self, prepared: Path, file_name: str, consent: ConsentRecord) -> None:
         """Move the prepared (fsynced) WAV in place under ``file_name``, its record first."""
         body = json.dumps({"voice": file_name, "consent": consent.to_json()}, indent=2)
-        _write_atomic(self.folder, file_name + CONSENT_SUFFIX, body.encode("utf-8") + b"\n")
+        write_atomic(self.folder / (file_name + CONSENT_SUFFIX), body + "\n", mode=PRIVATE)
         # Temp files are private (0600); the model server may run as another user and must
         # read the voice. The consent record stays private.
-        os.chmod(prepared, VOICE_FILE_MODE)
-        os.replace(prepared, self.folder / file_name)
-        _fsync_dir(self.folder)
+        replace_with(prepared, self.folder / file_name, mode=VOICE_FILE_MODE)
         _log.info("The voice %s was stored by %s.", file_name, consent.by)
 
     def delete(self, file_name: str) -> bool:
@@ -125,6 +104,6 @@ class VoiceLibrary:
             return False
         path.unlink()
         (self.folder / (file_name + CONSENT_SUFFIX)).unlink(missing_ok=True)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         _log.info("The voice %s was removed.", file_name)
         return True

@@ -10,7 +10,6 @@ write (gateway/voice_library.py).
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from pplex_desktop.core.errors import ForbiddenError, NotFoundError, PplexError, ValidationError
+from pplex_desktop.core.fs import fsync_file
 from pplex_desktop.core.voices import new_voice_file_name
 from pplex_desktop.gateway.api.voice_library import CONSENT_STATEMENT, ConsentRecord
 from pplex_desktop.gateway.context import API_KEY, CTX, GatewayContext
@@ -85,14 +85,6 @@ def _check_name(ctx: GatewayContext, name: str | None) -> str:
     return file_name
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _store_everywhere(
     targets: list[Backend], source: Path, spool: Path, file_name: str, consent: ConsentRecord
 ) -> VoiceReport:
@@ -103,7 +95,7 @@ def _store_everywhere(
         temp = backend.library.new_temp()
         try:
             shutil.copyfile(prepared, temp)
-            _fsync(temp)
+            fsync_file(temp)
             backend.library.store(temp, file_name, consent)
         except BaseException:
             temp.unlink(missing_ok=True)

@@ -11,7 +11,6 @@ FailureThrottle with their own limits.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
@@ -64,7 +63,7 @@ async def _check_admin(request: web.Request) -> None:
     ctx.admin_failures.check(client)
     secret = request.headers.get(ADMIN_HEADER)
     # scrypt takes ~50 ms the first time: off the loop, so other clients never wait for it.
-    if not await asyncio.to_thread(ctx.keystore.check_admin_secret, secret):
+    if not await ctx.keystore.db.run(ctx.keystore.check_admin_secret, secret):
         ctx.admin_failures.failed(client)
         if not secret:
             raise AuthError(

@@ -11,12 +11,12 @@ navigation) are not browsers acting for a page and pass.
 from __future__ import annotations
 
 import functools
-from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from pplex_desktop.core.errors import ForbiddenError
+from pplex_desktop.core.hostnames import normalize_origin
 from pplex_desktop.gateway.context import CTX
 from pplex_desktop.gateway.errors import response_for
 
@@ -25,25 +25,6 @@ CORS_REQUEST_HEADERS = "X-API-Key, Authorization, Content-Type"
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_EXPOSED = "RateLimit, RateLimit-Policy, Retry-After"
 CORS_MAX_AGE_S = 600
-
-
-def normalize_origin(value: str) -> str | None:
-    """``scheme://host[:port]``, lower case, default port dropped; None if not an origin."""
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        return None
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")
 
 
 def own_origin(request: web.BaseRequest) -> str | None:

@@ -15,15 +15,12 @@ import datetime as dt
 import hashlib
 import ipaddress
 import logging
-import os
 import socket
 import ssl
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 from aiohttp import web
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -31,13 +28,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pplex_desktop.core import net
 from pplex_desktop.core.errors import ConfigError
+from pplex_desktop.core.fs import PRIVATE, PUBLIC, write_atomic
 from pplex_desktop.core.paths import data_dir, make_private
 from pplex_desktop.core.settings import Settings
 
 _log = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPAddress = net.IPAddress
 KeyPair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 TLS_FOLDER = "tls"
 CA_CERT = "ca.crt"
@@ -103,33 +102,9 @@ class TlsInfo:
 LAN_TLS = web.AppKey("pplex_lan_tls", TlsInfo)
 
 
-def _usable_ip(ip: IPAddress) -> bool:
-    # Link-local addresses need a zone (fe80::1%wlan0) that no URL bar accepts.
-    return not (ip.is_link_local or ip.is_unspecified or ip.is_multicast)
-
-
 def lan_ips() -> list[IPAddress]:
-    """This machine's non-loopback addresses on interfaces that are up, IPv4 first."""
-    try:
-        stats = psutil.net_if_stats()
-        found = psutil.net_if_addrs()
-    except OSError:
-        return []
-    out: set[IPAddress] = set()
-    for name, addrs in found.items():
-        stat = stats.get(name)
-        if stat is not None and not stat.isup:
-            continue
-        for addr in addrs:
-            if addr.family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            try:
-                ip = ipaddress.ip_address(addr.address.split("%", 1)[0])
-            except ValueError:
-                continue
-            if not ip.is_loopback and _usable_ip(ip):
-                out.add(ip)
-    return sorted(out, key=lambda ip: (ip.version, ip))
+    """This machine's usable LAN addresses (core/net.py, as the desktop's QR code uses)."""
+    return net.lan_ips()
 
 
 def local_names(hostname: str | None = None, ips: Iterable[IPAddress] | None = None) -> LocalNames:
@@ -148,10 +123,8 @@ def local_names(hostname: str | None = None, ips: Iterable[IPAddress] | None = N
 
 def lan_urls(port: int, *, tls: bool = True, ips: Iterable[IPAddress] | None = None) -> list[str]:
     """URLs a device on the network can open, private IPv4 addresses first."""
-    found = list(lan_ips() if ips is None else ips)
-    found.sort(key=lambda ip: (ip.version, not ip.is_private, ip))
-    scheme = "https" if tls else "http"
-    return [f"{scheme}://{ip if ip.version == 4 else f'[{ip}]'}:{port}" for ip in found]
+    found = lan_ips() if ips is None else net.sort_lan_ips(ips)
+    return [net.host_url(str(ip), port, tls=tls) for ip in found]
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -166,21 +139,6 @@ def spki_sha256_base64(cert: x509.Certificate) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Atomic write created with ``mode`` from the start: a key is never world-readable."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -337,8 +295,8 @@ def ensure_local_certificates(
         replaced = ca_cert_path.exists()
         hostname = names.dns[1] if len(names.dns) > 1 else "this computer"
         ca = _make_ca(now, hostname)
-        _write_private(ca_key_path, _key_pem(ca[1]), 0o600)
-        _write_private(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(ca_key_path, _key_pem(ca[1]), mode=PRIVATE)
+        write_atomic(ca_cert_path, ca[0].public_bytes(serialization.Encoding.PEM), mode=PUBLIC)
         _log.info(
             "Made a %slocal certificate authority for HTTPS (fingerprint %s)%s.",
             "new " if replaced else "",
@@ -356,8 +314,8 @@ def ensure_local_certificates(
         or _sans(leaf[0]) != wanted
     ):
         leaf = _make_server(now, names, ca_cert, ca_key)
-        _write_private(key_path, _key_pem(leaf[1]), 0o600)
-        _write_private(cert_path, leaf[0].public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(key_path, _key_pem(leaf[1]), mode=PRIVATE)
+        write_atomic(cert_path, leaf[0].public_bytes(serialization.Encoding.PEM), mode=PUBLIC)
         _log.info(
             "Issued a TLS certificate for %s.",
             ", ".join([*names.dns, *(str(ip) for ip in names.ips)]),

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pplex_desktop.core.db import off_loop
 from pplex_desktop.core.errors import PplexError, RateLimitedError, UnavailableError
 from pplex_desktop.core.jobstore import (
     PRIORITY_BATCH,
@@ -85,7 +84,7 @@ class JobService:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        requeued, failed = await off_loop(self.store.recover, now=self.ctx.clock.wall())
+        requeued, failed = await self.store.db.run(self.store.recover, now=self.ctx.clock.wall())
         if requeued:
             _log.info("%d interrupted offline job(s) are queued to run again.", len(requeued))
         for job_id in failed:
@@ -202,7 +201,9 @@ class JobService:
                 silence_s=params.silence_s,
                 input_s=decoded.seconds,
             )
-            job = await off_loop(self.store.create, new, job_id=job_id, now=self.ctx.clock.wall())
+            job = await self.store.db.run(
+                self.store.create, new, job_id=job_id, now=self.ctx.clock.wall()
+            )
         except BaseException:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, folder, True))
             raise
@@ -226,7 +227,7 @@ class JobService:
         while True:
             self._wake.clear()
             try:
-                job = await off_loop(self.store.claim_next, self.ctx.clock.wall())
+                job = await self.store.db.run(self.store.claim_next, self.ctx.clock.wall())
             except PplexError as exc:  # the database is locked or the disk is full
                 _log.warning("The job queue cannot be read (%s); retrying in a second.", exc)
                 await asyncio.sleep(1.0)
@@ -280,7 +281,7 @@ class JobService:
             )
         now = self.ctx.clock.wall()
         if failure is None:
-            finished = await off_loop(
+            finished = await self.store.db.run(
                 self.store.mark_done, job.id, now=now, output_s=output_s, transcript=result.text
             )
             if finished is not None:
@@ -292,7 +293,7 @@ class JobService:
                 _log.info("Job %s is done: %.1f s of answer.", job.id, output_s)
         else:
             code, status, message = failure
-            finished = await off_loop(
+            finished = await self.store.db.run(
                 self.store.mark_failed, job.id, now=now, code=code, status=status, message=message
             )
         # The decoded input is only needed to run the job: a finished job keeps its results.
@@ -334,7 +335,7 @@ class JobService:
 
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel an unfinished job and drop its files; None if it had already finished."""
-        job = await off_loop(self.store.mark_cancelled, job_id, now=self.ctx.clock.wall())
+        job = await self.store.db.run(self.store.mark_cancelled, job_id, now=self.ctx.clock.wall())
         if job is None:
             return None
         task = self._running.get(job_id)
@@ -347,12 +348,12 @@ class JobService:
         return job
 
     async def delete(self, job_id: str) -> None:
-        await off_loop(self.store.delete, job_id)
+        await self.store.db.run(self.store.delete, job_id)
         await asyncio.to_thread(shutil.rmtree, self.job_folder(job_id), True)
 
     async def expire(self) -> list[str]:
         retention_s = self.ctx.settings.job_retention_h * 3600
-        expired = await off_loop(self.store.expired, self.ctx.clock.wall() - retention_s)
+        expired = await self.store.db.run(self.store.expired, self.ctx.clock.wall() - retention_s)
         for job_id in expired:
             await self.delete(job_id)
         if expired:

@@ -7,14 +7,14 @@ leaves a half file that a later download would serve.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from pplex_desktop.core.errors import PplexError
+from pplex_desktop.core.fs import write_atomic, write_atomic_with
 from pplex_desktop.moshi.audiofile import write_wav
 from pplex_desktop.moshi.codec import FRAME_SECONDS, SAMPLE_RATE, Pcm
 
@@ -78,12 +78,6 @@ def fit(pcm: Pcm, samples: int) -> Pcm:
     return np.concatenate((pcm, np.zeros(samples - pcm.shape[0], dtype=np.float32)))
 
 
-def _replace_atomically(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_result(folder: Path, job_id: str, result: EngineResult) -> float:
     """Write the answer's WAV and transcript; return the answer's length in seconds."""
     seconds = float(result.pcm.shape[0]) / SAMPLE_RATE
@@ -93,11 +87,8 @@ def write_result(folder: Path, job_id: str, result: EngineResult) -> float:
         "duration_s": round(seconds, 3),
         "pieces": [{"start_s": p.start_s, "text": p.text} for p in result.pieces],
     }
-    _replace_atomically(folder / AUDIO_NAME, lambda tmp: write_wav(tmp, result.pcm))
-    _replace_atomically(
-        folder / TRANSCRIPT_NAME,
-        lambda tmp: tmp.write_text(json.dumps(transcript, ensure_ascii=False), encoding="utf-8"),
-    )
+    write_atomic_with(folder / AUDIO_NAME, lambda tmp: write_wav(tmp, result.pcm))
+    write_atomic(folder / TRANSCRIPT_NAME, json.dumps(transcript, ensure_ascii=False))
     return seconds
 
 
