@@ -13,8 +13,11 @@ fails the test when either:
 - its CPU time, less the garbage collector's, reached ``PPLEX_SLOW_CALLBACK_MS`` (100 ms):
   work that belongs in a thread (encoding, key generation, a large JSON document), however
   loaded the machine is; or
-- its wall time reached ``PPLEX_STALLED_CALLBACK_MS`` (1 s) whatever its CPU time: a blocking
-  wait (a SQLite busy timeout, a blocking socket, a sleep) that no preemption explains.
+- the time it spent neither on a CPU nor waiting for one reached ``PPLEX_STALLED_CALLBACK_MS``
+  (1 s): a blocking wait (a SQLite busy timeout, a blocking socket, a sleep). On Linux the
+  kernel counts, per thread, the time spent runnable but waiting for a core
+  (``/proc/<pid>/task/<tid>/schedstat``); that time is taken off the wall time, so a callback
+  preempted for seconds on an overloaded machine is not a stall. Elsewhere wall time is used.
 
 Steps of the test function's own coroutine (and of async fixtures) are left out: what they do
 is the test's set-up and analysis, not the code under test.
@@ -76,6 +79,43 @@ def watch(loop: asyncio.AbstractEventLoop) -> None:
 
 _last_run = threading.local()
 _gc = threading.local()
+_sched = threading.local()
+
+
+class _SchedStat:
+    """This thread's schedstat file, opened once; closed when the thread's locals go, at its
+    end (a test run starts thousands of loop threads, and an fd each would add up)."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open(
+                f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY
+            )
+        except OSError:
+            self.fd = None
+
+    def __del__(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _schedstat_fd() -> int | None:
+    stat: _SchedStat | None = getattr(_sched, "stat", None)
+    if stat is None:
+        stat = _sched.stat = _SchedStat()
+    return stat.fd
+
+
+def _queued_s() -> float | None:
+    """Seconds this thread has spent runnable but waiting for a CPU, since it started."""
+    fd = _schedstat_fd()
+    if fd is None:
+        return None
+    try:
+        fields = os.pread(fd, 128, 0).split()
+        return int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _gc_clock(phase: str, info: dict[str, int]) -> None:
@@ -102,12 +142,16 @@ def meter_callback_cpu() -> None:
 
     def _run(self: asyncio.Handle) -> None:
         start = time.thread_time()
+        queued = _queued_s()
         collected = getattr(_gc, "total", 0.0)
         try:
             original(self)
         finally:
             spent = time.thread_time() - start
             _last_run.cpu_s = spent - (getattr(_gc, "total", 0.0) - collected)
+            _last_run.on_cpu_s = spent
+            after = _queued_s()
+            _last_run.queued_s = None if queued is None or after is None else after - queued
 
     _run._pplex_metered = True  # type: ignore[attr-defined]
     asyncio.Handle._run = _run  # type: ignore[method-assign]
@@ -118,16 +162,30 @@ class SlowCallback:
     message: str
     wall_s: float
     cpu_s: float | None
+    queued_s: float | None = None  # runnable but waiting for a core (None: not known here)
+    on_cpu_s: float | None = None  # all CPU time, the collector's included
+
+    @property
+    def stalled_s(self) -> float:
+        """Wall time neither on a CPU nor waiting for one: time spent blocked."""
+        if self.queued_s is None:
+            return self.wall_s
+        on_cpu = self.on_cpu_s if self.on_cpu_s is not None else (self.cpu_s or 0.0)
+        return max(0.0, self.wall_s - self.queued_s - on_cpu)
 
     @property
     def blocking(self) -> bool:
         if self.cpu_s is not None and self.cpu_s * 1000 >= slow_callback_ms():
             return True
-        return self.wall_s * 1000 >= stalled_callback_ms()
+        return self.stalled_s * 1000 >= stalled_callback_ms()
 
     def describe(self) -> str:
-        cpu = "" if self.cpu_s is None else f" ({1000 * self.cpu_s:.0f} ms of it on the CPU)"
-        return self.message + cpu
+        parts = []
+        if self.cpu_s is not None:
+            parts.append(f"{1000 * self.cpu_s:.0f} ms of it on the CPU")
+        if self.queued_s is not None:
+            parts.append(f"{1000 * self.queued_s:.0f} ms waiting for a CPU")
+        return self.message + (f" ({', '.join(parts)})" if parts else "")
 
 
 class SlowCallbackCollector(logging.Handler):
@@ -143,10 +201,12 @@ class SlowCallbackCollector(logging.Handler):
         args = record.args if isinstance(record.args, tuple) else ()
         wall = args[1] if len(args) == 2 and isinstance(args[1], float) else 0.0
         cpu = getattr(_last_run, "cpu_s", None)
+        queued = getattr(_last_run, "queued_s", None)
+        on_cpu = getattr(_last_run, "on_cpu_s", None)
         message = record.getMessage()
         if any(marker in message for marker in TEST_CODE_MARKERS):
             return  # a step of the test's own coroutine: its set-up and checks, not the product
-        self.records.append(SlowCallback(message, wall, cpu))
+        self.records.append(SlowCallback(message, wall, cpu, queued, on_cpu))
 
     def install(self) -> None:
         meter_callback_cpu()

@@ -107,3 +107,28 @@ def test_a_computing_callback_is_collected_with_its_cpu_time() -> None:
 )
 def test_what_counts_as_blocking(wall_s: float, cpu_s: float | None, blocking: bool) -> None:
     assert loop_debug.SlowCallback("Executing x", wall_s, cpu_s).blocking is blocking
+
+
+@pytest.mark.parametrize(
+    ("wall_s", "queued_s", "blocking"),
+    [
+        (2.5, 2.45, False),  # runnable all along, the cores busy with other work
+        (2.5, 1.0, True),  # 1.45 s neither running nor runnable: blocked
+    ],
+)
+def test_time_waiting_for_a_core_is_not_a_stall(
+    wall_s: float, queued_s: float, blocking: bool
+) -> None:
+    slow = loop_debug.SlowCallback("Executing x", wall_s, 0.05, queued_s, 0.05)
+    assert slow.blocking is blocking
+
+
+@pytest.mark.skipif(loop_debug._queued_s() is None, reason="no per-thread schedstat here")
+@pytest.mark.slow_callbacks_allowed(reason="it blocks a loop on purpose, to see it collected")
+def test_a_sleeping_callback_is_not_counted_as_waiting_for_a_core() -> None:
+    def wait() -> None:
+        time.sleep(0.05)  # the blocking call under test: asleep, so not queued for a core
+
+    [slow] = _run_slowly(wait)
+    assert slow.queued_s is not None and slow.queued_s < 0.04
+    assert slow.stalled_s >= 0.01
