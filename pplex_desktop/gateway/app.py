@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from pplex_desktop.core.close_codes import CloseCode
+from pplex_desktop.core.tasks import stop_tasks
 from pplex_desktop.gateway.api import admin, metrics_api, public, talk, voices_api
 from pplex_desktop.gateway.context import CTX, GatewayContext
 from pplex_desktop.gateway.edge.auth import auth_middleware
@@ -23,7 +24,6 @@ from pplex_desktop.gateway.events import QueueChanged
 from pplex_desktop.gateway.live import realtime
 from pplex_desktop.gateway.live import routes as live
 from pplex_desktop.gateway.offline import routes as jobs_api
-from pplex_desktop.gateway.tasks import stop_tasks
 
 _log = logging.getLogger(__name__)
 USAGE_FLUSH_S = 1.0

@@ -27,6 +27,7 @@ from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.core.redact import install_redacting_filter
 from pplex_desktop.core.settings import BackendConfig, Settings
+from pplex_desktop.core.tasks import stop_task
 from pplex_desktop.gateway.api.metrics import GatewayFigures, figures
 from pplex_desktop.gateway.api.metrics_api import LAN_SSL
 from pplex_desktop.gateway.api.voices_api import StoredVoice as StoredVoice  # noqa: PLC0414 (re-exported for the UI)
@@ -51,7 +52,6 @@ from pplex_desktop.gateway.lan.tls import LAN_TLS, IPAddress, TlsInfo, lan_urls,
 from pplex_desktop.gateway.pool.backends import BackendPool
 from pplex_desktop.gateway.pool.backends import BackendStatus as BackendStatus  # noqa: PLC0414 (re-exported for the UI)
 from pplex_desktop.gateway.reload import Reloaded, apply_settings
-from pplex_desktop.gateway.tasks import stop_task
 
 if TYPE_CHECKING:
     from pplex_desktop.sim.sim import SimServer

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType
 from pplex_desktop.core.close_codes import CloseCode
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.core.redact import redact_url
+from pplex_desktop.core.tasks import stop_task
 from pplex_desktop.moshi import protocol as proto
 from pplex_desktop.moshi import session as ms
 from pplex_desktop.moshi.codec import CodecError, OpusDecoder, OpusEncoder, Pcm
@@ -516,9 +517,7 @@ class MoshiSession:
         """Free the socket and its client session, whatever state they are in."""
         if self._drain is not None and not self._drain.done():
             # A drain still reading means the server never answered our close in time.
-            self._drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain
+            await stop_task(self._drain)
         if self._protocol.closed is None:
             self._close_code = CloseCode.ABNORMAL
             self._protocol.connection_closed(*(self._sent_close or (None, "connection lost")))

@@ -104,7 +104,7 @@ class SimServer:
         # A stopping server drops its conversations; 1001 says so instead of hanging until
         # aiohttp's shutdown timeout.
         for ws in list(self._sockets):
-            await ws.close(code=1001, message=b"server shutting down")
+            await ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner = web.AppRunner(

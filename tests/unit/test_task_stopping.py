@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from pplex_desktop.gateway.tasks import stop_task, stop_tasks
+from pplex_desktop.core.tasks import stop_task, stop_tasks
 
 
 async def _dies_slowly(cancelled: asyncio.Event, let_go: asyncio.Event) -> None:
@@ -71,12 +71,10 @@ async def test_a_task_that_failed_is_logged_once_not_swallowed(
     failed = asyncio.create_task(broken(), name="usage-flush")
     idle = asyncio.create_task(asyncio.Event().wait(), name="idle")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.DEBUG, logger="pplex_desktop.gateway.tasks"):
+    with caplog.at_level(logging.DEBUG, logger="pplex_desktop.core.tasks"):
         await stop_tasks([failed, idle])
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [r.getMessage() for r in errors] == [
-        "The gateway's task usage-flush failed; it has been stopped."
-    ]
+    assert [r.getMessage() for r in errors] == ["The task usage-flush failed; it has been stopped."]
     assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], ValueError)
     assert idle.cancelled()
 
@@ -90,6 +88,6 @@ async def test_an_expected_failure_is_only_a_debug_line(caplog: pytest.LogCaptur
 
     task = asyncio.create_task(lost(), name="pump-down")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.DEBUG, logger="pplex_desktop.gateway.tasks"):
+    with caplog.at_level(logging.DEBUG, logger="pplex_desktop.core.tasks"):
         await stop_task(task, expected=(ConnectionError,))
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from pplex_desktop.core.close_codes import INPUT_REFUSALS, CloseCode
+from pplex_desktop.core.tasks import stop_task, stop_tasks
 from pplex_desktop.gateway.api.metrics import RELAY_SAMPLE_EVERY
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import SessionEnded, SessionStarted
@@ -35,7 +36,6 @@ from pplex_desktop.gateway.pool.scheduler import (
     QueueUpdate,
     Ticket,
 )
-from pplex_desktop.gateway.tasks import stop_task, stop_tasks
 from pplex_desktop.moshi.session import MoshiProtocol
 
 _log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ and the live sessions on it. Reads stay on the loop; in WAL mode a writer never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
@@ -32,6 +31,7 @@ from pplex_desktop.core.jobstore import (
     new_job_id,
 )
 from pplex_desktop.core.keystore import ApiKey
+from pplex_desktop.core.tasks import stop_tasks
 from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.events import EventHub, JobChanged, JobsExpired
 from pplex_desktop.gateway.offline.engine import StreamEngine
@@ -112,11 +112,7 @@ class JobService:
                     )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         await self.transcoder.close()
         self.store.close()

@@ -10,7 +10,6 @@ readable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from pplex_desktop.core.errors import NotFoundError, PplexError, ValidationError
 from pplex_desktop.core.jobstore import Job, JobState
+from pplex_desktop.core.tasks import stop_task
 from pplex_desktop.core.voices import display_name
 from pplex_desktop.gateway.context import API_KEY, GatewayContext
 from pplex_desktop.gateway.edge.hosts import base_url
@@ -128,9 +128,7 @@ async def _until_finished_or_gone(
                 await service.cancel(job.id)
                 return None
     finally:
-        waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
+        await stop_task(waiting)
 
 
 def _client_gone() -> web.Response:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pplex_desktop
 from pplex_desktop.core.errors import PplexError, UnavailableError
+from pplex_desktop.core.tasks import stop_task
 from pplex_desktop.moshi.audiofile import InvalidAudioError
 from pplex_desktop.moshi.codec import SAMPLE_RATE
 from pplex_desktop.moshi.transcode import REPLY_TAG
@@ -108,8 +109,11 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         await self.proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._drain
+        # Its stderr ends with the process; the last lines explain a failure, so let them in.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await asyncio.shield(self._drain)
+        await stop_task(self._drain)
 
     async def close(self) -> None:
         if self.alive and self.proc.stdin is not None:

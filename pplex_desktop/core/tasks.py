@@ -1,4 +1,4 @@
-"""Stopping the gateway's own tasks without losing a cancellation or a failure.
+"""Stopping a program's own tasks without losing a cancellation or a failure.
 
 ``suppress(CancelledError, Exception)`` around ``await task`` looks tidy and hides two things:
 the caller's own cancellation (asked while it waits for the task, it is swallowed and the
@@ -42,7 +42,7 @@ async def stop_tasks(
         except expected as exc:
             _log.debug("The task %s ended with %r while it was stopped.", task.get_name(), exc)
         except Exception:  # noqa: BLE001 (logged: a bug in one task must not stop the clean-up)
-            _log.exception("The gateway's task %s failed; it has been stopped.", task.get_name())
+            _log.exception("The task %s failed; it has been stopped.", task.get_name())
 
 
 async def stop_task(
