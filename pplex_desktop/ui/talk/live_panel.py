@@ -44,7 +44,7 @@ from pplex_desktop.audio.events import (
     StateChanged,
     TextPiece,
 )
-from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, MAX_TARGET_MS
+from pplex_desktop.audio.jitter import MAX_TARGET_MS
 from pplex_desktop.audio.portaudio import DeviceInfo, DeviceSpec
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.audio.recorder import RecordingInfo, recordings_dir
@@ -71,6 +71,8 @@ SYSTEM_DEFAULT = "System default"
 # About -12 dB: the model stays audible under your voice without talking over you.
 DUCK_GAIN = 0.25
 JITTER_MIN_MS, JITTER_STEP_MS = 40, 20
+JITTER_ADAPTIVE = 0  # the spin box's special value
+
 # Alt+M, Alt+T, Alt+G: the modes are reachable from the keyboard too.
 MODE_LABELS = {PttMode.OPEN: "Open &mic", PttMode.HOLD: "Hold to &talk", PttMode.TOGGLE: "To&ggle"}
 # Everything the big button can say: it is sized for the longest, so it never clips or resizes.
@@ -83,6 +85,11 @@ TALK_LABELS = (
     "Press to talk (Space)",
 )
 STATE_KEY = "talk/"  # UI-state prefix for what the page remembers between runs
+
+
+def jitter_target(value: int) -> float | None:
+    """The spin box's value as a buffer target: None (adaptive) for 0, else at least the least."""
+    return None if value == JITTER_ADAPTIVE else float(max(value, JITTER_MIN_MS))
 
 
 class LivePanel(QWidget):
@@ -263,13 +270,15 @@ class LivePanel(QWidget):
         form.addRow("Microphone", mic_row)
         form.addRow("Speaker", self.output_combo)
         self.jitter_spin = QSpinBox()
-        self.jitter_spin.setRange(JITTER_MIN_MS, int(MAX_TARGET_MS))
+        # 0 is "Adaptive": the buffer follows the network's jitter by itself.
+        self.jitter_spin.setRange(0, int(MAX_TARGET_MS))
         self.jitter_spin.setSingleStep(JITTER_STEP_MS)
         self.jitter_spin.setSuffix(" ms")
-        self.jitter_spin.setValue(int(DEFAULT_TARGET_MS))
+        self.jitter_spin.setSpecialValueText("Adaptive")
+        self.jitter_spin.setValue(JITTER_ADAPTIVE)
         self.jitter_spin.setToolTip(
-            "How much of the model's voice is kept ready before it plays. Lower answers sooner; "
-            "higher rides over network hiccups (raise it if the sound stutters)."
+            "How much of the model's voice is kept ready before it plays. Adaptive follows the "
+            "network by itself; a fixed value: lower answers sooner, higher rides over hiccups."
         )
         form.addRow("Playback buffer", self.jitter_spin)
         self.refresh_button.clicked.connect(lambda: self.scan_devices(refresh=True))
@@ -404,7 +413,7 @@ class LivePanel(QWidget):
         self.echo_check.setChecked(self._recall("echo", True))
         self.noise_check.setChecked(self._recall("noise", False))
         self.headphones_check.setChecked(self._recall("headphones", False))
-        self.jitter_spin.setValue(self._recall("jitter_ms", int(DEFAULT_TARGET_MS)))
+        self.jitter_spin.setValue(self._recall("jitter_ms", JITTER_ADAPTIVE))
         self._select_voice(self._recall("voice", ""), self._ctx.gateway.settings.default_voice)
 
     # -- persona and voice ----------------------------------------------------------------------
@@ -561,7 +570,7 @@ class LivePanel(QWidget):
             config,
             input_device=self._device(self.input_combo),
             output_device=self._device(self.output_combo),
-            jitter_target_ms=float(self.jitter_spin.value()),
+            jitter_target_ms=jitter_target(self.jitter_spin.value()),
             ptt=ptt,
         )
         self._update_controls()
@@ -657,7 +666,7 @@ class LivePanel(QWidget):
         self._remember("duck", on)
 
     def _jitter_changed(self, value: int) -> None:
-        self.session.set_jitter_target_ms(float(value))
+        self.session.set_jitter_target_ms(jitter_target(value))
         self._remember("jitter_ms", value)
 
     # -- what the conversation reports ----------------------------------------------------------
