@@ -20,7 +20,7 @@ import numpy as np
 
 REFERENCE_S = 2.0
 WINDOW_S = 10.0
-QUANTILE = 0.98
+QUANTILE = 0.95  # one stall (a few frames held together) stays above it: a peak
 PEAK_WINDOW_S = 30.0
 PEAK_ABOVE_S = 0.02  # a deviation this far above the quantile is a peak
 PEAK_EVENT_S = 1.0  # peaks closer than this are one event

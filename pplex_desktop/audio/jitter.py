@@ -161,6 +161,7 @@ class JitterBuffer:
         self._pull_seen = 0  # the largest block the sound card asked for since the last push
         self._pull_block = 0.0  # its decaying maximum (loop side)
         self._underrun_pending = False  # set by the callback, read by the next push
+        self._measuring = False  # the jitter is measured from the first playback on
         # Read by the audio thread without the lock: a float assignment is atomic in CPython.
         self.gain = 1.0
         self.set_target_ms(target_ms)
@@ -260,6 +261,11 @@ class JitterBuffer:
             self._pull_seen = 0
         # Decays over ten seconds or so: one large request while a stream starts is forgotten.
         self._pull_block = max(float(seen), PULL_DECAY * self._pull_block)
+        if playing and not self._measuring:
+            # Until the speaker first plays, arrivals say how the streams started (both sound
+            # streams open, the server warms up), not how the link behaves: forget them.
+            self._estimator.reset()
+            self._measuring = True
         deviation = self._estimator.arrive(now, n, after_underrun=after_underrun)
         self._frame += 0.1 * (n - self._frame)
         elapsed = 0.0 if self._last_arrival is None else max(0.0, now - self._last_arrival)
@@ -430,6 +436,7 @@ class JitterBuffer:
             self._playing = False
             self._low_water, self._window_pushed = None, 0
             self._history_len = 0
+            self._measuring = False
 
     def stats(self) -> JitterStats:
         with self._lock:

@@ -20,6 +20,7 @@ CROSSFADE_S = 0.0025  # short enough to keep a word's onset, long enough to hide
 WINDOW_S = 0.005  # energy is judged per 5 ms window
 QUIET_RMS = 0.02  # about -34 dBFS: quieter than any word, louder than the model's silence
 QUIET_FRACTION = 0.1  # or a tenth of the loudness heard lately, for a quiet voice
+QUIET_FLOOR_RMS = 0.002  # but never less: after a silent minute, silence is still quiet
 MIN_PITCH_S = 0.0025  # 400 Hz
 MAX_PITCH_S = 0.015  # 67 Hz
 
@@ -55,7 +56,7 @@ class Stretcher:
             return []
         rms = np.sqrt(np.mean(np.square(x[: count * w].reshape(count, w), dtype=np.float64), 1))
         self._loud = max(float(rms.max()), 0.9 * self._loud)
-        threshold = min(QUIET_RMS, QUIET_FRACTION * self._loud) if self._loud > 0 else QUIET_RMS
+        threshold = max(QUIET_FLOOR_RMS, min(QUIET_RMS, QUIET_FRACTION * self._loud))
         # A window whose loudest sample is loud is not quiet, whatever its mean (a click).
         peaks = np.abs(x[: count * w].reshape(count, w)).max(1)
         quiet = (rms < threshold) & (peaks < 4 * threshold)

@@ -266,3 +266,15 @@ def test_switching_between_fixed_and_adaptive() -> None:
     assert jb.stats().mode == "fixed" and jb.stats().target_ms == 160.0
     with pytest.raises(ValueError, match="between"):
         jb.set_target_ms(5)
+
+
+def test_a_silent_stream_is_trimmed_too() -> None:
+    """The model says nothing for a minute: its silence is the easiest thing to cut."""
+    jb, clock = adaptive()
+    frames = [np.zeros(F, dtype=np.float32) for _ in range(300)]
+    early = [0.5 + 0.001 * i for i in range(5)]  # five frames at once: 400 ms of surplus
+    calm = [early[-1] + (i + 1) * FRAME_S for i in range(295)]
+    run = play(jb, clock, frames, early + calm)
+    assert jb.stats().trimmed_samples > round(0.2 * SAMPLE_RATE)
+    assert late_target(run, 20.0) <= 100.0
+    assert not run.underrun_times
