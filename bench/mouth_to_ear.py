@@ -4,13 +4,16 @@ A probe process plays short chirps into the virtual microphone (PulseAudio null 
 and records the virtual speaker (``spk.monitor``) with its own PortAudio streams, so that both
 ends are timed by PortAudio's DAC/ADC clocks in one process. Meanwhile this process runs a real
 Conversation on the default devices (``mic.monitor`` in, ``spk`` out) against an endpoint that
-echoes at once: by default through our gateway (a GatewayRunner with the desktop app's kind of
-key, on a thread of its own as in the app) in front of pplex-sim, then straight to the same
-pplex-sim as the reference. If the gateway misses 200 ms at the jitter target, smaller targets
-are measured too, with their underruns, and a default is recommended. A short calibration first
-measures the probe against itself (``mic`` → ``mic.monitor``); that offset is subtracted.
+echoes at once: pplex-sim directly, then our gateway (a GatewayRunner with the desktop app's
+kind of key, on a thread of its own as in the app) in front of the same pplex-sim; each on a
+clean link and on pplex-sim's jittery link (every frame 0..N ms late, seeded). Every case runs
+at the default (adaptive) playback buffer, and the old fixed 160 ms is measured for reference.
+A short calibration first measures the probe against itself (``mic`` → ``mic.monitor``); that
+offset is subtracted. Underruns are the playback buffer running dry, per minute of talk; the
+sound system's own underflows (a loaded machine starving the audio thread) are counted apart.
 
-    python -m bench.mouth_to_ear [--seconds 60] [--jitter-ms 160] [--url ws://host:port]
+    python -m bench.mouth_to_ear [--seconds 60] [--link-jitter 0,20,60] [--fixed-ms 160]
+                                 [--url ws://host:port]
 
 Run from the repository root. Needs pulseaudio, pactl and the ALSA PulseAudio plugin.
 """
@@ -152,31 +155,36 @@ async def run_probe(
 
 def summarise(values: list[float]) -> dict[str, float | int | None]:
     if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "min_ms": None, "max_ms": None}
+        return {"n": 0, "p50_ms": None, "p90_ms": None, "min_ms": None, "max_ms": None}
     v = np.asarray(values)
     return {
         "n": len(values),
         "p50_ms": round(float(np.percentile(v, 50)), 1),
-        "p95_ms": round(float(np.percentile(v, 95)), 1),
+        "p90_ms": round(float(np.percentile(v, 90)), 1),
         "min_ms": round(float(v.min()), 1),
         "max_ms": round(float(v.max()), 1),
     }
 
 
-TARGET_MS = 200.0  # mouth to ear, including the 80 ms frame and the jitter buffer
-SMALLER_TARGETS_MS = (120.0, 80.0)
+# Goals of issue #16 (mouth to ear includes the 80 ms frame, the buffer and both devices).
+GOAL_LOOPBACK_P50_MS = 150.0
+GOAL_LOOPBACK_UNDERRUNS_PER_MIN = 1.0
+GOAL_JITTER_UNDERRUNS_PER_MIN = 2.0
+JITTER_SEED = 1
 
 
 class Endpoints:
-    """pplex-sim (echo after 0 frames) behind our gateway, both on a thread of their own as in
-    the desktop app, so the conversation's loop carries nothing but the conversation."""
+    """pplex-sim (echo after 0 frames, with the jittery link asked for) behind our gateway, both
+    on a thread of their own as in the desktop app, so the conversation's loop carries nothing
+    but the conversation."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, jitter_ms: float) -> None:
         from pplex_desktop.core.keystore import KeyStore
         from pplex_desktop.core.loop_thread import LoopThread
 
+        self.jitter_ms = jitter_ms
         self.thread = LoopThread("bench-gateway")
-        self.store = KeyStore(folder / "keys.sqlite3")
+        self.store = KeyStore(folder / f"keys-{jitter_ms:g}.sqlite3")
         self.sim_url = ""
         self.gateway_url = ""
         self.key = ""
@@ -188,10 +196,12 @@ class Endpoints:
         from pplex_desktop.core.keystore import KIND_OWNER
         from pplex_desktop.core.settings import BackendConfig, Settings
         from pplex_desktop.gateway.server import GatewayRunner
+        from pplex_desktop.sim.jitter import JitterFault
         from pplex_desktop.sim.sim import SimConfig, SimServer
 
         self.thread.start()
-        self._sim = SimServer(SimConfig(echo_delay_frames=0))
+        fault = JitterFault(spread_s=self.jitter_ms / 1000.0, seed=JITTER_SEED)
+        self._sim = SimServer(SimConfig(echo_delay_frames=0, jitter=fault))
         self.sim_url = self.thread.run(self._sim.start("127.0.0.1", 0), timeout=10)
         settings = Settings(host="127.0.0.1", port=0, backends=(BackendConfig(self.sim_url),))
         self._runner = GatewayRunner(settings, self.store)
@@ -217,12 +227,12 @@ async def one_conversation(
     *,
     url: str,
     api_key: str | None,
-    jitter_ms: float,
+    target_ms: float | None,
     seconds: float,
     tag: str,
-) -> tuple[list[float], tuple[Any, int]]:
+) -> tuple[list[float], Any, Any]:
     """One live conversation on the default devices, measured by the probe for ``seconds``;
-    returns the raw delays (ms), the conversation's final statistics and the buffer's trims."""
+    returns the raw delays (ms), the conversation's and the jitter buffer's final statistics."""
     from pplex_desktop.audio.conversation import (
         Conversation,
         ConversationConfig,
@@ -253,7 +263,7 @@ async def one_conversation(
         api_key=api_key,
         handshake_timeout=120.0,
     )
-    device = SoundDeviceDuplex(jitter_target_ms=jitter_ms)
+    device = SoundDeviceDuplex(jitter_target_ms=target_ms)
     conversation = Conversation(config, device, listen)
     task = asyncio.create_task(conversation.run())
     await live.wait()
@@ -262,9 +272,10 @@ async def one_conversation(
         raise RuntimeError(f"The conversation with {redact_url(url)} did not go live.")
     result = await run_probe("spk.monitor", seconds, args.interval, folder, tag=tag)
     stats = conversation.stats()
+    jitter = device.jitter.stats()
     await conversation.hang_up()
     await task
-    return analyse(result, args.max_delay, args.interval), (stats, device.jitter.stats().trims)
+    return analyse(result, args.max_delay, args.interval), stats, jitter
 
 
 async def measure_case(
@@ -274,7 +285,8 @@ async def measure_case(
     name: str,
     url: str,
     api_key: str | None,
-    jitter_ms: float,
+    link_jitter_ms: float,
+    target_ms: float | None,
     offset: float,
 ) -> dict[str, Any]:
     """``--conversations`` fresh conversations sharing ``--seconds``: each one settles at its own
@@ -282,50 +294,67 @@ async def measure_case(
     from pplex_desktop.core.redact import redact_url
 
     count = max(1, args.conversations)
+    buffer = "adaptive" if target_ms is None else f"fixed {target_ms:g} ms"
     print(
-        f"{name}, jitter target {jitter_ms:g} ms: {count} conversations, "
-        f"{args.seconds:g} s in all..."
+        f"{name}, link jitter {link_jitter_ms:g} ms, buffer {buffer}: {count} conversations, "
+        f"{args.seconds:g} s in all...",
+        flush=True,
     )
     delays: list[float] = []
     per_call: list[float | None] = []
-    underruns = dropped = overflows = sent = received = trims = 0
+    underruns = os_underflows = overflows = sent = received = 0
+    dropped = stretched = trimmed = 0.0
+    targets: list[float] = []
+    jitters: list[float] = []
     underruns_per_call: list[int] = []
     rtts: list[float] = []
     for i in range(count):
-        raw, (stats, trimmed) = await one_conversation(
+        raw, stats, jitter = await one_conversation(
             args,
             folder,
             url=url,
             api_key=api_key,
-            jitter_ms=jitter_ms,
+            target_ms=target_ms,
             seconds=args.seconds / count,
-            tag=f"{name}-{jitter_ms:g}-{i}",
+            tag=f"{name}-{link_jitter_ms:g}-{buffer}-{i}".replace(" ", ""),
         )
         found = [d - offset for d in raw]
         delays += found
         per_call.append(summarise(found)["p50_ms"])
         underruns += stats.underruns
         underruns_per_call.append(stats.underruns)
-        trims += trimmed
+        os_underflows += stats.output_underflows
         dropped += stats.dropped_ms
+        stretched += jitter.stretched_ms
+        trimmed += jitter.trimmed_ms
+        targets.append(round(jitter.target_ms, 1))
+        jitters.append(round(jitter.jitter_ms, 1))
         overflows += stats.input_overflows
         sent += stats.frames_sent
         received += stats.frames_received
         if stats.rtt_ms is not None:
             rtts.append(stats.rtt_ms)
+    minutes = args.seconds / 60.0
     return {
         "endpoint": name,
         "url": redact_url(url),
-        "jitter_target_ms": jitter_ms,
+        "link_jitter_ms": link_jitter_ms,
+        "buffer": buffer,
         "mouth_to_ear": summarise(delays),
+        "underruns_per_min": round(underruns / minutes, 2),
+        "os_underflows_per_min": round(os_underflows / minutes, 2),
         "p50_per_conversation_ms": per_call,
         "conversation": {
             "conversations": count,
             "rtt_ms": round(float(np.mean(rtts)), 1) if rtts else None,
             "underruns": underruns,
             "underruns_per_conversation": underruns_per_call,
-            # Standing surplus dropped by the jitter buffer (audio/jitter.py, settle window).
-            "settle_trims": trims,
+            # Times the sound system itself said the speaker ran dry (a loaded machine).
+            "os_underflows": os_underflows,
+            "final_target_ms": targets,
+            "measured_jitter_ms": jitters,
+            "stretched_ms": round(stretched, 1),
+            "trimmed_ms": round(trimmed, 1),
             "dropped_ms": round(dropped, 1),
             "frames_sent": sent,
             "frames_received": received,
@@ -334,29 +363,34 @@ async def measure_case(
     }
 
 
-def recommend(cases: list[dict[str, Any]]) -> tuple[float | None, str]:
-    """The largest jitter target through the gateway that meets the target without underruns."""
-    through = [c for c in cases if c["endpoint"] == "gateway" and c["mouth_to_ear"]["n"]]
-    fitting = [
-        c
-        for c in through
-        if c["mouth_to_ear"]["p95_ms"] < TARGET_MS and c["conversation"]["underruns"] == 0
-    ]
-    if fitting:
-        best = max(fitting, key=lambda c: c["jitter_target_ms"])
-        return best["jitter_target_ms"], (
-            f"{best['jitter_target_ms']:g} ms: the largest target (most cushion against network "
-            f"and model jitter) whose p95 stays under {TARGET_MS:g} ms through the gateway "
-            "without underruns."
+def goals(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each goal of issue #16 against the adaptive rows, met or not."""
+    checks: list[dict[str, Any]] = []
+    for c in cases:
+        if c["buffer"] != "adaptive" or not c["mouth_to_ear"]["n"]:
+            continue
+        where = f"{c['endpoint']}, link jitter {c['link_jitter_ms']:g} ms"
+        if c["link_jitter_ms"] == 0:
+            p50 = c["mouth_to_ear"]["p50_ms"]
+            checks.append(
+                {
+                    "goal": f"{where}: p50 <= {GOAL_LOOPBACK_P50_MS:g} ms",
+                    "value": p50,
+                    "met": p50 <= GOAL_LOOPBACK_P50_MS,
+                }
+            )
+            limit = GOAL_LOOPBACK_UNDERRUNS_PER_MIN
+        else:
+            limit = GOAL_JITTER_UNDERRUNS_PER_MIN
+        rate = c["underruns_per_min"]
+        checks.append(
+            {
+                "goal": f"{where}: <= {limit:g} underruns a minute",
+                "value": rate,
+                "met": rate <= limit,
+            }
         )
-    clean = [c for c in through if c["conversation"]["underruns"] == 0]
-    if clean:
-        best = min(clean, key=lambda c: c["mouth_to_ear"]["p95_ms"])
-        return best["jitter_target_ms"], (
-            f"{best['jitter_target_ms']:g} ms: no target met {TARGET_MS:g} ms without underruns; "
-            "this is the fastest one that played without a gap."
-        )
-    return None, "Every target ran dry at least once; no default can be recommended from this run."
+    return checks
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -365,8 +399,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from tests.audio import pulse
 
     setup = pulse.start()
-    endpoints: Endpoints | None = None
     cases: list[dict[str, Any]] = []
+    started = time.monotonic()
+    load_before = os.getloadavg()
     try:
         refresh_devices()
         with tempfile.TemporaryDirectory(prefix="pplex-m2e-") as tmp:
@@ -381,7 +416,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 raise RuntimeError("The probe did not hear itself; the virtual devices are broken.")
             offset = float(np.median(calibration))
 
-            async def case(name: str, url: str, key: str | None, jitter_ms: float) -> None:
+            async def case(
+                name: str, url: str, key: str | None, link: float, target: float | None
+            ) -> None:
                 cases.append(
                     await measure_case(
                         args,
@@ -389,27 +426,29 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                         name=name,
                         url=url,
                         api_key=key,
-                        jitter_ms=jitter_ms,
+                        link_jitter_ms=link,
+                        target_ms=target,
                         offset=offset,
                     )
                 )
 
             if args.url is not None:
-                await case("given", args.url, args.api_key, args.jitter_ms)
+                await case("given", args.url, args.api_key, 0.0, None)
+                await case("given", args.url, args.api_key, 0.0, args.fixed_ms)
             else:
-                endpoints = Endpoints(folder)
-                endpoints.start()
-                gw, key = endpoints.gateway_url, endpoints.key
-                await case("gateway", gw, key, args.jitter_ms)
-                # The reference: the same conversation straight to the simulator.
-                await case("direct", endpoints.sim_url, None, args.jitter_ms)
-                if not args.no_smaller and cases[0]["mouth_to_ear"]["p95_ms"] >= TARGET_MS:
-                    for smaller in SMALLER_TARGETS_MS:
-                        if smaller < args.jitter_ms:
-                            await case("gateway", gw, key, smaller)
+                for link in args.link_jitter:
+                    endpoints = Endpoints(folder, link)
+                    endpoints.start()
+                    try:
+                        await case("direct", endpoints.sim_url, None, link, None)
+                        gw, key = endpoints.gateway_url, endpoints.key
+                        await case("gateway", gw, key, link, None)
+                        if link in (0.0, max(args.link_jitter)):
+                            # The old default, for reference.
+                            await case("gateway", gw, key, link, args.fixed_ms)
+                    finally:
+                        endpoints.stop()
     finally:
-        if endpoints is not None:
-            endpoints.stop()
         pulse.stop(setup)
     result: dict[str, Any] = {
         "what": "mouth-to-ear latency: chirp into the virtual microphone to its echo out of "
@@ -417,57 +456,41 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "endpoint": redact_url(args.url)
         if args.url
-        else "our gateway (GatewayRunner, owner key) in front of pplex-sim, echo delay 0 "
-        "frames; direct = the same pplex-sim without the gateway",
-        "target_ms": TARGET_MS,
-        "seconds": args.seconds,
-        "chirps_sent": int(args.seconds / args.interval),
+        else "direct = pplex-sim (echo delay 0 frames); gateway = our gateway (GatewayRunner, "
+        "owner key) in front of the same pplex-sim; link jitter = pplex-sim's jittery link "
+        f"(each frame 0..N ms late, seed {JITTER_SEED})",
+        "seconds_per_case": args.seconds,
+        "chirps_per_case": int(args.seconds / args.interval),
+        "run_minutes": round((time.monotonic() - started) / 60.0, 1),
+        # The bench shares the machine: its arrival jitter and sound-system underflows are as
+        # much the machine's as the link's.
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "reference_probe_loopback": summarise(calibration),
         "cases": cases,
+        "goals": goals(cases),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    gateway = next((c for c in cases if c["endpoint"] == "gateway"), None)
-    direct = next((c for c in cases if c["endpoint"] == "direct"), None)
-    if gateway and direct and gateway["mouth_to_ear"]["n"] and direct["mouth_to_ear"]["n"]:
-        result["gateway_over_direct_p50"] = round(
-            gateway["mouth_to_ear"]["p50_ms"] / direct["mouth_to_ear"]["p50_ms"], 3
-        )
-        result["gateway_minus_direct_p50_ms"] = round(
-            gateway["mouth_to_ear"]["p50_ms"] - direct["mouth_to_ear"]["p50_ms"], 1
-        )
-    if args.url is None:
-        target, why = recommend(cases)
-        result["recommended_jitter_target_ms"] = target
-        result["recommendation"] = why
     return result
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(
-        f"\n{'endpoint':10} {'target':>7} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
-        f"{'underruns':>9} {'trims':>5} {'rtt ms':>7}"
+        f"\n{'endpoint':8} {'link':>5} {'buffer':>13} {'n':>3} {'p50 ms':>7} {'p90 ms':>7} "
+        f"{'ur/min':>6} {'os/min':>6} {'target':>13} {'trim ms':>7} {'str ms':>6}"
     )
     for c in result["cases"]:
         s, conv = c["mouth_to_ear"], c["conversation"]
-        cells = [
-            f"{s[k]:>8}" if s[k] is not None else f"{'-':>8}"
-            for k in ("p50_ms", "p95_ms", "max_ms")
-        ]
-        calls = ", ".join("-" if p is None else f"{p:g}" for p in c["p50_per_conversation_ms"])
+        cells = [f"{s[k]:>7}" if s[k] is not None else f"{'-':>7}" for k in ("p50_ms", "p90_ms")]
+        targets = "/".join(f"{t:.0f}" for t in conv["final_target_ms"])
         print(
-            f"{c['endpoint']:10} {c['jitter_target_ms']:>7g} {s['n']:>4} {' '.join(cells)} "
-            f"{conv['underruns']:>9} {conv['settle_trims']:>5} {conv['rtt_ms']!s:>7}   "
-            f"per call p50: {calls}"
+            f"{c['endpoint']:8} {c['link_jitter_ms']:>5g} {c['buffer']:>13} {s['n']:>3} "
+            f"{' '.join(cells)} {c['underruns_per_min']:>6g} {c['os_underflows_per_min']:>6g} "
+            f"{targets:>13} {conv['trimmed_ms']:>7g} {conv['stretched_ms']:>6g}"
         )
     loop = result["reference_probe_loopback"]
     print(f"probe loopback (subtracted): p50 {loop['p50_ms']} ms over {loop['n']} chirps")
-    if "gateway_over_direct_p50" in result:
-        print(
-            f"through the gateway / direct (p50): x{result['gateway_over_direct_p50']} "
-            f"(+{result['gateway_minus_direct_p50_ms']} ms)"
-        )
-    if "recommendation" in result:
-        print(f"recommended jitter target: {result['recommendation']}")
+    for g in result["goals"]:
+        print(f"{'met ' if g['met'] else 'MISSED'} {g['goal']}: {g['value']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -477,12 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voice", default="NATF2.pt")
     parser.add_argument("--prompt", default="You repeat what you hear.")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per case")
-    parser.add_argument("--conversations", type=int, default=3, help="fresh conversations per case")
+    parser.add_argument("--conversations", type=int, default=2, help="fresh conversations per case")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between chirps")
     parser.add_argument("--max-delay", type=float, default=0.9, help="seconds to look for an echo")
-    parser.add_argument("--jitter-ms", type=float, default=160.0)
     parser.add_argument(
-        "--no-smaller", action="store_true", help="never try smaller jitter targets"
+        "--fixed-ms", type=float, default=160.0, help="the fixed buffer of the reference rows"
+    )
+    parser.add_argument(
+        "--link-jitter",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[0.0, 20.0, 60.0],
+        help="pplex-sim link jitter spreads to measure, in ms (default 0,20,60)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)

@@ -98,7 +98,7 @@ class FakeAudio:
         self.unavailable = unavailable
         self.no_devices = no_devices
         self.devices: list[PacedFakeDevice] = []
-        self.opened: list[tuple[DeviceSpec, DeviceSpec, float]] = []
+        self.opened: list[tuple[DeviceSpec, DeviceSpec, float | None]] = []
         self.played: list[Path] = []
         self.scans = 0
         self.mic_amplitude = 0.0  # what each new device's microphone hears at first
@@ -113,7 +113,7 @@ class FakeAudio:
         return DeviceScan((MIC,), (SPEAKER,))
 
     def duplex(
-        self, input_device: DeviceSpec, output_device: DeviceSpec, jitter_target_ms: float
+        self, input_device: DeviceSpec, output_device: DeviceSpec, jitter_target_ms: float | None
     ) -> PacedFakeDevice:
         if self.unavailable is not None:
             raise AudioUnavailableError(self.unavailable)

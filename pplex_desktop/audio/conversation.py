@@ -186,8 +186,9 @@ class Conversation:
         self._ptt.duck_gain = gain
         self._apply_gain()
 
-    def set_jitter_target_ms(self, ms: float) -> None:
-        self._device.jitter.target_ms = ms
+    def set_jitter_target_ms(self, ms: float | None) -> None:
+        """A fixed playback buffer target, or None for the adaptive one."""
+        self._device.jitter.set_target_ms(ms)
 
     async def hang_up(self) -> None:
         """End the conversation (or its connection attempt) and wait until it has ended."""
@@ -415,6 +416,7 @@ class Conversation:
             delay_ms=None if self._delay is None else round(1000.0 * self._delay, 1),
             buffer_ms=round(jitter.depth_ms, 1),
             target_ms=jitter.target_ms,
+            buffer_adaptive=jitter.adaptive,
             underruns=jitter.underruns,
             dropped_ms=round(jitter.dropped_ms, 1),
             frames_sent=self._frames_sent,

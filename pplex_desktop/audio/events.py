@@ -67,6 +67,7 @@ class SessionStats:
     # what the recording's right channel trails the left by.
     delay_ms: float | None = None
     output_underflows: int = 0  # times the sound system said the speaker ran dry
+    buffer_adaptive: bool = False  # the target follows the measured jitter (audio/jitter.py)
 
 
 @dataclass(frozen=True, slots=True)

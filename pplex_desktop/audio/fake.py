@@ -20,7 +20,7 @@ from pplex_desktop.audio.duplex import (
     Played,
     PlayedCallback,
 )
-from pplex_desktop.audio.jitter import JitterBuffer
+from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, JitterBuffer
 from pplex_desktop.core.clock import Clock, SystemClock
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, SAMPLE_RATE
 
@@ -29,9 +29,18 @@ WAIT_LIMIT_S = 20.0
 
 
 class FakeDuplexDevice:
-    def __init__(self, jitter: JitterBuffer | None = None, clock: Clock | None = None) -> None:
-        self._jitter = jitter or JitterBuffer()
+    def __init__(
+        self,
+        jitter: JitterBuffer | None = None,
+        clock: Clock | None = None,
+        *,
+        jitter_target_ms: float | None = DEFAULT_TARGET_MS,
+    ) -> None:
         self.clock = clock or SystemClock()
+        # On the test's clock, so that an adaptive buffer measures the arrivals the test makes.
+        self._jitter = jitter or JitterBuffer(
+            target_ms=jitter_target_ms, clock=self.clock.monotonic
+        )
         self._queue: asyncio.Queue[Captured | None] = asyncio.Queue()
         self._on_played: PlayedCallback | None = None
         self.started = False

@@ -27,7 +27,7 @@ from pplex_desktop.audio.duplex import (
     Played,
     PlayedCallback,
 )
-from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, JitterBuffer
+from pplex_desktop.audio.jitter import ADAPTIVE, JitterBuffer
 from pplex_desktop.audio.stamps import SampleClock
 from pplex_desktop.moshi.codec import FRAME_SECONDS, SAMPLE_RATE
 
@@ -206,7 +206,7 @@ class SoundDeviceDuplex:
         input_device: DeviceSpec = None,
         output_device: DeviceSpec = None,
         *,
-        jitter_target_ms: float = DEFAULT_TARGET_MS,
+        jitter_target_ms: float | None = ADAPTIVE,
         input_latency: float | str = "low",
         output_latency: float | str = 0.04,
     ) -> None:
@@ -257,7 +257,9 @@ class SoundDeviceDuplex:
         self._in_plan, self._out_plan = in_plan, out_plan
         if out_plan.rate != SAMPLE_RATE:
             old = self._jitter
-            self._jitter = JitterBuffer(sample_rate=out_plan.rate, target_ms=old.target_ms)
+            self._jitter = JitterBuffer(
+                sample_rate=out_plan.rate, target_ms=ADAPTIVE if old.adaptive else old.target_ms
+            )
             self._jitter.gain = old.gain
             self._out_resampler = soxr.ResampleStream(SAMPLE_RATE, out_plan.rate, 1, "float32")
             self._played_resampler = soxr.ResampleStream(out_plan.rate, SAMPLE_RATE, 1, "float32")

@@ -48,8 +48,10 @@ class AudioSystem(Protocol):
         ...
 
     def duplex(
-        self, input_device: DeviceSpec, output_device: DeviceSpec, jitter_target_ms: float
-    ) -> DuplexDevice: ...
+        self, input_device: DeviceSpec, output_device: DeviceSpec, jitter_target_ms: float | None
+    ) -> DuplexDevice:
+        """Open nothing yet; ``jitter_target_ms`` None means the adaptive playback buffer."""
+        ...
 
     def player(self, output_device: DeviceSpec) -> FilePlayer: ...
 
@@ -69,7 +71,7 @@ class SoundDeviceAudio:
         )
 
     def duplex(
-        self, input_device: DeviceSpec, output_device: DeviceSpec, jitter_target_ms: float
+        self, input_device: DeviceSpec, output_device: DeviceSpec, jitter_target_ms: float | None
     ) -> DuplexDevice:
         from pplex_desktop.audio.portaudio import SoundDeviceDuplex
 

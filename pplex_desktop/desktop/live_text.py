@@ -69,5 +69,6 @@ def stats_text(stats: SessionStats) -> str:
     underruns = stats.underruns + stats.output_underflows
     return (
         f"Round trip {delay} (network and model {rtt}) · buffer {stats.buffer_ms:.0f} of "
-        f"{stats.target_ms:.0f} ms · underruns {underruns} · {clock(stats.session_s)}"
+        f"{stats.target_ms:.0f} ms{' (adaptive)' if stats.buffer_adaptive else ''} · "
+        f"underruns {underruns} · {clock(stats.session_s)}"
     )

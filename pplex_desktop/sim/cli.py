@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pplex_desktop.core.voices import DEFAULT_VOICES
+from pplex_desktop.sim.jitter import JitterFault
 from pplex_desktop.sim.sim import SimConfig, SimServer
 
 
@@ -95,6 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run N independent servers on consecutive ports (N backends)",
     )
+    jitter = p.add_argument_group(
+        "jittery link", "fault: the model's frames leave late, in order (reproducible by seed)"
+    )
+    jitter.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="each frame waits a random 0..MS ms before it is sent",
+    )
+    jitter.add_argument(
+        "--jitter-burst-every-s",
+        type=float,
+        metavar="S",
+        help="every S seconds, hold all frames for --jitter-burst-ms, then send them at once",
+    )
+    jitter.add_argument("--jitter-burst-ms", type=float, default=300.0, metavar="MS")
+    jitter.add_argument("--jitter-seed", type=int, default=0, metavar="N")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -137,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stall_after_frames=args.stall_after_frames,
             raw_echo=args.raw_echo,
             voice_dir=args.voice_dir,
+            jitter=JitterFault(
+                spread_s=args.jitter_ms / 1000.0,
+                burst_every_s=args.jitter_burst_every_s,
+                burst_s=args.jitter_burst_ms / 1000.0 if args.jitter_burst_every_s else 0.0,
+                seed=args.jitter_seed,
+            ),
         )
     except ValueError as exc:
         print(f"pplex-sim: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ from pplex_desktop.moshi.codec import FRAME_SAMPLES, CodecError, OpusDecoder, Op
 from pplex_desktop.moshi.framing import Framer
 from pplex_desktop.moshi.ogg import split_pages
 from pplex_desktop.moshi.session import MoshiProtocol, Role
+from pplex_desktop.sim.jitter import DelayedSender, JitterFault
 from pplex_desktop.sim.ogg_layout import PersonaPlexLayout
 
 _log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class SimConfig:
     raw_echo: bool = False  # benchmarks: send each audio message back unchanged, no codec work
     # Like PersonaPlex's --voice-prompt-dir: any .wav in it is a voice, looked up per session.
     voice_dir: str | None = None
+    # Fault: the model's messages leave late (sim/jitter.py); none by default.
+    jitter: JitterFault = field(default_factory=JitterFault)
 
     def __post_init__(self) -> None:
         if self.flavor not in ("kyutai", "personaplex"):
@@ -257,6 +260,7 @@ class SimServer:
             # the session is over, as it is at the real server; not an error of the model.
             _log.debug("A client left while the simulated model was sending to it.")
         finally:
+            await session.close_link()
             self.stats.sessions_finished += 1
 
 
@@ -293,6 +297,17 @@ class _SimSession:
         self.skip_frames = 1 if cfg.flavor == "kyutai" else 0
         self.frames_out = 0
         self.stalled = False
+        self.link = DelayedSender(ws.send_bytes, cfg.jitter) if cfg.jitter.active else None
+
+    async def _send(self, data: bytes, *, audio: bool = False) -> None:
+        if self.link is None:
+            await self.ws.send_bytes(data)
+        else:
+            self.link.put(data, audio=audio)
+
+    async def close_link(self) -> None:
+        if self.link is not None:
+            await self.link.close()
 
     async def run(self) -> None:
         await self.ws.send_bytes(self.protocol.send_handshake())
@@ -350,12 +365,12 @@ class _SimSession:
         encoded = self.encoder.encode(out)
         if self.layout is not None:
             encoded = self.layout.audio_message(encoded)
-        await self.ws.send_bytes(self.protocol.send_audio(encoded))
+        await self._send(self.protocol.send_audio(encoded), audio=True)
         self.frames_out += 1
         self.stats.frames_out += 1
         await self.notify()  # so tests can await frame counts too
         if self.frames_out % self.cfg.text_every_frames == 0 and self.words:
-            await self.ws.send_bytes(self.protocol.send_text(self.words.popleft()))
+            await self._send(self.protocol.send_text(self.words.popleft()))
         return await self._apply_faults()
 
     async def _apply_faults(self) -> bool:

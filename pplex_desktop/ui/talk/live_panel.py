@@ -140,7 +140,7 @@ class LivePanel(QWidget):
         self.persona_box.persona_changed.connect(self._update_controls)
         self.sound_box.refresh_button.clicked.connect(lambda: self.scan_devices(refresh=True))
         self.sound_box.jitter_spin.valueChanged.connect(
-            lambda value: s.set_jitter_target_ms(float(value))
+            lambda _value: s.set_jitter_target_ms(self.sound_box.jitter_target_ms)
         )
         self.talking_box.mode_chosen.connect(self._mode_chosen)
         self.talking_box.duck_changed.connect(s.set_duck_gain)
@@ -300,7 +300,7 @@ class LivePanel(QWidget):
             config,
             input_device=self.sound_box.input_device,
             output_device=self.sound_box.output_device,
-            jitter_target_ms=float(self.sound_box.jitter_spin.value()),
+            jitter_target_ms=self.sound_box.jitter_target_ms,
             ptt=ptt,
         )
         self._update_controls()

@@ -102,7 +102,7 @@ class LiveSession(QObject):
         *,
         input_device: DeviceSpec,
         output_device: DeviceSpec,
-        jitter_target_ms: float,
+        jitter_target_ms: float | None,  # None: adaptive
         ptt: PushToTalk,
     ) -> None:
         """Start a conversation; its states arrive on ``state_changed``, its end on ``finished``."""
@@ -176,7 +176,7 @@ class LiveSession(QObject):
     def set_duck_gain(self, gain: float | None) -> None:
         self._steer(lambda c: c.set_duck_gain(gain))
 
-    def set_jitter_target_ms(self, ms: float) -> None:
+    def set_jitter_target_ms(self, ms: float | None) -> None:
         self._steer(lambda c: c.set_jitter_target_ms(ms))
 
     def _steer(self, action: Callable[[Conversation], None]) -> None:

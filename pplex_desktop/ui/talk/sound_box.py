@@ -6,13 +6,20 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
 
-from pplex_desktop.audio.jitter import DEFAULT_TARGET_MS, MAX_TARGET_MS
+from pplex_desktop.audio.jitter import MAX_TARGET_MS, MIN_TARGET_MS
 from pplex_desktop.audio.portaudio import DeviceInfo, DeviceSpec
 from pplex_desktop.desktop.live_audio import DeviceScan
 from pplex_desktop.ui.talk.talk_memory import TalkMemory
 
 SYSTEM_DEFAULT = "System default"
-JITTER_MIN_MS, JITTER_STEP_MS = 40, 20
+JITTER_STEP_MS = 20
+JITTER_MIN_MS = int(MIN_TARGET_MS)  # one step above "Adaptive"
+JITTER_ADAPTIVE = 0  # the spin box's special value
+
+
+def jitter_target(value: int) -> float | None:
+    """The spin box's value as a buffer target: None (adaptive) for 0, else a fixed target."""
+    return None if value == JITTER_ADAPTIVE else float(max(value, JITTER_MIN_MS))
 
 
 class SoundBox(QGroupBox):
@@ -38,13 +45,15 @@ class SoundBox(QGroupBox):
         form.addRow("Microphone", mic_row)
         form.addRow("Speaker", self.output_combo)
         self.jitter_spin = QSpinBox()
-        self.jitter_spin.setRange(JITTER_MIN_MS, int(MAX_TARGET_MS))
+        # 0 is "Adaptive": the buffer follows the network's jitter by itself.
+        self.jitter_spin.setRange(JITTER_ADAPTIVE, int(MAX_TARGET_MS))
         self.jitter_spin.setSingleStep(JITTER_STEP_MS)
         self.jitter_spin.setSuffix(" ms")
-        self.jitter_spin.setValue(int(DEFAULT_TARGET_MS))
+        self.jitter_spin.setSpecialValueText("Adaptive")
+        self.jitter_spin.setValue(JITTER_ADAPTIVE)
         self.jitter_spin.setToolTip(
-            "How much of the model's voice is kept ready before it plays. Lower answers sooner; "
-            "higher rides over network hiccups (raise it if the sound stutters)."
+            "How much of the model's voice is kept ready before it plays. Adaptive follows the "
+            "network by itself; a fixed value: lower answers sooner, higher rides over hiccups."
         )
         form.addRow("Playback buffer", self.jitter_spin)
         self.input_combo.activated.connect(
@@ -54,7 +63,11 @@ class SoundBox(QGroupBox):
             lambda _i: memory.remember("output", self.output_combo.currentText())
         )
         self.jitter_spin.valueChanged.connect(lambda value: memory.remember("jitter_ms", value))
-        self.jitter_spin.setValue(memory.recall("jitter_ms", int(DEFAULT_TARGET_MS)))
+        self.jitter_spin.setValue(memory.recall("jitter_ms", JITTER_ADAPTIVE))
+
+    @property
+    def jitter_target_ms(self) -> float | None:
+        return jitter_target(self.jitter_spin.value())
 
     @property
     def input_device(self) -> DeviceSpec:
