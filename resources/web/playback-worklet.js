@@ -51,6 +51,8 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.started = false; // played since the reset: silence from now on is added delay
     this.target = this.initialTarget;
     this.jitter = 0;
+    this.chunk = 0;
+    this.firstArrival = 0;
     this.wanted = this.initialTarget; // what the window asks for; the target follows it down
     this.sent = 0; // stream samples received since the reset
     this.arrivals = []; // [time s, lateness in samples, chunk length, rise in samples]
@@ -105,6 +107,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     while (lows.length && lows[lows.length - 1][1] >= lateness) lows.pop();
     lows.push([now, lateness]);
     const arrivals = this.arrivals;
+    if (this.sent === length) this.firstArrival = now;
     arrivals.push([now, lateness, length, rise]);
     while (arrivals.length > MAX_HISTORY || now - arrivals[0][0] > WINDOW_S) arrivals.shift();
     let jitter = 0;
@@ -114,6 +117,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       if (n > chunk) chunk = n;
     }
     this.jitter = jitter;
+    this.chunk = chunk;
     const wanted = Math.min(this.maxTarget, Math.max(this.minTarget, chunk + jitter + SAFETY));
     if (wanted > this.target) this.target = wanted;
     this.wanted = wanted;
@@ -130,13 +134,14 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     while (margins.length > MAX_HISTORY || now - margins[0][0] > WINDOW_S) margins.shift();
   }
 
-  // What the latest arrival of the window would find in the buffer now, minus the safety:
+  // What the latest arrival of the window would find in the buffer now, beyond what the
+  // target keeps for it (SAFETY once the target has settled, more while it comes down):
   // positive is delay that can go, negative is delay that should be added.
   excess() {
     if (this.margins.length < 3) return 0;
     let low = Infinity;
     for (const [, m] of this.margins) if (m < low) low = m;
-    return low + this.adjust - SAFETY;
+    return low + this.adjust - Math.max(SAFETY, this.target - this.chunk - this.jitter);
   }
 
   quiet(from, length) {
@@ -191,8 +196,10 @@ class PlaybackProcessor extends AudioWorkletProcessor {
   }
 
   settle(dt) {
-    // The target drifts down to what the window asks for, never faster than SHRINK_PER_S.
+    // The target drifts down to what the window asks for, never faster than SHRINK_PER_S,
+    // and only once a whole window has been seen: a rare late chunk must have had its chance.
     if (!this.adaptive || this.wanted >= this.target) return;
+    if (!this.arrivals.length || currentTime - this.firstArrival < WINDOW_S) return;
     this.target = Math.max(this.wanted, this.target - SHRINK_PER_S * dt);
   }
 
