@@ -38,6 +38,7 @@ async def test_page_and_assets_are_public_with_types_and_a_strict_policy(gateway
     host = gateway.url.split("://", 1)[1]
     assert directives["connect-src"] == f"'self' ws://{host}"
     assert directives["frame-ancestors"] == "'none'"
+    assert directives["media-src"] == "'none'"  # the voice is a MediaStream, never a URL
     assert "unsafe" not in policy
     # Nothing inline and nothing from elsewhere: the policy above would block it anyway.
     assert "<script>" not in html and "style=" not in html and "://" not in html
