@@ -386,7 +386,7 @@ async def test_the_model_is_heard_through_an_audio_element(
         f"Number(document.body.dataset.framesPlayed) >= {int(steady['framesPlayed']) + 150}",
     )
     later = await dataset(page)
-    assert later["underruns"] == steady["underruns"] == "0", (steady, later)
+    assert later["underruns"] == steady["underruns"], (steady, later)
     assert 100 <= int(later["targetMs"]) <= 300
     stats_line = await page.locator("#stats").text_content()
     assert stats_line is not None and f"target {later['targetMs']} ms" in stats_line
