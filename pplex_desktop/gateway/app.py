@@ -138,7 +138,7 @@ def create_app(ctx: GatewayContext) -> web.Application:
     app.add_routes(voices_api.routes)
     app.add_routes(live.routes)
     app.add_routes(realtime.routes)
-    app.add_routes(talk.routes)
+    talk.install(app)
     app.add_routes(metrics_api.routes)
     app.on_response_prepare.append(add_rate_headers)
     app.on_response_prepare.append(_security_headers)

@@ -1,6 +1,6 @@
 // The talk page: key handling, persona and voice, microphone -> /ws/stream -> speaker.
 // Every failure ends as a sentence in the alert region; counters for tests and diagnostics
-// live on document.body.dataset (framesReceived, framesPlayed, underruns, ...).
+// live on document.body.dataset (framesReceived, framesPlayed, underruns, targetMs, ...).
 
 const KEY_STORE = "pplex.key";
 const PREFS_STORE = "pplex.talk";
@@ -33,6 +33,7 @@ const ui = {
   error: $("error"),
   transcript: $("transcript"),
   stats: $("stats"),
+  speaker: $("speaker"),
 };
 
 const counters = {
@@ -41,6 +42,11 @@ const counters = {
   underruns: 0,
   droppedSamples: 0,
   peakPlayed: 0, // loudest sample played: an echo of speech is far above silence
+  targetMs: 0, // what the adaptive playback buffer aims to hold after a chunk arrives
+  bufferedMs: 0,
+  jitterMs: 0,
+  skippedMs: 0, // delay taken out of pauses, and put into them
+  insertedMs: 0,
   blocksSent: 0,
   textPieces: 0,
 };
@@ -95,9 +101,11 @@ function setState(state) {
 
 function publishCounters() {
   for (const [name, value] of Object.entries(counters)) document.body.dataset[name] = value;
+  // Here and not in the status line: that one is read aloud, and these change four times a second.
   ui.stats.textContent =
     `received ${counters.framesReceived} · played ${counters.framesPlayed} · ` +
-    `underruns ${counters.underruns}`;
+    `underruns ${counters.underruns} · buffer ${counters.bufferedMs} ms ` +
+    `(target ${counters.targetMs} ms)`;
 }
 
 class GatewayError extends Error {
@@ -278,6 +286,8 @@ function addText(turn, piece) {
 
 let audioContext = null;
 let modulesLoaded = null;
+let speakerStream = null; // the playback worklet's output, played by the <audio> element
+let speakerPlaying = null;
 
 function contextInGesture() {
   // Safari and Chrome only start audio from a user gesture: create and resume it right here,
@@ -285,7 +295,19 @@ function contextInGesture() {
   if (!audioContext) {
     const Ctor = window.AudioContext || window.webkitAudioContext;
     audioContext = new Ctor({ latencyHint: "interactive" });
+    // The model's voice leaves through an <audio> element playing a MediaStream, not through
+    // Web Audio's own output: Safari plays MediaStream audio through the voice-processing unit
+    // that cancels echo from the microphone, and Web Audio beside it. Desktop Chromium cancels
+    // all it plays either way; Android leaves it to the phone's own canceller.
+    speakerStream = audioContext.createMediaStreamDestination();
+    speakerStream.channelCount = 1;
+    ui.speaker.srcObject = speakerStream.stream;
   }
+  // In the gesture as well: a media element may only start playing sound from one.
+  speakerPlaying = ui.speaker.play().then(
+    () => null,
+    (error) => error, // told in start(), after the checks that come first
+  );
   if (navigator.audioSession) {
     try {
       // iOS: play through the speaker while recording, even with the ringer switched off.
@@ -400,6 +422,13 @@ async function start() {
     await audioContext.resume();
     await loadModules();
     if (s.stopping) return finish(s);
+    const refused = await speakerPlaying;
+    if (refused) {
+      throw new Error(
+        `The browser did not let this page play sound (${refused.name || refused}). Allow ` +
+          "sound for this site and press Talk again.",
+      );
+    }
     buildGraph(s);
     openSocket(s);
   } catch (error) {
@@ -421,11 +450,17 @@ function buildGraph(s) {
     numberOfInputs: 0,
     numberOfOutputs: 1,
     outputChannelCount: [1],
-    processorOptions: { targetSamples: 3840, maxSamples: 9600 },
+    // Start at 160 ms, follow the jitter between 100 and 300 ms, cut bursts back past 400 ms.
+    processorOptions: {
+      targetSamples: 3840,
+      minTargetSamples: 2400,
+      maxTargetSamples: 7200,
+      maxSamples: 9600,
+    },
   });
   source.connect(capture);
   capture.connect(ctx.destination); // silent; keeps the capture node pulled by the graph
-  playback.connect(ctx.destination);
+  playback.connect(speakerStream); // and not to ctx.destination: once, through the element
   capture.port.onmessage = ({ data }) => {
     ui.talk.style.setProperty("--level", Math.min(1, data.level * 8).toFixed(2));
     const ws = s.ws;
@@ -439,6 +474,11 @@ function buildGraph(s) {
     counters.underruns = data.underruns;
     counters.droppedSamples = data.dropped;
     counters.peakPlayed = Number(data.peak.toFixed(3));
+    counters.targetMs = data.targetMs;
+    counters.bufferedMs = Math.round(data.buffered / 24);
+    counters.jitterMs = data.jitterMs;
+    counters.skippedMs = Math.round(data.skipped / 24);
+    counters.insertedMs = Math.round(data.inserted / 24);
     publishCounters();
   };
   s.nodes = [source, capture, playback];
@@ -555,6 +595,7 @@ function finish(s) {
   ui.talk.style.setProperty("--level", "0");
   if (s.ws && s.ws.readyState <= WebSocket.OPEN) s.ws.close(1000, "The user ended the session.");
   for (const node of s.nodes.splice(0)) node.disconnect();
+  if (session === s || !session) ui.speaker.pause();
   if (s.stream) for (const track of s.stream.getTracks()) track.stop();
   if (s.finished) return;
   s.finished = true;

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography import x509
 
 from pplex_desktop.core.personas import PRESETS
-from pplex_desktop.gateway.api.talk import ASSETS
+from pplex_desktop.gateway.api import talk
+from pplex_desktop.gateway.api.talk import ASSETS, WEB_FILES
 from pplex_desktop.sim.sim import SimConfig
 from tests.gateway.conftest import Gateway, GatewayFactory
 
@@ -35,6 +38,7 @@ async def test_page_and_assets_are_public_with_types_and_a_strict_policy(gateway
     host = gateway.url.split("://", 1)[1]
     assert directives["connect-src"] == f"'self' ws://{host}"
     assert directives["frame-ancestors"] == "'none'"
+    assert directives["media-src"] == "'none'"  # the voice is a MediaStream, never a URL
     assert "unsafe" not in policy
     # Nothing inline and nothing from elsewhere: the policy above would block it anyway.
     assert "<script>" not in html and "style=" not in html and "://" not in html
@@ -133,3 +137,79 @@ async def test_static_routes_never_need_a_key(gateway: Gateway, path: str) -> No
     async with aiohttp.ClientSession() as http, http.get(gateway.url + path) as resp:
         assert resp.status in (200, 404)
         assert resp.status != 401
+
+
+async def test_files_come_with_a_strong_etag_and_an_unchanged_one_is_a_304(
+    gateway: Gateway,
+) -> None:
+    for path in ("/", "/web/talk.js", "/web/playback-worklet.js"):
+        async with gateway.http.get(gateway.url + path) as resp:
+            assert resp.status == 200
+            etag = resp.headers["ETag"]
+            body = await resp.read()
+        assert etag.startswith('"') and etag.endswith('"') and len(etag) > 20  # strong: no W/
+        assert resp.headers["Cache-Control"] == "no-cache"  # unversioned URLs: always ask
+        for match in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+            async with gateway.http.get(
+                gateway.url + path, headers={"If-None-Match": match}
+            ) as again:
+                assert again.status == 304, (path, match)
+                assert await again.read() == b""
+                assert again.headers["ETag"] == etag
+                assert "Content-Security-Policy" in again.headers
+        for stale in ('"0123"', etag[:-2] + '"', "", "W/", "x" * 5000 + etag):
+            async with gateway.http.get(
+                gateway.url + path, headers={"If-None-Match": stale}
+            ) as fresh:
+                assert fresh.status == 200, (path, stale[:40])
+                assert await fresh.read() == body
+
+
+async def test_a_file_changed_on_disk_after_start_is_not_served(tmp_path: Path) -> None:
+    folder = tmp_path / "web"
+    shutil.copytree(Path(str(WEB_FILES)), folder)
+    app = web.Application()
+    talk.install(app, folder)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/web/talk.js") as resp:
+                before, etag = await resp.read(), resp.headers["ETag"]
+            (folder / "talk.js").write_text("alert('changed under a running gateway')")
+            (folder / "index.html").unlink()
+            async with http.get(url + "/web/talk.js") as resp:
+                assert (await resp.read(), resp.headers["ETag"]) == (before, etag)
+            async with http.get(url + "/") as resp:
+                assert resp.status == 200 and b"<!doctype html>" in await resp.read()
+            # A file that appears later, even one with an allowed-looking name, is not served.
+            (folder / "extra.js").write_text("1")
+            for path in ("/web/extra.js", "/web/index.html"):
+                async with http.get(url + path) as resp:
+                    assert resp.status == 404, path
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/web/..%2F..%2Fgateway%2Fapp.py",
+        "/web/%2e%2e%2fapi%2ftalk.py",
+        "/web/..%5c..%5capp.py",
+        "/web/talk.js%00.html",
+        "/web/TALK.JS",
+        "/web/talk.js/",
+        "/web/index.html",
+        "/web/__init__.py",
+        "/web/%2Fetc%2Fpasswd",
+    ],
+)
+async def test_path_tricks_are_still_refused_with_the_cache(gateway: Gateway, path: str) -> None:
+    async with gateway.http.get(gateway.url + path, headers={"If-None-Match": "*"}) as resp:
+        assert resp.status == 404, path
+        assert (await resp.json())["error"]["code"] == "not_found"
+        assert "ETag" not in resp.headers

@@ -1,7 +1,8 @@
 """The talk page for phones and laptops, its files, the CA download and a pre-flight check.
 
-The page is plain files from ``resources/web`` (no build step, nothing from a CDN) served with a
-strict Content-Security-Policy. Serving it needs no key; everything it then asks of the API
+The page is plain files from ``resources/web`` (no build step, nothing from a CDN), read once
+when the app is built and served from memory with an ETag, under a strict
+Content-Security-Policy. Serving it needs no key; everything it then asks of the API
 does. ``/v1/stream/check`` exists because browsers hide why a WebSocket upgrade failed: the
 page asks first and gets the refusal (bad key, queue full, no model server) as a sentence.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from aiohttp import web
 
 from pplex_desktop.core.personas import PRESETS
+from pplex_desktop.gateway.api.static_files import StaticFiles, not_modified
 from pplex_desktop.gateway.context import API_KEY, CTX
 from pplex_desktop.gateway.edge.access import public
 from pplex_desktop.gateway.errors import json_error
@@ -31,6 +34,8 @@ ASSETS = {
     "playback-worklet.js": "text/javascript",
     "icon.svg": "image/svg+xml",
 }
+PAGE = "index.html"  # served at "/", not under /web/
+WEB = web.AppKey("talk_files", StaticFiles)
 CA_FILE_NAME = "pplex-desktop-ca.crt"
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
@@ -49,7 +54,9 @@ def content_security_policy(request: web.Request) -> str:
             "style-src 'self'",
             "img-src 'self'",
             f"connect-src {sockets}",
-            "media-src 'self'",
+            # The model's voice plays from a MediaStream (srcObject), which no fetch
+            # directive governs: the page loads no media by URL.
+            "media-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
@@ -57,9 +64,17 @@ def content_security_policy(request: web.Request) -> str:
     )
 
 
+def install(app: web.Application, root: Traversable = WEB_FILES) -> None:
+    """Read the talk page's files now and serve them; a file changed later is not seen."""
+    app[WEB] = StaticFiles(root, {PAGE: "text/html", **ASSETS})
+    app.add_routes(routes)
+
+
 def _page_headers(request: web.Request) -> dict[str, str]:
     return {
         "Content-Security-Policy": content_security_policy(request),
+        # The URLs carry no version: the browser asks each time, and the ETag makes the
+        # answer to an unchanged file a body-less 304.
         "Cache-Control": "no-cache",
         "Permissions-Policy": "microphone=(self), camera=(), geolocation=()",
         "Cross-Origin-Opener-Policy": "same-origin",
@@ -68,17 +83,22 @@ def _page_headers(request: web.Request) -> dict[str, str]:
     }
 
 
-def _file(name: str, content_type: str, request: web.Request) -> web.Response:
-    body = (WEB_FILES / name).read_bytes()
+def _file(name: str, request: web.Request) -> web.Response:
+    file = request.app[WEB].get(name)
+    if file is None:
+        return json_error(404, "not_found", f"There is no file {request.path} on this gateway.")
+    headers = {**_page_headers(request), "ETag": file.etag}
+    if not_modified(request.headers.get("If-None-Match"), file.etag):
+        return web.Response(status=304, headers=headers)
     return web.Response(
-        body=body, content_type=content_type, charset="utf-8", headers=_page_headers(request)
+        body=file.body, content_type=file.content_type, charset="utf-8", headers=headers
     )
 
 
 @routes.get("/")
 @public
 async def page(request: web.Request) -> web.Response:
-    return _file("index.html", "text/html", request)
+    return _file(PAGE, request)
 
 
 @routes.get("/web/personas.json")
@@ -95,10 +115,9 @@ async def personas(request: web.Request) -> web.Response:
 @public
 async def asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    content_type = ASSETS.get(name)
-    if content_type is None:
+    if name not in ASSETS:  # the page itself has one address, "/"
         return json_error(404, "not_found", f"There is no file {request.path} on this gateway.")
-    return _file(name, content_type, request)
+    return _file(name, request)
 
 
 @routes.get("/ca.crt")
