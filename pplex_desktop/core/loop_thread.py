@@ -29,6 +29,7 @@ from pplex_desktop.core.errors import PplexError
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 START_TIMEOUT_S = 10.0
+LEFTOVER_TIMEOUT_S = 2.0  # for the tasks still running when a loop stops
 DEBUG_ENV = "PPLEX_ASYNCIO_DEBUG"
 SLOW_CALLBACK_ENV = "PPLEX_SLOW_CALLBACK_MS"
 
@@ -159,20 +160,29 @@ class LoopThread:
         finally:
             loop.close()
 
-    @staticmethod
-    def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    def _cancel_leftovers(self, loop: asyncio.AbstractEventLoop) -> None:
         tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
         for task in tasks:
             task.cancel()
-        if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            for task in tasks:
-                if not task.cancelled() and task.exception() is not None:
-                    _log.error(
-                        "A task left running on the %s loop failed while stopping: %r.",
-                        loop,
-                        task.exception(),
-                    )
+        if not tasks:
+            return
+        # Bounded: a task that ignores its cancellation must not keep the thread (and the app's
+        # quit, which joins it) waiting for ever.
+        _done, stuck = loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_TIMEOUT_S))
+        for task in stuck:
+            _log.error(
+                "A task on the %s loop did not stop within %g s of its cancellation: %s.",
+                self.name,
+                LEFTOVER_TIMEOUT_S,
+                _where(task),
+            )
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                _log.error(
+                    "A task left running on the %s loop failed while stopping: %r.",
+                    self.name,
+                    task.exception(),
+                )
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule a coroutine on this loop from any thread."""
@@ -199,3 +209,18 @@ class LoopThread:
         if thread.is_alive():
             raise RuntimeError(f"The {self.name} loop thread did not stop within {timeout} s.")
         self._thread = None
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """A task's name and the chain of coroutines it waits in (outermost first), for a log line."""
+    lines: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(lines) < 12:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            lines.append(type(awaited).__name__)
+            break
+        name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+        lines.append(f"{frame.f_code.co_name} ({name}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return f"{task.get_name()} waiting in {' -> '.join(lines) or 'nothing'}"

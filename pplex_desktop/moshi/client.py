@@ -411,6 +411,13 @@ class MoshiSession:
             self._receiving = True
             try:
                 msg = await self._ws.receive()
+            except asyncio.CancelledError:
+                self._receiving = False
+                if self._closing is not None and self._drain is None:
+                    # close() left the server's close frame to this reader, which is going
+                    # (cancelled, as when the app quits): read it in its place.
+                    self._drain = asyncio.ensure_future(self._discard_until_closed())
+                raise
             finally:
                 self._receiving = False
             if msg.type is WSMsgType.TEXT:

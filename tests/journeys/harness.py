@@ -350,11 +350,16 @@ class App:
         try:
             code = self.process.wait(EXIT_BUDGET_S)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+            # Where it hangs: faulthandler prints every thread's stack to the log on SIGABRT.
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
             raise JourneyFailure(
                 f"The app did not exit within {EXIT_BUDGET_S:g} s of "
-                f"{how.name if how else 'Quit'}:\n" + self.log()[-3000:]
+                f"{how.name if how else 'Quit'}:\n" + self.log()[-12000:]
             ) from None
         self.exit_seconds = time.monotonic() - begin
         if code != 0:
@@ -388,6 +393,8 @@ def launch(
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_RUNTIME_DIR": str(home / "run"),
         "PYTHONUNBUFFERED": "1",
+        # A hung app is asked for every thread's stack (SIGABRT) before it is killed.
+        "PYTHONFAULTHANDLER": "1",
         "NO_AT_BRIDGE": "1",
     }
     (home / "run").mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -115,3 +115,32 @@ async def test_events_after_a_draining_close_only_report_the_end(
         events = [event async for event in session.events()]
         await closing
     assert events == [ClosedEvent(1000, "")]
+
+
+async def test_close_while_its_reader_is_cancelled_still_gets_the_servers_close(
+    burst_server: BurstServer,
+) -> None:
+    """When the app quits, every task of the conversation's loop is cancelled at once: the
+    reader close() counted on for the server's close frame goes away, and close() used to wait
+    the whole close timeout for it (the app then missed its 5 s exit)."""
+    session = await _session_with_burst(burst_server)
+    reading = asyncio.Event()
+
+    async def read() -> None:
+        async for event in session.events():
+            if isinstance(event, TextEvent):
+                reading.set()
+
+    reader = asyncio.create_task(read())
+    async with asyncio.timeout(STEP_S):
+        await reading.wait()
+        await asyncio.sleep(0)  # back in events(), waiting for the next message
+        closing = asyncio.create_task(session.close())
+        await asyncio.sleep(0)  # close() has sent its frame and counts on the reader
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+    async with asyncio.timeout(1.0):  # well under the 10 s close timeout
+        await closing
+    assert session.close_code == 1000
+    assert burst_server.close_codes == [1000]

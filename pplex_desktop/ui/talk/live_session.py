@@ -11,6 +11,7 @@ the conversation through the bridge (coroutines) or ``call_soon_threadsafe`` (pl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ _log = logging.getLogger(__name__)
 THREAD_NAME = "pplex-conversation"
 VOICES_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+HANG_UP_AT_QUIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,12 +295,32 @@ class LiveSession(QObject):
 
     # -- the end ---------------------------------------------------------------------------------
 
+    def _hang_up_before_quitting(self) -> None:
+        """Hang up as the user would, so the gateway and the recording end cleanly; a call that
+        does not end within HANG_UP_AT_QUIT_S is cut short when the thread stops."""
+
+        async def hang_up() -> None:
+            conversation = self._conversation
+            if conversation is not None:
+                await conversation.hang_up()
+
+        try:
+            self.loop_thread.run(hang_up(), timeout=HANG_UP_AT_QUIT_S)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            _log.warning(
+                "The call did not hang up within %g s; it is cut short.", HANG_UP_AT_QUIT_S
+            )
+        except RuntimeError as exc:
+            _log.debug("The call could not be hung up before quitting: %s", exc)
+
     def shutdown(self) -> None:
         """Hang up and stop the thread (the app is quitting); a running call is cut short."""
         self._closed = True
         self.bridge.close()
         if not self.loop_thread.running:
             return
+        if self.active:
+            self._hang_up_before_quitting()
         try:
             self.loop_thread.stop(STOP_TIMEOUT_S)
         except RuntimeError as exc:
