@@ -128,7 +128,8 @@ async def _until_finished_or_gone(
                 await service.cancel(job.id)
                 return None
     finally:
-        await stop_task(waiting)
+        # A wait that ended with the job's own error (the gateway stopping) was answered above.
+        await stop_task(waiting, expected=(PplexError,))
 
 
 def _client_gone() -> web.Response:
