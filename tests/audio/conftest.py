@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from tests.sim.conftest import make_sim  # noqa: F401 - the pplex-sim fixture, s
 from tests.skips import skip_or_fail
 
 _log = logging.getLogger(__name__)
+_HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +38,13 @@ def pulse_devices() -> Iterator[pulse.PulseSetup]:
         yield setup
     finally:
         pulse.stop(setup)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Real-time tests run without coverage tracing: tracing every line of the conversation's
+    loop slows it enough, under the whole suite's coverage run, that echo cancellation lost its
+    alignment (19 dB instead of 63 dB of margin, 2 runs in 2) and devices underflow. The same
+    code is covered by the fake-device tests of the unit and GUI tiers."""
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.no_cover)
