@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -36,3 +37,14 @@ def say_and_listen(wav: Path, folder: Path, name: str) -> np.ndarray:
     finally:
         heard = ear.stop()
     return heard
+
+
+def fixed_playback_buffer(data_dir: Path, ms: int = 160) -> Path:
+    """A data folder whose Talk page remembers a fixed playback buffer, as a user's would who
+    chose one. Journeys that compare the model's echo sample by sample use it: the adaptive
+    buffer (the default) cuts and stretches pauses to follow the link, by design, which blurs a
+    one-lag comparison of a whole sentence. The adaptive buffer is judged by its own tests
+    (tests/unit/test_jitter_adaptive.py, tests/audio) and bench/mouth_to_ear.py."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (data_dir / "ui-state.json").write_text(json.dumps({"talk/jitter_ms": ms}) + "\n")
+    return data_dir

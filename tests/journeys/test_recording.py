@@ -25,7 +25,7 @@ from tests.audio.analysis import RATE
 from tests.conversation_helpers import delay_lags, sidecar_delays
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import Screen, wait_until
-from tests.journeys.talking import ECHO_TAIL_S, live_sessions
+from tests.journeys.talking import ECHO_TAIL_S, fixed_playback_buffer, live_sessions
 from tests.signals import chirp_train
 
 SECONDS = 8.0
@@ -54,7 +54,7 @@ def test_the_recording_trails_by_the_live_delay_through_a_mode_switch(
     # it ends, the null sink's monitor delivers its last ~75 ms early, a jump of the virtual
     # microphone's clock that no real one has.
     write_wav(chirps, np.concatenate([chirp_train(SECONDS), np.zeros(2 * RATE, np.float32)]))
-    app = launch()
+    app = launch(data_dir=fixed_playback_buffer(tmp_path / "data"))
     window = app.window()
     url = app.gateway_url()
     screen.focus(window)

@@ -17,7 +17,7 @@ from tests.audio.analysis import locate
 from tests.audio.test_live_devices import speak
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import EXIT_BUDGET_S, Screen, differs, wait_until
-from tests.journeys.talking import live_sessions, say_and_listen
+from tests.journeys.talking import fixed_playback_buffer, live_sessions, say_and_listen
 
 # The Conversation box, from the window's top-left corner (found on a screenshot).
 TRANSCRIPT = (650, 122, 400, 410)
@@ -27,7 +27,7 @@ def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
     launch: Launch, screen: Screen, tmp_path: Path
 ) -> None:
     wav, sentence = speak(tmp_path)
-    app = launch()
+    app = launch(data_dir=fixed_playback_buffer(tmp_path / "data"))
     window = app.window()
     url = app.gateway_url()
     screen.focus(window)
