@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, Signal
 
 from pplex_desktop.core.loop_thread import LoopThread, LoopThreadError
@@ -174,6 +175,10 @@ class LoopBridge(QObject):
         waiting = self._waiting.pop(outcome.token, None)
         if waiting is None or outcome.cancelled:
             return
+        if _owner_gone(waiting.on_done) or _owner_gone(waiting.on_error):
+            # Its widget was deleted while the work ran (a dialog saved and closed meanwhile).
+            _log.debug("A result for %s arrived after its widget was deleted.", waiting.what)
+            return
         if outcome.error is not None:
             if waiting.on_error is not None:
                 waiting.on_error(outcome.error)
@@ -281,3 +286,9 @@ class GatewayBridge(LoopBridge):
 
 def _describe(coro: Coroutine[Any, Any, Any]) -> str:
     return getattr(coro, "__qualname__", type(coro).__name__)
+
+
+def _owner_gone(callback: Callable[..., object] | None) -> bool:
+    """Whether ``callback`` is a method of a Qt object whose C++ side no longer exists."""
+    owner = getattr(callback, "__self__", None)
+    return isinstance(owner, QObject) and not shiboken6.isValid(owner)

@@ -132,3 +132,36 @@ def test_a_closed_bridge_refuses_work(bridge: GatewayBridge) -> None:
     future = bridge.call(never())
     with pytest.raises(BridgeClosedError):
         future.result(1)
+
+
+def test_a_result_for_a_deleted_widget_is_dropped(qtbot: QtBot, bridge: GatewayBridge) -> None:
+    """A dialog saved and closed while its list was still loading: the late result must not
+    reach the deleted widget (it raised "Internal C++ object already deleted" in a handler)."""
+    from PySide6.QtWidgets import QListWidget
+
+    class Page(QListWidget):
+        def show_items(self, items: list[str]) -> None:
+            self.clear()
+            self.addItems(items)
+
+    page = Page()
+    release = threading.Event()
+    delivered = threading.Event()
+
+    async def slow_listing() -> list[str]:
+        await asyncio.to_thread(release.wait, 5)
+        return ["a", "b"]
+
+    future = bridge.call(slow_listing(), page.show_items)
+    future.add_done_callback(lambda _f: delivered.set())
+    page.deleteLater()
+    qtbot.waitUntil(lambda: not _valid(page), timeout=WAIT_MS)
+    release.set()
+    assert delivered.wait(5)
+    qtbot.wait(50)  # the outcome's queued delivery runs; no error may be logged
+
+
+def _valid(obj: object) -> bool:
+    import shiboken6
+
+    return bool(shiboken6.isValid(obj))
