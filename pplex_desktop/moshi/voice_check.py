@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
 from pplex_desktop.core.errors import UnprocessableError
+from pplex_desktop.core.fs import fsync_file
 from pplex_desktop.moshi.audiofile import (
     InvalidAudioError,
     NotAudioError,
@@ -142,9 +144,5 @@ def prepare_voice(
     """Check ``source`` and write the prepared prompt to ``destination`` (16-bit WAV), fsynced."""
     pcm, report = check_voice(source)
     write_wav(destination, pcm, SAMPLE_RATE)
-    fd = os.open(destination, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(Path(destination))
     return report
