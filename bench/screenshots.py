@@ -30,25 +30,6 @@ WINDOW_SIZE = (1180, 760)
 TIMEOUT_S = 30.0
 
 
-def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
-    """Xvfb on a free display number, which it writes to the pipe once it accepts clients."""
-    read_fd, write_fd = os.pipe()
-    process = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1440x900x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    number = b""
-    with os.fdopen(read_fd, "rb") as pipe:
-        while not number.endswith(b"\n"):
-            chunk = pipe.read(1)
-            if not chunk:
-                raise RuntimeError("Xvfb exited before it was ready.")
-            number += chunk
-    return process, f":{number.decode().strip()}"
-
-
 def wait_until(predicate: Callable[[], bool], what: str) -> None:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -214,16 +195,17 @@ def shoot_offline(shell: DesktopShell, tmp: Path) -> None:
 
 
 def main() -> int:
-    xvfb, display = start_xvfb()
-    os.environ.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    from tests.journeys.harness import start_display
+
+    xvfb = start_display()
+    os.environ.update(DISPLAY=xvfb.name, QT_QPA_PLATFORM="xcb")
     os.environ.pop("PPLEX_ADMIN_SECRET", None)
     OUT.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="pplex-shots-") as tmp:
             return run(Path(tmp))
     finally:
-        xvfb.terminate()
-        xvfb.wait(10)
+        xvfb.stop()
 
 
 def run(tmp: Path) -> int:

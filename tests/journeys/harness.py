@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -82,41 +83,75 @@ class Display:
             self.process.wait(5)
 
 
-def _display_free(number: int) -> bool:
-    return not (
-        Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists()
+def start_display(timeout: float = 10.0) -> Display:
+    """Xvfb on a display number it picks and locks itself, once it answers a client.
+
+    ``-displayfd`` makes Xvfb take the first free number under its own lock and write it to a
+    pipe when it accepts clients. Choosing a number ourselves and watching for its socket raced
+    with other runs: a loser could see the winner's socket, believe it was its own, and hand the
+    app a display that vanished with the other run.
+    """
+    read_fd, write_fd = os.pipe()
+    process = subprocess.Popen(
+        [
+            "Xvfb",
+            "-displayfd",
+            str(write_fd),
+            "-screen",
+            "0",
+            f"{SCREEN[0]}x{SCREEN[1]}x24",
+            "-nolisten",
+            "tcp",
+        ],
+        pass_fds=(write_fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-
-
-def start_display(first: int = 90, tries: int = 60) -> Display:
-    """Xvfb on the first free display number from ``first`` (another run may hold one)."""
-    for number in range(first, first + tries):
-        if not _display_free(number):
-            continue
-        process = subprocess.Popen(
-            [
-                "Xvfb",
-                f":{number}",
-                "-screen",
-                "0",
-                f"{SCREEN[0]}x{SCREEN[1]}x24",
-                "-nolisten",
-                "tcp",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        socket = Path(f"/tmp/.X11-unix/X{number}")
-        deadline = time.monotonic() + 10
-        while process.poll() is None and not socket.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None and socket.exists():
-            return Display(process, f":{number}")
+    os.close(write_fd)
+    try:
+        number = _read_display_number(read_fd, timeout)
+        display = Display(process, f":{number}")
+        _check_answers(display)
+    except BaseException:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-        process.wait(5)  # lost a race for this number: try the next
-    raise RuntimeError(f"No free X display between :{first} and :{first + tries - 1}.")
+        process.wait(5)
+        raise
+    return display
+
+
+def _read_display_number(read_fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    text = b""
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        while not text.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([pipe], [], [], max(left, 0.0))
+            if not ready:
+                raise RuntimeError(f"Xvfb did not open a display within {timeout:g} s.")
+            chunk = pipe.read(16)
+            if not chunk:
+                raise RuntimeError("Xvfb exited before it opened a display.")
+            text += chunk
+    return text.decode().strip()
+
+
+def _check_answers(display: Display) -> None:
+    done = subprocess.run(
+        ["xdotool", "getdisplaygeometry"],
+        env={**os.environ, **display.env()},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    expected = f"{SCREEN[0]} {SCREEN[1]}"
+    if done.returncode != 0 or done.stdout.strip() != expected:
+        raise RuntimeError(
+            f"Xvfb on {display.name} does not answer as the screen it should be: "
+            f"{done.stdout.strip() or done.stderr.strip()!r}."
+        )
 
 
 class Screen:
