@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any, cast
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QMessageBox, QPushButton, QStyle
 from pytestqt.qtbot import QtBot
 
@@ -20,6 +21,7 @@ from pplex_desktop.ui.keys.keys_model import (
     LAST_USED,
     LIMITS,
     NAME,
+    PREFIX,
     STATE,
     VOICES_SUFFIX,
 )
@@ -311,9 +313,27 @@ def test_the_expiry_is_changed_in_the_dialog_as_the_admin_api_changes_it(
 def text_fits(panel: KeysPanel, row: int, column: int) -> bool:
     """Whether the column is as wide as the cell's text and the style's margins around it."""
     table = panel.table
-    text = str(panel.proxy.index(row, column).data())
+    index = panel.proxy.index(row, column)
+    text = str(index.data())
+    font = index.data(Qt.ItemDataRole.FontRole)
+    metrics = QFontMetrics(font) if isinstance(font, QFont) else table.fontMetrics()
     margin = table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
-    return table.columnWidth(column) >= table.fontMetrics().horizontalAdvance(text) + 2 * margin
+    return table.columnWidth(column) >= metrics.horizontalAdvance(text) + 2 * margin
+
+
+def test_every_key_prefix_takes_the_same_width(qtbot: QtBot, launch: Launch) -> None:
+    # Random prefixes in a proportional font took 64 to 115 px: one of wide letters squeezed the
+    # name column until the app's own name was cut at the default window size.
+    shell = launch()
+    panel = keys_page(shell)
+    shell.services.keystore.create("phone")
+    panel.refresh()
+    qtbot.waitUntil(lambda: panel.proxy.rowCount() == 1, timeout=WAIT_MS)
+    font = panel.proxy.index(0, PREFIX).data(Qt.ItemDataRole.FontRole)
+    assert isinstance(font, QFont)
+    metrics = QFontMetrics(font)
+    widths = {metrics.horizontalAdvance(f"pplx_{letters}…") for letters in ("WWWWWW", "iiiiii")}
+    assert len(widths) == 1
 
 
 def test_the_apps_own_key_and_an_expiry_show_whole_at_the_default_window_size(

@@ -11,7 +11,7 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont, QFontDatabase
 
 from pplex_desktop.core.keystore import KIND_OWNER, KIND_PAIRED, ApiKey, KeyState
 from pplex_desktop.ui.widgets.flat_table import AnyIndex, FlatTableModel
@@ -75,6 +75,14 @@ class KeysTableModel(FlatTableModel):
         super().__init__(parent)
         self._rows: list[ApiKey] = []
         self._now = now
+        self._key_font: QFont | None = None
+
+    def _prefix_font(self) -> QFont:
+        # Monospace like the whole key in its dialog; it also gives every prefix the same width,
+        # so a prefix of wide letters no longer takes the room the name needs at the default size.
+        if self._key_font is None:
+            self._key_font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        return self._key_font
 
     def set_keys(self, keys: list[ApiKey]) -> None:
         self.beginResetModel()
@@ -97,6 +105,8 @@ class KeysTableModel(FlatTableModel):
             return self._sort_value(record, column)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(record, column)
+        if role == Qt.ItemDataRole.FontRole and column == PREFIX:
+            return self._prefix_font()
         if role == Qt.ItemDataRole.ForegroundRole and record.state(self._now()) is not (
             KeyState.ACTIVE
         ):
