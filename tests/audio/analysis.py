@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -71,7 +72,11 @@ def locate(recording: Pcm, reference: Pcm) -> Match:
     coarse = xcorr_lag(envelope(recording), envelope(reference)) * HOP
     lo = max(coarse - 2 * HOP, 0)
     window = recording[lo : coarse + len(reference) + 2 * HOP]
-    lag = lo + xcorr_lag(window, reference)
+    return match_at(recording, reference, lo + xcorr_lag(window, reference))
+
+
+def match_at(recording: Pcm, reference: Pcm, lag: int) -> Match:
+    """How alike ``reference`` and the part of ``recording`` from ``lag`` on are."""
     segment = recording[lag : lag + len(reference)]
     if len(segment) < len(reference):
         segment = np.pad(segment, (0, len(reference) - len(segment)))
@@ -84,3 +89,88 @@ def locate(recording: Pcm, reference: Pcm) -> Match:
         spectral_corr=_pearson(spec_rec[voiced], spec_ref[voiced]),
         waveform_corr=_pearson(segment, reference),
     )
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """A reference found piece by piece: what a listener hears when the player edits time.
+
+    An adaptive playback buffer cuts and repeats pauses, and an underrun inserts a gap: the
+    whole sentence then matches one alignment badly although every word came back.
+    """
+
+    pieces: tuple[Match, ...]
+    offsets: tuple[int, ...]  # where each piece starts in the reference
+    missing: int  # voiced pieces past the end of the recording
+
+    @property
+    def lag(self) -> int:
+        """Where the reference's start would be, going by its first voiced piece."""
+        return self.pieces[0].lag - self.offsets[0] if self.pieces else 0
+
+    @property
+    def envelope_corr(self) -> float:
+        return float(np.median([p.envelope_corr for p in self.pieces])) if self.pieces else 0.0
+
+    @property
+    def spectral_corr(self) -> float:
+        return float(np.median([p.spectral_corr for p in self.pieces])) if self.pieces else 0.0
+
+    @property
+    def in_order(self) -> bool:
+        """Each piece after the one before it, by at least half their distance in the reference.
+
+        A player cuts pauses, never words: a piece found much nearer is a false match.
+        """
+        steps = zip(pairwise(p.lag for p in self.pieces), pairwise(self.offsets), strict=True)
+        return all(b - a >= (d - c) // 2 for (a, b), (c, d) in steps)
+
+    def __str__(self) -> str:
+        found = ", ".join(
+            f"{p.lag / RATE:.2f} s ({p.envelope_corr:.2f}/{p.spectral_corr:.2f})"
+            for p in self.pieces
+        )
+        return (
+            f"{len(self.pieces)} pieces ({self.missing} missing), median envelope {self.envelope_corr:.3f}, "
+            f"spectral {self.spectral_corr:.3f}, in order {self.in_order}: {found}"
+        )
+
+
+def locate_pieces(
+    recording: Pcm, reference: Pcm, piece_s: float = 0.4, slack_s: float = 0.3
+) -> Pieces:
+    """Find each voiced ``piece_s`` of ``reference`` near where the one before it ended."""
+    piece, slack = int(piece_s * RATE), int(slack_s * RATE)
+    loud = envelope(reference) > 0.1 * envelope(reference).max()
+    expected = locate(recording, reference).lag
+    pieces: list[Match] = []
+    offsets: list[int] = []
+    missing = 0
+    for start in range(0, len(reference) - piece + 1, piece):
+        chunk = reference[start : start + piece]
+        if loud[start // HOP : (start + piece) // HOP].mean() < 0.5:
+            expected += piece  # mostly pause: an editing player may have cut or stretched it
+            continue
+        if expected + piece + slack > len(recording):
+            missing += 1  # the recording ended before it came back
+            continue
+        match = _best_nearby(recording, chunk, expected, slack)
+        pieces.append(match)
+        offsets.append(start)
+        expected = match.lag + piece
+    return Pieces(tuple(pieces), tuple(offsets), missing)
+
+
+def _best_nearby(recording: Pcm, chunk: Pcm, expected: int, slack: int) -> Match:
+    """The lag within ``slack`` of ``expected`` whose envelope is most alike, to the sample.
+
+    Normalised, unlike a plain cross-correlation, which favours the loudest stretch nearby.
+    """
+    wanted = envelope(chunk)
+    have = envelope(recording)
+    first, last = max(expected - slack, 0) // HOP, (expected + slack) // HOP
+    hops = [h for h in range(first, last + 1) if h + len(wanted) <= len(have)]
+    best = max(hops, key=lambda h: _pearson(have[h : h + len(wanted)], wanted))
+    lo = max(best * HOP - HOP, 0)
+    lag = lo + xcorr_lag(recording[lo : best * HOP + len(chunk) + HOP], chunk)
+    return match_at(recording, chunk, lag)

@@ -19,7 +19,7 @@ from pplex_desktop.audio.portaudio import SoundDeviceDuplex
 from pplex_desktop.audio.ptt import PttMode, PushToTalk
 from pplex_desktop.moshi.audiofile import read_mono, write_wav
 from tests.audio import pulse
-from tests.audio.analysis import RATE, Match, from_s16le, locate
+from tests.audio.analysis import RATE, Match, Pieces, from_s16le, locate, locate_pieces
 from tests.conversation_helpers import EventLog
 from tests.sim.conftest import SimFactory
 
@@ -68,7 +68,7 @@ class Parec:
 
 async def converse(
     make_sim: SimFactory, tmp_path: Path, ptt: PushToTalk
-) -> tuple[Match, Match, np.ndarray, np.ndarray, int]:
+) -> tuple[Match, Pieces, np.ndarray, np.ndarray, int]:
     """Play the sentence into the microphone during a live conversation; return where it was
     found in the microphone and speaker recordings, both recordings and the frames sent."""
     wav, sentence = speak(tmp_path)
@@ -89,7 +89,8 @@ async def converse(
         await conv.hang_up()
     assert await task is S.ENDED, log.final.detail
     mic, spk = mouth.stop(), ear.stop()
-    at_mouth, at_ear = locate(mic, sentence), locate(spk, sentence)
+    # Piece by piece at the ear: the adaptive buffer edits pauses, an underrun inserts a gap.
+    at_mouth, at_ear = locate(mic, sentence), locate_pieces(spk, sentence)
     # No mouth-to-ear figure from two parec processes: their start times differ by an unknown
     # amount (the session's stats carry the delay it measured on one clock).
     print(f"\nmicrophone: {at_mouth}\nspeaker: {at_ear}\n{conv.stats()}")
@@ -103,6 +104,7 @@ async def test_the_sentence_comes_back_out_of_the_speaker(
     assert at_mouth.envelope_corr > 0.9, "the sentence reached the virtual microphone"
     assert at_ear.envelope_corr > 0.8, f"the sentence did not come back: {at_ear}"
     assert at_ear.spectral_corr > 0.6, f"what came back does not sound like it: {at_ear}"
+    assert at_ear.in_order and not at_ear.missing, f"words came back out of order: {at_ear}"
     assert at_ear.lag > at_mouth.lag - RATE // 100, "the echo cannot come before the voice"
 
 
