@@ -19,7 +19,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from bench.common import save, summary
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.server import GatewayRunner
+from tests.sim.process import sim_process
 
 RUNS = 5
 SPEECH_S = 60.0
@@ -67,24 +67,6 @@ def ten_megabytes(folder: Path) -> Path:
     return path
 
 
-async def start_sim() -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pplex_desktop.sim",
-        "--port",
-        "0",
-        "--prompt-delay",
-        "0",
-        "--log-level",
-        "WARNING",
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = (await proc.stdout.readline()).decode()
-    return proc, line.rsplit(" ", 1)[1].strip().removesuffix("/api/chat")
-
-
 def multipart(path: Path) -> aiohttp.FormData:
     data = aiohttp.FormData()
     data.add_field("audio", io.BytesIO(path.read_bytes()), filename=path.name)
@@ -92,36 +74,34 @@ def multipart(path: Path) -> aiohttp.FormData:
 
 
 async def throughput(folder: Path, store: KeyStore, key: str) -> dict[str, Any]:
-    sim, sim_url = await start_sim()
-    settings = Settings(port=0, backends=(BackendConfig(sim_url),))
-    runner = GatewayRunner(settings, store)
-    await runner.start()
-    assert runner.address is not None
-    url = runner.address.url
-    source = speech(folder, SPEECH_S, 16_000)
-    end_to_end: list[float] = []
-    engine: list[float] = []
-    cpu: list[float] = []
-    async with aiohttp.ClientSession() as http:
-        for _ in range(RUNS):
-            cpu_start = time.process_time()
-            start = time.perf_counter()
-            async with http.post(
-                url + "/v1/inference",
-                headers={"X-API-Key": key},
-                data=multipart(source),
-            ) as resp:
-                assert resp.status == 200, await resp.text()
-                job_id = resp.headers["X-Job-Id"]
-                await resp.read()
-            end_to_end.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - cpu_start)
-            async with http.get(url + f"/v1/jobs/{job_id}", headers={"X-API-Key": key}) as resp:
-                job = await resp.json()
-            engine.append(job["finished_at"] - job["started_at"])
-    await runner.stop()
-    sim.terminate()
-    await sim.wait()
+    async with sim_process() as sim:
+        settings = Settings(port=0, backends=(BackendConfig(sim.url),))
+        runner = GatewayRunner(settings, store)
+        await runner.start()
+        assert runner.address is not None
+        url = runner.address.url
+        source = speech(folder, SPEECH_S, 16_000)
+        end_to_end: list[float] = []
+        engine: list[float] = []
+        cpu: list[float] = []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(RUNS):
+                cpu_start = time.process_time()
+                start = time.perf_counter()
+                async with http.post(
+                    url + "/v1/inference",
+                    headers={"X-API-Key": key},
+                    data=multipart(source),
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+                    job_id = resp.headers["X-Job-Id"]
+                    await resp.read()
+                end_to_end.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - cpu_start)
+                async with http.get(url + f"/v1/jobs/{job_id}", headers={"X-API-Key": key}) as resp:
+                    job = await resp.json()
+                engine.append(job["finished_at"] - job["started_at"])
+        await runner.stop()
     answer_s = SPEECH_S + settings.offline_silence_s
     e2e, eng = statistics.median(end_to_end), statistics.median(engine)
     return {

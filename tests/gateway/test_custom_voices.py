@@ -32,6 +32,7 @@ from tests.gateway.test_live_stream import stream_session
 from tests.gateway.test_local_engine import STAND_IN
 from tests.gateway.test_realtime import events_until, realtime, send_paced
 from tests.signals import tone
+from tests.sim.process import sim_process
 from tests.voice_samples import clipped, speechlike, wav_bytes
 
 PERSONA = "You are a calm narrator."
@@ -414,31 +415,14 @@ async def test_the_upload_size_is_capped(make_gateway: GatewayFactory, tmp_path:
 async def test_pplex_sim_serves_wav_voices_from_its_voice_dir(tmp_path: Path) -> None:
     folder = voice_folder(tmp_path)
     put_voice(folder, "narrator.wav")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pplex_desktop.sim",
-        "--port",
-        "0",
-        "--prompt-delay",
-        "0",
-        "--voice-dir",
-        str(folder),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-        url = line.split("listening on ", 1)[1].strip().replace("http", "ws", 1)
+    async with sim_process("--voice-dir", str(folder)) as sim:
+        url = sim.url.replace("http", "ws", 1) + "/api/chat"
         async with aiohttp.ClientSession() as http:
             for voice, first in (("narrator.wav", b"\x00"), ("other.wav", None)):
                 query = {"voice_prompt": voice, "text_prompt": "Hi"}
                 async with http.ws_connect(url, params=query) as ws:
                     msg = await asyncio.wait_for(ws.receive(), 10)
                     assert (msg.data if msg.type is aiohttp.WSMsgType.BINARY else None) == first
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 # -- names, settings and the key store ------------------------------------------------------

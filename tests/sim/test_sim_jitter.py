@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from pplex_desktop.moshi.codec import FRAME_SAMPLES, SAMPLE_RATE
 from pplex_desktop.sim.cli import main
 from pplex_desktop.sim.jitter import JitterFault, JitterSchedule
 from tests.signals import tone
+from tests.sim.process import sim_process
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 OPTIONS = SessionOptions(text_prompt="Hello.", voice_prompt="NATF2.pt", handshake_timeout=10)
@@ -55,28 +54,12 @@ def test_nonsense_is_refused_with_a_sentence(capsys: pytest.CaptureFixture[str])
 async def arrival_deviations(*flags: str) -> np.ndarray:
     """Run pplex-sim with ``flags``, talk to it at speaking pace for 4 s, and return each echo
     frame's arrival minus its frame's send time, less the fastest (seconds)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pplex_desktop.sim",
-        "--port",
-        "0",
-        "--prompt-delay",
-        "0",
-        "--log-level",
-        "WARNING",
-        *flags,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-        url = line.rsplit(" ", 1)[1].strip().removesuffix("/api/chat")
-        frames = 50
+    frames = 50
+    async with sim_process(*flags) as sim:
         loop = asyncio.get_running_loop()
         sent: list[float] = []
         arrived: list[float] = []
-        async with await MoshiSession.connect(url, OPTIONS) as session:
+        async with await MoshiSession.connect(sim.url, OPTIONS) as session:
 
             async def receive() -> None:
                 got = 0
@@ -96,11 +79,8 @@ async def arrival_deviations(*flags: str) -> np.ndarray:
                 sent.append(loop.time())
                 await session.send_frame(x[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES])
             await asyncio.wait_for(receiver, 20)
-        d = np.array(arrived[:frames]) - np.array(sent)
-        return np.asarray(d - d.min(), dtype=np.float64)
-    finally:
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    d = np.array(arrived[:frames]) - np.array(sent)
+    return np.asarray(d - d.min(), dtype=np.float64)
 
 
 async def test_a_real_pplex_sim_spreads_its_frames_only_when_asked() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ from pplex_desktop.moshi.client import (
 from pplex_desktop.moshi.codec import FRAME_SAMPLES, OpusEncoder
 from tests.signals import tone
 from tests.sim.conftest import SimFactory
+from tests.sim.process import sim_process
 
 GOOD: dict[str, Any] = {"text_prompt": "Be brief.", "voice_prompt": "NATM1.pt"}
 
@@ -155,28 +154,11 @@ def test_chat_url_normalises_bases() -> None:
 
 
 async def test_pplex_sim_command_serves_and_stops_cleanly() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pplex_desktop.sim",
-        "--port",
-        "0",
-        "--prompt-delay",
-        "0",
-        "--log-level",
-        "WARNING",
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-        assert "is listening on http://127.0.0.1:" in line
-        url = line.rsplit(" ", 1)[1].strip().removesuffix("/api/chat")
-        async with await MoshiSession.connect(url, SessionOptions(**GOOD)) as session:
+    async with sim_process() as sim:
+        assert "is listening on http://127.0.0.1:" in sim.ready_line
+        async with await MoshiSession.connect(sim.url, SessionOptions(**GOOD)) as session:
             await session.send_pcm(tone(440, 0.16))
             async for event in session.events():
                 if isinstance(event, AudioEvent):
                     break
-    finally:
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    # Leaving sim_process stops it with SIGTERM and fails unless it exits with 0.
