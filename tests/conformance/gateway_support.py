@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
 from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
-from pplex_desktop.gateway.context import GatewayContext
 from pplex_desktop.gateway.server import GatewayRunner
 from tests.conformance.kyutai_env import KyutaiServer
+from tests.running_gateway import RunningGateway
 
 ADMIN_SECRET = "conformance-admin-secret-0123456789"
 # The Kyutai server ignores the query; the gateway checks the voice against this list.
@@ -37,45 +36,12 @@ def gateway_settings(backend_url: str, **changes: Any) -> Settings:
 
 
 @dataclass
-class KyutaiGateway:
-    runner: GatewayRunner
-    store: KeyStore
-    http: aiohttp.ClientSession
+class KyutaiGateway(RunningGateway):
     server: KyutaiServer
 
-    @property
-    def url(self) -> str:
-        assert self.runner.address is not None
-        return self.runner.address.url
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1)
-
-    @property
-    def ctx(self) -> GatewayContext:
-        assert self.runner.ctx is not None
-        return self.runner.ctx
-
-    def new_key(self, name: str = "conformance") -> str:
-        return self.store.create(name).key
-
-    async def admin(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        headers = {"X-Admin-Secret": ADMIN_SECRET}
-        return await self.http.request(method, self.url + path, headers=headers, **kwargs)
-
-    async def wait_sessions(self, predicate: Callable[[Any], bool], limit_s: float = 20) -> None:
-        """Wait, event-driven, until the gateway's session registry satisfies ``predicate``."""
-        registry = self.ctx.sessions
-        changed = asyncio.Event()
-        registry.add_listener(changed.set)
-        try:
-            async with asyncio.timeout(limit_s):
-                while not predicate(registry):
-                    await changed.wait()
-                    changed.clear()
-        finally:
-            registry.remove_listener(changed.set)
+    admin_secret: ClassVar[str] = ADMIN_SECRET
+    key_name: ClassVar[str] = "conformance"
+    sessions_limit_s: ClassVar[float] = 20.0  # a real model on a CPU
 
 
 GatewayFactory = Callable[..., Awaitable[KyutaiGateway]]

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
@@ -16,55 +16,21 @@ from pplex_desktop.core.keystore import KeyStore
 from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.server import GatewayRunner
 from pplex_desktop.sim.sim import SimConfig, SimServer
+from tests.running_gateway import RunningGateway
 
 ADMIN_SECRET = "test-admin-secret-0123456789"
 
 
 @dataclass
-class Gateway:
-    runner: GatewayRunner
-    store: KeyStore
+class Gateway(RunningGateway):
     clock: FakeClock
-    http: aiohttp.ClientSession
     sims: list[SimServer]
 
-    @property
-    def url(self) -> str:
-        assert self.runner.address is not None
-        return self.runner.address.url
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1)
-
-    @property
-    def ctx(self) -> Any:
-        assert self.runner.ctx is not None
-        return self.runner.ctx
+    admin_secret: ClassVar[str] = ADMIN_SECRET
 
     async def sessions_done(self) -> None:
         """Wait until every live session has been torn down and accounted."""
         await asyncio.wait_for(self.ctx.sessions.wait_empty(), 10)
-
-    async def wait_sessions(self, predicate: Callable[[Any], bool], limit_s: float = 10) -> None:
-        """Wait, event-driven, until the session registry satisfies ``predicate``."""
-        registry = self.ctx.sessions
-        changed = asyncio.Event()
-        registry.add_listener(changed.set)
-        try:
-            async with asyncio.timeout(limit_s):
-                while not predicate(registry):
-                    await changed.wait()
-                    changed.clear()
-        finally:
-            registry.remove_listener(changed.set)
-
-    def new_key(self, name: str = "test", **kwargs: Any) -> str:
-        return self.store.create(name, **kwargs).key
-
-    async def admin(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        headers = {"X-Admin-Secret": ADMIN_SECRET, **kwargs.pop("headers", {})}
-        return await self.http.request(method, self.url + path, headers=headers, **kwargs)
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
@@ -97,7 +63,7 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         )
         runner = GatewayRunner(base.replace(**settings), store, clock=clock)
         await runner.start()
-        gw = Gateway(runner, store, clock, aiohttp.ClientSession(), servers)
+        gw = Gateway(runner, store, aiohttp.ClientSession(), clock, servers)
         made.append(gw)
         return gw
 

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import numpy as np
@@ -29,6 +29,7 @@ from pplex_desktop.core.settings import BackendConfig, Settings
 from pplex_desktop.gateway.lan.tls import TLS_FOLDER, TlsInfo, ensure_local_certificates
 from pplex_desktop.gateway.server import GatewayRunner
 from pplex_desktop.sim.sim import SimConfig, SimServer
+from tests.running_gateway import RunningGateway
 from tests.skips import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,11 +39,10 @@ INSECURE_HOST = "lan.test"
 
 
 @dataclass
-class WebGateway:
-    runner: GatewayRunner
-    store: KeyStore
+class WebGateway(RunningGateway):
     sims: list[SimServer]
-    http: aiohttp.ClientSession
+
+    key_name: ClassVar[str] = "web test"
 
     @property
     def https_url(self) -> str:
@@ -52,16 +52,7 @@ class WebGateway:
 
     @property
     def plain_url(self) -> str:
-        assert self.runner.address is not None
-        return self.runner.address.url
-
-    @property
-    def ctx(self) -> Any:
-        assert self.runner.ctx is not None
-        return self.runner.ctx
-
-    def new_key(self, name: str = "web test", **kwargs: Any) -> str:
-        return self.store.create(name, **kwargs).key
+        return self.url
 
 
 WebGatewayFactory = Callable[..., Awaitable[WebGateway]]
@@ -192,7 +183,7 @@ async def make_web_gateway(web_tls: TlsInfo, tmp_path: Path) -> AsyncIterator[We
         await runner.start()
         assert runner.tls is not None
         assert runner.tls.fingerprint_sha256 == web_tls.fingerprint_sha256  # the trusted CA
-        gateway = WebGateway(runner, store, sims, aiohttp.ClientSession())
+        gateway = WebGateway(runner, store, aiohttp.ClientSession(), sims)
         made.append(gateway)
         return gateway
 
