@@ -17,10 +17,15 @@ from aiohttp import web
 from pplex_desktop.core.clock import FakeClock
 from pplex_desktop.core.settings import BackendConfig
 from pplex_desktop.gateway.pool.backends import BackendPool
-from pplex_desktop.gateway.pool.connect import StartError, await_handshake, connect_backend
+from pplex_desktop.gateway.pool.connect import (
+    Connected,
+    StartError,
+    await_handshake,
+    connect_backend,
+)
 from pplex_desktop.gateway.pool.scheduler import Lease, Priority, Scheduler, Ticket
 from pplex_desktop.moshi.client import MoshiSession, SessionOptions
-from pplex_desktop.moshi.session import MoshiProtocol
+from pplex_desktop.moshi.session import Handshake, MoshiProtocol
 from pplex_desktop.sim.sim import SimServer
 from tests.gateway.conftest import GatewayFactory
 
@@ -47,23 +52,29 @@ class Pool:
         )
         return await self.scheduler.acquire(ticket, STEP_S)
 
-    async def connect(self) -> tuple[Lease, MoshiProtocol]:
-        connected = await connect_backend(
+    async def open(self, what: str, ident: str, voice: str | None = "NATF2.pt") -> Connected:
+        return await connect_backend(
             self.scheduler,
             self.pool,
             wait_turn=self.wait_turn,
             query=QUERY,
-            voice="NATF2.pt",
-            what="session",
-            ident="s1",
+            voice=voice,
+            what=what,
+            ident=ident,
         )
-        protocol = MoshiProtocol(handshake_timeout=STEP_S)
-        loop = asyncio.get_running_loop()
+
+    async def handshake(self, connected: Connected, protocol: MoshiProtocol) -> Handshake:
+        """Await the handshake, then close the socket and free the model server either way."""
         try:
-            await await_handshake(connected.ws, protocol, loop.time)
+            return await await_handshake(connected.ws, protocol, asyncio.get_running_loop().time)
         finally:
             await connected.ws.close()
             self.scheduler.release(connected.lease)
+
+    async def connect(self) -> tuple[Lease, MoshiProtocol]:
+        connected = await self.open("session", "s1")
+        protocol = MoshiProtocol(handshake_timeout=STEP_S)
+        await self.handshake(connected, protocol)
         return connected.lease, protocol
 
 
@@ -183,23 +194,12 @@ async def test_no_handshake_in_time_fails_the_backend(make_pool: PoolFactory) ->
     runner = await serve(silent)
     try:
         pool = await make_pool(url_of(runner))
-        connected = await connect_backend(
-            pool.scheduler,
-            pool.pool,
-            wait_turn=pool.wait_turn,
-            query=QUERY,
-            voice=None,
-            what="job",
-            ident="j1",
-        )
-        protocol = MoshiProtocol(handshake_timeout=0.2)
+        connected = await pool.open("job", "j1", voice=None)
         loop = asyncio.get_running_loop()
         began = loop.time()
         with pytest.raises(StartError) as timed_out:
-            await await_handshake(connected.ws, protocol, loop.time)
+            await pool.handshake(connected, MoshiProtocol(handshake_timeout=0.2))
         assert 0.2 <= loop.time() - began < STEP_S
-        await connected.ws.close()
-        pool.scheduler.release(connected.lease)
     finally:
         await runner.cleanup()
     assert timed_out.value.reason == "backend_timeout"
@@ -224,20 +224,9 @@ async def test_a_chained_gateways_queue_pauses_the_handshake_clock(
     runner = await serve(queued_then_ready)
     try:
         pool = await make_pool(url_of(runner))
-        connected = await connect_backend(
-            pool.scheduler,
-            pool.pool,
-            wait_turn=pool.wait_turn,
-            query=QUERY,
-            voice=None,
-            what="job",
-            ident="j2",
-        )
-        protocol = MoshiProtocol(handshake_timeout=0.2)
-        handshake = await await_handshake(connected.ws, protocol, asyncio.get_running_loop().time)
+        connected = await pool.open("job", "j2", voice=None)
+        handshake = await pool.handshake(connected, MoshiProtocol(handshake_timeout=0.2))
         assert handshake.raw == b"\x00"
-        await connected.ws.close()
-        pool.scheduler.release(connected.lease)
     finally:
         await runner.cleanup()
 
