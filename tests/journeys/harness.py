@@ -102,6 +102,9 @@ def start_display(timeout: float = 10.0) -> Display:
             f"{SCREEN[0]}x{SCREEN[1]}x24",
             "-nolisten",
             "tcp",
+            # An X server resets when its last client leaves and refuses connections meanwhile:
+            # the app, started just after the check below or after an earlier app, lost that race.
+            "-noreset",
         ],
         pass_fds=(write_fd,),
         stdin=subprocess.DEVNULL,
