@@ -19,6 +19,7 @@ from pplex_desktop.audio.conversation import (
     StateChanged,
     TextPiece,
 )
+from pplex_desktop.moshi.codec import SAMPLE_RATE
 from tests.signals import lag_ms
 
 WAIT_LIMIT_S = 20.0  # a conversation test waiting longer than this is broken
@@ -122,3 +123,22 @@ def delay_lags(
             low, high = sorted((da, db))
             out.append((start, lag, low, high))
     return out
+
+
+def assert_lags_follow_the_live_delay(
+    data: npt.NDArray[np.float32],
+    lags: Sequence[tuple[float, float, float, float]],
+    tolerance_ms: float = 20.0,
+) -> None:
+    """A recording's two channels agree with the live delay from its first sound to its last."""
+    print("\n(start s, lag ms, live delay ms from, to):")
+    for row in lags:
+        print(f"  {row[0]:5.2f} {row[1]:6.0f} {row[2]:6.0f} {row[3]:6.0f}")
+    off = [row for row in lags if not row[2] - tolerance_ms <= row[1] <= row[3] + tolerance_ms]
+    assert not off, f"the channels disagree with the live delay: {off}"
+    sound = np.flatnonzero(np.abs(data[:, 0]) > 0.05) / SAMPLE_RATE
+    assert sound.size, "the chirps never reached the model"
+    assert len(lags) >= 6, f"too few stretches of the echo were heard to judge: {lags}"
+    heard = f"sound from {sound[0]:.2f} s to {sound[-1]:.2f} s, stretches judged {lags}"
+    assert lags[0][0] < sound[0] + 1.0, f"checked from the first second of sound: {heard}"
+    assert lags[-1][0] > sound[-1] - 1.5, f"checked to the last second of sound: {heard}"
