@@ -278,3 +278,49 @@ def test_a_silent_stream_is_trimmed_too() -> None:
     assert jb.stats().trimmed_samples > round(0.2 * SAMPLE_RATE)
     assert late_target(run, 20.0) <= 100.0
     assert not run.underrun_times
+
+
+def play_uneven(
+    jb: JitterBuffer, clock: FakeTime, frames: list[Pcm], arrivals: list[float], blocks: list[int]
+) -> tuple[list[float], list[tuple[float, int, int]]]:
+    """As ``play``, but the card asks for blocks of the sizes given, in turn, each when the one
+    before it has been played, as PulseAudio does; return the underrun times and, per pull,
+    (time, samples stretched so far, samples cut so far)."""
+    t, nxt, k = 0.0, 0, 0
+    out = np.empty(max(blocks), dtype=np.float32)
+    underruns: list[float] = []
+    edits: list[tuple[float, int, int]] = []
+    while nxt < len(arrivals):
+        block = blocks[k % len(blocks)]
+        k += 1
+        while nxt < len(arrivals) and arrivals[nxt] <= t:
+            clock.now = arrivals[nxt]
+            jb.push(frames[nxt])
+            nxt += 1
+        clock.now = t
+        before = jb.stats().underruns
+        jb.pull_into(out[:block])
+        stats = jb.stats()
+        if stats.underruns != before:
+            underruns.append(t)
+        edits.append((t, stats.stretched_samples, stats.trimmed_samples))
+        t += block / SAMPLE_RATE
+    return underruns, edits
+
+
+def test_a_card_that_takes_uneven_blocks_does_not_make_the_buffer_edit_all_the_time() -> None:
+    """PulseAudio asks for blocks of 20 to 100 ms, unevenly. The depth seen at each arrival
+    then saws by up to a block with the card's phase; the audio the card took and has not
+    played yet is counted, or the buffer cut and stretched some 1.6 s a minute each way,
+    chasing that saw, on a calm link (a pause edited every few seconds, heard as a stutter)."""
+    jb, clock = adaptive()
+    frames, _ = speech(1000)  # 80 s
+    rng = np.random.default_rng(5)
+    blocks = [int(b) for b in rng.choice([480, 960, 1440, 2400], 500)]
+    underruns, edits = play_uneven(jb, clock, frames, schedule(1000, spread_s=0.002), blocks)
+    assert not [t for t in underruns if t > 2.0]
+    settled = [(s, c) for t, s, c in edits if t >= 10.0]
+    minutes = (edits[-1][0] - 10.0) / 60.0
+    stretched = (settled[-1][0] - settled[0][0]) / SAMPLE_RATE / minutes
+    cut = (settled[-1][1] - settled[0][1]) / SAMPLE_RATE / minutes
+    assert stretched <= 0.05 and cut <= 0.05, f"{stretched:.2f} s and {cut:.2f} s a minute"
