@@ -159,7 +159,6 @@ class JitterBuffer:
         self._stretches = 0
         self._cut = 0
         self._pull_seen = 0  # the largest block the sound card asked for since the last push
-        self._last_pull = (0.0, 0)  # when the card last took audio, and how much
         self._pull_block = 0.0  # its decaying maximum (loop side)
         self._underrun_pending = False  # set by the callback, read by the next push
         self._measuring = False  # the jitter is measured from the first playback on
@@ -259,7 +258,6 @@ class JitterBuffer:
         with self._lock:
             after_underrun, self._underrun_pending = self._underrun_pending, False
             depth, playing, seen = self._depth, self._playing, self._pull_seen
-            pulled_at, pulled = self._last_pull
             self._pull_seen = 0
         # Decays over ten seconds or so: one large request while a stream starts is forgotten.
         self._pull_block = max(float(seen), PULL_DECAY * self._pull_block)
@@ -295,10 +293,7 @@ class JitterBuffer:
             self._history_len = 0  # prebuffering: the depth says nothing about the cushion
             return block
         # What the depth would be had this frame come as early as the fastest one lately.
-        # The card plays what it took over the block's length: count what it still holds, or
-        # the depth saws by a whole block with the phase of the card's pulls.
-        in_card = max(0.0, pulled - (now - pulled_at) * self.sample_rate)
-        virtual = depth + in_card + n + deviation * self.sample_rate - self._edited
+        virtual = depth + n + deviation * self.sample_rate - self._edited
         self._history = np.roll(self._history, 1)
         self._history[0] = virtual
         self._history_len = min(self._history_len + 1, _DEPTH_HISTORY)
@@ -394,7 +389,6 @@ class JitterBuffer:
         n = out.shape[0]
         with self._lock:
             self._pull_seen = max(self._pull_seen, n)
-            self._last_pull = (self._clock(), n)
             position = self._position(self._out_consumed)
             if not self._playing and self._depth >= self._target:
                 self._playing = True
