@@ -187,10 +187,20 @@ class Screen:
     # -- input --
 
     def click(self, x: int, y: int, button: int = 1) -> None:
-        self.xdotool("mousemove", "--sync", str(x), str(y), "click", str(button))
+        self.move(x, y)
+        self.xdotool("click", str(button))
 
     def move(self, x: int, y: int) -> None:
-        self.xdotool("mousemove", "--sync", str(x), str(y))
+        # ``--sync`` waits for the pointer to move and never returns when it is there already
+        # (the X server keeps it where the last journey left it: it runs with -noreset).
+        if self.pointer() != (x, y):
+            self.xdotool("mousemove", "--sync", str(x), str(y))
+
+    def pointer(self) -> tuple[int, int]:
+        where = dict(
+            line.split("=", 1) for line in self.xdotool("getmouselocation", "--shell").split()
+        )
+        return int(where["X"]), int(where["Y"])
 
     def key(self, *keys: str) -> None:
         """Key chords as xdotool names them, e.g. ``ctrl+2``, ``Tab``, ``Return``."""
