@@ -69,9 +69,15 @@ def test_the_recording_trails_by_the_live_delay_through_a_mode_switch(
     app.wait_log("Connected to ws://")
     app.wait_log("Recording the conversation to ")
     # The microphone's clock settles during the first seconds of a stream (README, Known limits):
-    # until then the recording's left channel can sit up to a block late. A person starts to
-    # speak after connecting too; the journey judges the recording from then on.
-    time.sleep(MIC_CLOCK_SETTLES_S)
+    # until then the recording's left channel can sit up to a block late. Speak once that much
+    # of the microphone has reached the model, as the gateway counts it.
+    wait_until(
+        lambda: (
+            any(float(str(s["audio_in_s"])) >= MIC_CLOCK_SETTLES_S for s in live_sessions(url))
+            or None
+        ),
+        f"{MIC_CLOCK_SETTLES_S:g} s of the microphone to reach the model",
+    )
 
     player = subprocess.Popen(["paplay", "--device=mic", str(chirps)])
     try:
