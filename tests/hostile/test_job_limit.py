@@ -18,6 +18,9 @@ from tests.hostile.faults_support import (
     witness,  # noqa: F401 (a fixture)
 )
 
+# More than the 64 waiting connections one address may hold: the burst also proves that the
+# per-address rule does not reset uploads whose request a loaded loop has not read yet (it did,
+# once in a dozen runs with four processes loading both cores).
 CONCURRENT = 130
 
 

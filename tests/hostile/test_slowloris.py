@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import socket
 import ssl
 import threading
@@ -23,7 +24,14 @@ from typing import Any
 import pytest
 
 from pplex_desktop.core.settings import Settings
-from pplex_desktop.gateway.edge.connections import ConnectionGuard, ConnectionLimits, derived_cap
+from pplex_desktop.gateway.edge import connections
+from pplex_desktop.gateway.edge.connections import (
+    ConnectionGuard,
+    ConnectionLimits,
+    derived_cap,
+    readable,
+)
+from pplex_desktop.gateway.edge.protocol import GuardedHandler
 from tests.gateway.conftest import Gateway, GatewayFactory, gateway, make_gateway
 from tests.hostile.edge_support import (
     DESKTOP_FILE_LIMIT,
@@ -252,6 +260,7 @@ class _Conn:
     def __init__(self, address: str) -> None:
         self._address = address
         self._evicted = False
+        self.unread = False
 
     @property
     def address(self) -> str:
@@ -262,6 +271,9 @@ class _Conn:
 
     def evicted(self) -> bool:
         return self._evicted
+
+    def has_unread_bytes(self) -> bool:
+        return self.unread
 
 
 def test_a_burst_cannot_push_out_a_newcomer_but_old_waiters_give_way() -> None:
@@ -293,6 +305,88 @@ def test_a_burst_cannot_push_out_a_newcomer_but_old_waiters_give_way() -> None:
     assert guard.refused == 1
     guard.waiting(busy[0])
     assert guard.admit(_Conn("192.0.2.9")) and busy[0].evicted()
+
+
+def test_connections_with_unread_bytes_are_not_taken_for_idle() -> None:
+    now = [0.0]
+    limits = ConnectionLimits.from_settings(
+        Settings(max_connections=12, max_waiting_per_address=3), open_files=1024
+    )
+    guard = ConnectionGuard(limits, clock=lambda: now[0])
+    sent = [_Conn("127.0.0.1") for _ in range(5)]
+    for c in sent[:3]:
+        assert guard.admit(c)
+        c.unread = True  # their requests wait in the kernel for a loop that runs late
+    now[0] = 2.0
+    assert guard.admit(sent[3])
+    assert not any(c.evicted() for c in sent), "the per-address rule takes idle ones only"
+    sent[3].unread = True
+    sent[1].unread = False
+    assert guard.admit(sent[4])
+    assert [c.evicted() for c in sent] == [False, True, False, False, False]
+    sent[4].unread = True
+    others = [_Conn(f"192.0.2.{n}") for n in range(8)]
+    for c in others:
+        assert guard.admit(c)
+        c.unread = True
+    assert guard.open_count == 12
+    # Full, and the oldest few all have requests coming: the hard limit takes the oldest.
+    assert guard.admit(_Conn("198.51.100.1"))
+    assert sent[0].evicted()
+    others[0].unread = False
+    assert guard.admit(_Conn("198.51.100.2"))
+    assert others[0].evicted() and not sent[2].evicted(), "an idle one among the oldest few"
+    others[7].unread = False
+    assert guard.admit(_Conn("198.51.100.3"))
+    assert sent[2].evicted() and not others[7].evicted(), "past the few it looks at"
+
+
+def test_readable_sees_unread_bytes_on_any_descriptor() -> None:
+    with raised_file_limit(1600):
+        left, right = socket.socketpair()
+        high = os.dup2(left.fileno(), 1500)  # past select()'s FD_SETSIZE
+        try:
+            assert not readable(left.fileno()) and not readable(high)
+            right.sendall(b"GET / HTTP/1.1\r\n")
+            assert readable(left.fileno()) and readable(high)
+            left.recv(100)
+            assert not readable(high)
+            right.close()
+            assert readable(high), "the end of the stream is unread too"
+            assert not readable(-1)
+        finally:
+            os.close(high)
+            left.close()
+            right.close()
+
+
+async def test_a_request_the_loop_has_not_read_yet_is_not_dropped(
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found: 130 uploads from one script, on a loaded machine, and the per-address rule reset
+    # connections whose request the loop had not read yet.
+    monkeypatch.setattr(connections, "MIN_WAIT_S", 0.0)
+    gw = await make_gateway(max_waiting_per_address=1)
+    guard = gw.runner.guard
+    assert guard is not None
+    reader, writer = await _raw(gw)
+    await _until(guard, lambda: guard.open_count == 1)
+    (first,) = guard.held
+    assert isinstance(first, GuardedHandler) and first.transport is not None
+    first.transport.pause_reading()  # what a loop that runs late does to a request
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    assert first.has_unread_bytes()
+    _r2, w2 = await _raw(gw)
+    try:
+        await _until(guard, lambda: guard.open_count + guard.evicted == 2)
+        assert guard.evicted == 0
+        first.transport.resume_reading()
+        status, body = await _read_answer(reader, 3)
+    finally:
+        writer.close()
+        w2.close()
+    assert status == 200 and body["status"] == "ok"
 
 
 async def _raw(gw: Gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

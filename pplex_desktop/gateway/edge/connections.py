@@ -21,11 +21,19 @@ all: accept() failed (and asyncio logged it) for every newcomer, ``/healthz`` in
   waited ``MIN_WAIT_S`` already, so a burst of connections cannot push out a newcomer before
   it had the time to send its request; the global limit is the hard one. Connections busy with
   a request are never dropped; only when every held connection is busy is a newcomer refused,
-  with a 503 sentence.
+  with a 503 sentence;
+* "waiting" is what the gateway has read, and a loop that runs late has not read everything
+  the kernel holds: 130 uploads from one script, accepted in one burst, sent their requests at
+  once, yet a busy loop took over a second to read them, and the per-address rule reset
+  clients whose request had arrived. A connection whose socket has unread bytes is therefore
+  not taken by the per-address rule, and the global rule takes it only when none of the oldest
+  few waiting connections is idle.
 """
 
 from __future__ import annotations
 
+import select
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +47,7 @@ ACCEPT_BURST = 2 * 128  # two accept batches of aiohttp's listen backlog
 CAP_MAX = 16_384  # past this, memory, not files, is what runs out
 UNLIMITED_FILES_CAP = 4096
 MIN_WAIT_S = 1.0
+IDLE_SCAN = 8  # how many of the oldest waiting connections a newcomer looks at for an idle one
 
 
 class Guarded(Protocol):
@@ -46,6 +55,22 @@ class Guarded(Protocol):
     def address(self) -> str: ...
 
     def evict(self) -> None: ...
+
+    def has_unread_bytes(self) -> bool: ...
+
+
+def readable(fd: int) -> bool:
+    """Whether the kernel holds bytes (or the end of the stream) not yet read from ``fd``."""
+    if fd < 0:
+        return False
+    if sys.platform == "win32":  # no poll(); Windows' select() takes any socket handle
+        ready, _, _ = select.select([fd], [], [], 0)
+        return bool(ready)
+    # poll, not select: select() cannot take descriptors past FD_SETSIZE (1,024), and a
+    # gateway with a raised file limit has them.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def open_file_limit() -> int | None:
@@ -135,6 +160,10 @@ class ConnectionGuard:
         return len(self._open)
 
     @property
+    def held(self) -> frozenset[Guarded]:
+        return frozenset(self._open)
+
+    @property
     def waiting_count(self) -> int:
         return len(self._waiting)
 
@@ -142,17 +171,29 @@ class ConnectionGuard:
         """Make room for ``conn`` and count it; False when every held connection is busy."""
         mine = self._waiting_at.get(conn.address)
         if mine is not None and len(mine) >= self.limits.max_waiting_per_address:
-            oldest, since = next(iter(mine.items()))
-            if self._clock() - since >= MIN_WAIT_S:
-                self._evict(oldest)
+            idle = self._oldest_idle(mine, waited_since=self._clock() - MIN_WAIT_S)
+            if idle is not None:
+                self._evict(idle)
         if len(self._open) >= self.limits.max_connections:
             if not self._waiting:
                 self.refused += 1
                 return False
-            self._evict(next(iter(self._waiting)))
+            self._evict(self._oldest_idle(self._waiting) or next(iter(self._waiting)))
         self._open.add(conn)
         self.waiting(conn)
         return True
+
+    @staticmethod
+    def _oldest_idle(
+        waiting: OrderedDict[Guarded, float], waited_since: float | None = None
+    ) -> Guarded | None:
+        """The oldest of the first IDLE_SCAN ``waiting`` connections with nothing unread."""
+        for n, (conn, since) in enumerate(waiting.items()):
+            if n >= IDLE_SCAN or (waited_since is not None and since > waited_since):
+                return None
+            if not conn.has_unread_bytes():
+                return conn
+        return None
 
     def _evict(self, conn: Guarded) -> None:
         self.forget(conn)

@@ -33,7 +33,7 @@ from aiohttp.web_protocol import RequestHandler
 from pplex_desktop.core.errors import PplexError
 from pplex_desktop.gateway.edge.accesslog import UNREADABLE
 from pplex_desktop.gateway.edge.burstlog import BurstLog
-from pplex_desktop.gateway.edge.connections import ConnectionGuard
+from pplex_desktop.gateway.edge.connections import ConnectionGuard, readable
 from pplex_desktop.gateway.edge.listener import AcceptGate
 from pplex_desktop.gateway.edge.parse_errors import describe, raw_response
 
@@ -281,6 +281,14 @@ class GuardedHandler(RequestHandler):
         )
 
     # -- closing ---------------------------------------------------------------------------------
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the client sent bytes this loop has not read yet (it ran late)."""
+        transport = self._raw_transport
+        if transport is None or self._lost:
+            return False
+        sock = transport.get_extra_info("socket")
+        return sock is not None and readable(sock.fileno())
 
     def evict(self) -> None:
         """Give way to a newcomer (called by the guard, which no longer counts this one)."""
