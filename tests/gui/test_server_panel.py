@@ -4,9 +4,12 @@ the model servers and the live figures."""
 from __future__ import annotations
 
 import socket
+import stat
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
 from pytestqt.qtbot import QtBot
 
 from pplex_desktop.desktop.lan import lan_addresses
@@ -154,6 +157,36 @@ def test_pairing_a_device(qtbot: QtBot, launch: Launch) -> None:
     assert http(url_of(shell) + "/v1/info", key=pairing.key)[0] == 200
     dialog.accept()
     assert dialog.pairing is None and dialog.url_label.text() == ""
+
+
+def test_saving_the_ca_certificate(
+    qtbot: QtBot, launch: Launch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pplex_desktop.core.settings import Settings
+
+    shell = launch(settings=Settings(lan_port=0, lan_host="127.0.0.1", serve_lan=True))
+    panel = server_page(shell)
+    qtbot.waitUntil(lambda: shell.gateway.view.lan_address is not None, timeout=WAIT_MS)
+    tls = shell.gateway.view.tls
+    assert tls is not None and tls.ca_der is not None and panel.save_ca_button.isEnabled()
+    target = tmp_path / "pplex-ca.crt"
+    answers = iter([str(target), str(tmp_path / "no such folder" / "pplex-ca.crt")])
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", lambda *_args: (next(answers), "Certificates")
+    )
+    status = shell.window.statusBar()
+    qtbot.mouseClick(panel.save_ca_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "was saved" in status.currentMessage(), timeout=WAIT_MS)
+    assert status.currentMessage() == f"The CA certificate was saved to {target}."
+    assert target.read_bytes() == tls.ca_der
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pplex-ca.crt"], "no temporary left"
+    qtbot.mouseClick(panel.save_ca_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "could not be written" in status.currentMessage(), timeout=WAIT_MS)
+    assert status.currentMessage().startswith(
+        "The file pplex-ca.crt could not be written (No such file or directory)"
+    )
+    assert shell.errors.dialog is None, "a sentence, not an unexpected-error dialog"
 
 
 def test_a_port_in_use_is_shown_as_a_sentence(qtbot: QtBot, launch: Launch) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from pplex_desktop.core.fs import write_atomic
 from pplex_desktop.core.settings import Settings
 from pplex_desktop.desktop.lan import WILDCARDS, LanAddress, lan_addresses
 from pplex_desktop.gateway.server import DEMO_LABEL, BackendStatus, GatewayState, plain_host
@@ -433,12 +434,17 @@ class ServerPanel(QWidget):
         )
         if not path:
             return
-        try:
-            Path(path).write_bytes(tls.ca_der)
-        except OSError as exc:
-            self._ctx.errors.report("saving the CA certificate", exc)
-            return
-        self._ctx.status.post(f"The CA certificate was saved to {path}.")
+        der = tls.ca_der
+
+        def save() -> None:
+            # Public, unlike the key files: readable by everyone, like any certificate.
+            write_atomic(Path(path), der, mode=0o644)
+
+        self._ctx.io.call_fn(
+            save,
+            on_done=lambda _none: self._ctx.status.post(f"The CA certificate was saved to {path}."),
+            what="saving the CA certificate",  # a failure is a FileWriteError's sentence
+        )
 
     def _lan_toggled(self, on: bool) -> None:
         live = self._ctx.counters.counts.active_sessions or 0
