@@ -80,7 +80,8 @@ def match_at(recording: Pcm, reference: Pcm, lag: int) -> Match:
     segment = recording[lag : lag + len(reference)]
     if len(segment) < len(reference):
         segment = np.pad(segment, (0, len(reference) - len(segment)))
-    speech = envelope(reference) > 0.1 * envelope(reference).max()
+    level = envelope(reference)
+    speech = level > 0.1 * level.max()
     spec_ref, spec_rec = log_spectrogram(reference), log_spectrogram(segment)
     voiced = speech[: len(spec_ref)]
     return Match(
@@ -141,7 +142,9 @@ def locate_pieces(
 ) -> Pieces:
     """Find each voiced ``piece_s`` of ``reference`` near where the one before it ended."""
     piece, slack = int(piece_s * RATE), int(slack_s * RATE)
-    loud = envelope(reference) > 0.1 * envelope(reference).max()
+    level = envelope(reference)
+    loud = level > 0.1 * level.max()
+    have = envelope(recording)  # once: a minute of recording has 100-odd pieces
     expected = locate(recording, reference).lag
     pieces: list[Match] = []
     offsets: list[int] = []
@@ -154,20 +157,22 @@ def locate_pieces(
         if expected + piece + slack > len(recording):
             missing += 1  # the recording ended before it came back
             continue
-        match = _best_nearby(recording, chunk, expected, slack)
+        match = _best_nearby(recording, have, chunk, expected, slack)
         pieces.append(match)
         offsets.append(start)
         expected = match.lag + piece
     return Pieces(tuple(pieces), tuple(offsets), missing)
 
 
-def _best_nearby(recording: Pcm, chunk: Pcm, expected: int, slack: int) -> Match:
-    """The lag within ``slack`` of ``expected`` whose envelope is most alike, to the sample.
+def _best_nearby(
+    recording: Pcm, have: npt.NDArray[np.float64], chunk: Pcm, expected: int, slack: int
+) -> Match:
+    """The lag within ``slack`` of ``expected`` whose envelope is most alike, to the sample;
+    ``have`` is the recording's envelope.
 
     Normalised, unlike a plain cross-correlation, which favours the loudest stretch nearby.
     """
     wanted = envelope(chunk)
-    have = envelope(recording)
     first, last = max(expected - slack, 0) // HOP, (expected + slack) // HOP
     hops = [h for h in range(first, last + 1) if h + len(wanted) <= len(have)]
     best = max(hops, key=lambda h: _pearson(have[h : h + len(wanted)], wanted))
