@@ -276,12 +276,20 @@ class _Conn:
         return self.unread
 
 
-def test_a_burst_cannot_push_out_a_newcomer_but_old_waiters_give_way() -> None:
+def _guard(
+    max_connections: int, max_waiting_per_address: int
+) -> tuple[ConnectionGuard, list[float]]:
+    """A guard with these limits, on a clock the test sets: ``now[0]``."""
     now = [0.0]
-    limits = ConnectionLimits.from_settings(
-        Settings(max_connections=10, max_waiting_per_address=3), open_files=1024
+    settings = Settings(
+        max_connections=max_connections, max_waiting_per_address=max_waiting_per_address
     )
-    guard = ConnectionGuard(limits, clock=lambda: now[0])
+    limits = ConnectionLimits.from_settings(settings, open_files=1024)
+    return ConnectionGuard(limits, clock=lambda: now[0]), now
+
+
+def test_a_burst_cannot_push_out_a_newcomer_but_old_waiters_give_way() -> None:
+    guard, now = _guard(max_connections=10, max_waiting_per_address=3)
     first = [_Conn("127.0.0.1") for _ in range(5)]
     assert all(guard.admit(c) for c in first)
     assert not any(c.evicted() for c in first), "younger than a second: over the soft limit"
@@ -308,11 +316,7 @@ def test_a_burst_cannot_push_out_a_newcomer_but_old_waiters_give_way() -> None:
 
 
 def test_connections_with_unread_bytes_are_not_taken_for_idle() -> None:
-    now = [0.0]
-    limits = ConnectionLimits.from_settings(
-        Settings(max_connections=12, max_waiting_per_address=3), open_files=1024
-    )
-    guard = ConnectionGuard(limits, clock=lambda: now[0])
+    guard, now = _guard(max_connections=12, max_waiting_per_address=3)
     sent = [_Conn("127.0.0.1") for _ in range(5)]
     for c in sent[:3]:
         assert guard.admit(c)
