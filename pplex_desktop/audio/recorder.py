@@ -6,7 +6,11 @@ ducking and muting, silence where it ran dry). Both run at 24 kHz from the momen
 conversation went live, and sample n on either side is the same instant: each block is placed
 by its stamp (when it was captured, when it was heard) on one timeline, not by counting the
 samples that happened to arrive, because a stalled audio thread or an underrun loses time on one
-side only. The WAV is written as the conversation goes, never held in memory.
+side only. The WAV is written as the conversation goes, HOLD_SECONDS behind it: a stream's
+stamps can turn out to have been late (a sound clock learns its true pace from its earliest
+block, and through PulseAudio the first seconds of a microphone come a block late), and while
+that history is still in memory it is moved back to where it belongs instead of dropping the
+start of the block that revealed it.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from pplex_desktop.moshi.codec import SAMPLE_RATE
 
 _log = logging.getLogger(__name__)
 Pcm = npt.NDArray[np.float32]
-# If one side stops arriving (a stalled speaker stream), pad it rather than buffer forever.
-MAX_SKEW_SECONDS = 5.0
+# How far behind the newest audio the file is written: long enough to take back the silence a
+# late-stamped start was padded with (the microphone's clock settles within 1-3 s), short enough
+# that a stalled side (a speaker stream that stopped) is padded rather than buffered forever.
+HOLD_SECONDS = 5.0
 # Stamps wobble by a few milliseconds from block to block; following each would chop the audio,
 # so blocks stay back to back and a channel is moved only when it is off by more than JUMP_S (a
 # gap, padded with silence, or an overlap, whose start is dropped) or when its average offset
@@ -155,13 +161,8 @@ class ConversationRecorder:
             self._delays.append((round(at - self._start_mono, 3), round(1000.0 * delay_s, 1)))
 
     def _drain(self, *, final: bool = False) -> None:
-        n = min(self._left.pending, self._right.pending)
         longest = max(self._left.pending, self._right.pending)
-        skew = round(MAX_SKEW_SECONDS * SAMPLE_RATE)
-        if final:
-            n = longest
-        elif longest - n > skew:
-            n = longest - skew
+        n = longest if final else longest - round(HOLD_SECONDS * SAMPLE_RATE)
         if n <= 0:
             return
         written = self._frames_written
@@ -229,12 +230,13 @@ class _Channel:
 
     def __init__(self) -> None:
         self._chunks: list[Pcm] = []
+        self._silence: list[bool] = []  # per chunk: inserted to stay on time, not audio
         self.pending = 0
         self.end: int | None = None  # None until the first block arrived
         self._offset = 0.0  # smoothed (stamp - end) in samples
         self._jump = round(JUMP_SECONDS * SAMPLE_RATE)
         self._drift = DRIFT_SECONDS * SAMPLE_RATE
-        self.padded = 0  # samples of silence inserted to stay on time
+        self.padded = 0  # samples of silence inserted to stay on time (net of any taken back)
         self.dropped = 0  # samples left out because they overlapped what was already placed
 
     def place(self, pcm: Pcm, at: int | None, frontier: int) -> None:
@@ -254,20 +256,63 @@ class _Channel:
                 shift = round(self._offset) if abs(self._offset) > self._drift else 0
                 self._offset -= shift
         if shift > 0:
-            self._append(np.zeros(shift, dtype=np.float32))
+            self._append(np.zeros(shift, dtype=np.float32), silence=True)
             self.padded += shift
         elif shift < 0:
-            skip = min(-shift, pcm.shape[0])
+            # What was placed since the last silence came late by ``-shift`` (stamps only ever
+            # turn out late): take that silence back while it is not in the file yet.
+            overlap = -shift - self._take_back_silence(-shift)
+            if frontier == 0:
+                # Nothing is in the file yet: what moves before the start was said before the
+                # recording began, like a first block stamped before it.
+                overlap -= self._drop_front(overlap)
+            skip = min(overlap, pcm.shape[0])
             pcm = pcm[skip:]
             self.dropped += skip
         if pcm.size:
-            self._append(pcm)
+            self._append(pcm, silence=False)
 
-    def _append(self, pcm: Pcm) -> None:
+    def _append(self, pcm: Pcm, *, silence: bool) -> None:
         self._chunks.append(pcm)
+        self._silence.append(silence)
         self.pending += pcm.shape[0]
         assert self.end is not None
         self.end += pcm.shape[0]
+
+    def _take_back_silence(self, wanted: int) -> int:
+        """Shorten the latest inserted silences still pending by up to ``wanted`` samples, moving
+        what came after them earlier; how many samples that took back."""
+        taken = 0
+        for i in range(len(self._chunks) - 1, -1, -1):
+            if taken == wanted:
+                break
+            if not self._silence[i]:
+                continue
+            k = min(wanted - taken, self._chunks[i].shape[0])
+            self._chunks[i] = self._chunks[i][k:]
+            taken += k
+        self.pending -= taken
+        self.padded -= taken
+        assert self.end is not None
+        self.end -= taken
+        return taken
+
+    def _drop_front(self, wanted: int) -> int:
+        """Leave out up to ``wanted`` of the earliest pending samples; how many that was."""
+        dropped = 0
+        while self._chunks and dropped < wanted:
+            head = self._chunks[0]
+            k = min(wanted - dropped, head.shape[0])
+            dropped += k
+            if k == head.shape[0]:
+                self._chunks.pop(0)
+                self._silence.pop(0)
+            else:
+                self._chunks[0] = head[k:]
+        self.pending -= dropped
+        assert self.end is not None
+        self.end -= dropped
+        return dropped
 
     def take(self, n: int, frontier: int) -> Pcm:
         """Remove and return the next ``n`` samples, zero-padded where there are fewer."""
@@ -281,6 +326,7 @@ class _Channel:
             filled += k
             if k == head.shape[0]:
                 chunks.pop(0)
+                self._silence.pop(0)
             else:
                 chunks[0] = head[k:]
         self.pending -= filled

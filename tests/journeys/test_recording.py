@@ -69,7 +69,8 @@ def test_the_recording_trails_by_the_live_delay_through_a_mode_switch(
     app.wait_log("Connected to ws://")
     app.wait_log("Recording the conversation to ")
     # The microphone's clock settles during the first seconds of a stream (README, Known limits):
-    # until then the recording's left channel can sit up to a block late. Speak once that much
+    # the recorder then moves the user's channel back into place, but the live delay measured
+    # until then, which this test holds the WAV to, reads up to a block low. Speak once that much
     # of the microphone has reached the model, as the gateway counts it.
     wait_until(
         lambda: (

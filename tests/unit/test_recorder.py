@@ -7,10 +7,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile as sf
 
 from pplex_desktop.audio.recorder import (
+    DRIFT_SECONDS,
+    HOLD_SECONDS,
     ConversationRecorder,
     delete_recording,
     list_recordings,
@@ -22,6 +25,8 @@ from pplex_desktop.moshi.codec import FRAME_SAMPLES
 from tests.signals import dominant_frequency, tone
 
 F = FRAME_SAMPLES
+RATE = 24_000
+LATE_S = 0.085  # how late the PulseAudio plugin delivers a microphone's first blocks
 # 2026-11-26 21:57:35 UTC
 WALL = 1_795_730_255.0
 
@@ -80,9 +85,68 @@ def test_a_stalled_side_does_not_make_the_other_pile_up_in_memory() -> None:
     rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=FakeClock(wall_start=WALL))
     for _ in range(100):  # 8 s of microphone, no speaker at all
         rec.write_user(np.full(F, 0.1, dtype=np.float32))
-    assert rec._left.pending <= 5 * 24_000 + F, "older audio went to the file, padded on the right"
+    assert rec._left.pending <= HOLD_SECONDS * RATE + F, "older audio went to the file"
     info = rec.close()
     assert info.duration_s == pytest.approx(8.0)
+
+
+def _stamped_conversation(
+    rec: ConversationRecorder, start: float, seconds: float, late_until_s: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Both sides block by block from ``start``, a ramp that repeats every 997 samples (so any
+    shift shows); the microphone's stamps come LATE_S late until ``late_until_s`` (a sound
+    clock settling), the speaker's on time. Returns what each side played."""
+    n = round(seconds * RATE)
+    user = ((np.arange(n) % 997 + 1) / 2000).astype(np.float32)
+    model = -user
+    for i in range(0, n, F):
+        t = start + i / RATE
+        late = LATE_S if i / RATE < late_until_s else 0.0
+        rec.write_user(user[i : i + F], t + late)
+        rec.write_model(model[i : i + F], t)
+    return user, model
+
+
+def test_a_microphone_stamped_late_at_first_is_put_back_in_place() -> None:
+    clock = FakeClock(wall_start=WALL)
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
+    start = clock.monotonic() + 0.5  # audio began half a second into the recording
+    user, model = _stamped_conversation(rec, start, 8.0, late_until_s=2.0)
+    assert not rec._left.dropped, "nothing the user said is lost"
+    info = rec.close()
+    data, _ = sf.read(str(info.wav_path), dtype="float32")
+    begin = round(0.5 * RATE)
+    np.testing.assert_allclose(data[begin : begin + len(user), 0], user, atol=1e-4)
+    np.testing.assert_allclose(data[begin : begin + len(model), 1], model, atol=1e-4)
+    assert not data[:begin].any()
+
+
+def test_what_moves_before_the_start_of_the_recording_is_left_out() -> None:
+    clock = FakeClock(wall_start=WALL)
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
+    early = 0.05  # the first block was captured before the conversation went live
+    user, _model = _stamped_conversation(rec, clock.monotonic() - early, 8.0, late_until_s=2.0)
+    assert not rec._left.dropped
+    info = rec.close()
+    data, _ = sf.read(str(info.wav_path), dtype="float32")
+    before = round(early * RATE)
+    np.testing.assert_allclose(data[:, 0], user[before:], atol=1e-4)
+
+
+def test_a_correction_after_the_file_was_written_drops_the_overlap() -> None:
+    clock = FakeClock(wall_start=WALL)
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
+    start = clock.monotonic()
+    # Late for longer than the recorder holds back: the start is in the file already.
+    user, _model = _stamped_conversation(rec, start, 12.0, late_until_s=HOLD_SECONDS + 2)
+    late = round(LATE_S * RATE)
+    assert 0.9 * late <= rec._left.dropped <= late
+    info = rec.close()
+    data, _ = sf.read(str(info.wav_path), dtype="float32")
+    corrected = round((HOLD_SECONDS + 2) * RATE)
+    np.testing.assert_allclose(data[late:corrected, 0], user[: corrected - late], atol=1e-4)
+    # Then on time again, within the recorder's drift tolerance.
+    assert abs(len(data) - len(user)) <= DRIFT_SECONDS * RATE
 
 
 def test_metadata_exists_while_recording() -> None:
