@@ -141,10 +141,12 @@ class Conversation:
         self._out_meter = LevelMeter()
         self._send_times: collections.deque[float] = collections.deque()
         # Capture times of the frames whose answers have not been heard yet, from frame
-        # ``_heard_frames`` on.
-        self._capture_times: collections.deque[float] = collections.deque()
+        # ``_heard_frames`` on, with where each begins in the recording's user side.
+        self._capture_times: collections.deque[tuple[float, int | None]] = collections.deque()
         self._heard_frames = 0
         self._delay: float | None = None
+        # The recording's user and model samples the delay was last measured between.
+        self._delay_at: tuple[int | None, int | None] = (None, None)
         self._frames_sent = 0
         self._samples_received = 0
         self._frames_received = 0
@@ -329,7 +331,10 @@ class Conversation:
                 self._apply_gain()
                 captured_at = start + i * FRAME_SAMPLES / SAMPLE_RATE
                 self._send_times.append(self._clock.monotonic())
-                self._capture_times.append(captured_at)
+                recorder = self._recorder
+                self._capture_times.append(
+                    (captured_at, None if recorder is None else recorder.user_samples)
+                )
                 try:
                     await session.send_frame(gated)
                 except SessionClosedError:
@@ -341,7 +346,8 @@ class Conversation:
                 self._emit_levels()
                 if self._frames_sent % STATS_EVERY_FRAMES == 0:
                     if self._recorder is not None and self._delay is not None:
-                        self._recorder.add_delay(self._delay)
+                        user_at, model_at = self._delay_at
+                        self._recorder.add_delay(self._delay, user_at=user_at, model_at=model_at)
                     self._emit(self.stats())
 
     async def _receive(self, session: MoshiSession) -> tuple[ConversationState, str]:
@@ -373,22 +379,25 @@ class Conversation:
         if self._echo is not None:
             self._echo.play(played.pcm, played.t)  # the far end: exactly what was played
         self._out_meter.add(played.pcm)
+        model_at = None
         if self._recorder is not None:
+            model_at = self._recorder.model_samples
             self._recorder.write_model(played.pcm, played.t)
-        self._measure_delay(played)
+        self._measure_delay(played, model_at)
 
-    def _measure_delay(self, played: Played) -> None:
+    def _measure_delay(self, played: Played, model_at: int | None) -> None:
         """Time from capturing frame n to hearing the start of the model's frame n."""
         end = played.position + played.model_samples
         while self._capture_times and self._heard_frames * FRAME_SAMPLES < end:
             start = self._heard_frames * FRAME_SAMPLES
-            captured_at = self._capture_times.popleft()
+            captured_at, user_at = self._capture_times.popleft()
             self._heard_frames += 1
             if start < played.position:
                 continue  # the jitter buffer dropped its start: it was never heard
             heard_at = played.t + (start - played.position) / SAMPLE_RATE
             # Not smoothed: when the buffer's depth changes, so does what is heard, at once.
             self._delay = heard_at - captured_at + CODEC_DELAY_S
+            self._delay_at = (user_at, model_at)
 
     def _count_received(self, samples: int) -> None:
         self._samples_received += samples

@@ -123,7 +123,10 @@ class ConversationRecorder:
         self._pieces: list[TranscriptPiece] = []
         # (seconds since the recording began, the live delay then): what anyone can check the
         # WAV against from outside, since the right channel trails the left by exactly that.
-        self._delays: list[tuple[float, float]] = []
+        self._delays: list[_Delay] = []
+        # (samples of the side received before a block, how far that block moved them earlier)
+        self._moved: dict[str, list[tuple[int, int]]] = {"user": [], "model": []}
+        self._received = {"user": 0, "model": 0}
         self._closed: RecordingInfo | None = None
         # Metadata right away, so a crash still leaves a readable description next to the WAV.
         self._write_json(duration_s=0.0, complete=False)
@@ -133,32 +136,62 @@ class ConversationRecorder:
     def elapsed(self) -> float:
         return self._clock.monotonic() - self._start_mono
 
+    @property
+    def user_samples(self) -> int:
+        """Samples of the user's side received so far: the index of the next one."""
+        return self._received["user"]
+
+    @property
+    def model_samples(self) -> int:
+        return self._received["model"]
+
     def write_user(self, pcm: Pcm, t: float | None = None) -> None:
         """Audio as sent to the model (after the push-to-talk gate), captured from time ``t``
         on (the recorder's monotonic clock); None: right after the previous block."""
-        self._place(self._left, pcm, t)
+        self._place("user", self._left, pcm, t)
 
     def write_model(self, pcm: Pcm, t: float | None = None) -> None:
         """Audio as the speaker played it, heard from time ``t`` on."""
-        self._place(self._right, pcm, t)
+        self._place("model", self._right, pcm, t)
 
-    def _place(self, channel: _Channel, pcm: Pcm, t: float | None) -> None:
+    def _place(self, side: str, channel: _Channel, pcm: Pcm, t: float | None) -> None:
         if self._closed is not None or not pcm.size:
             return
         at = None if t is None else round((t - self._start_mono) * SAMPLE_RATE)
-        channel.place(np.asarray(pcm, dtype=np.float32).reshape(-1), at, self._frames_written)
+        block = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        moved = channel.place(block, at, self._frames_written)
+        if moved:
+            self._moved[side].append((self._received[side], moved))
+        self._received[side] += block.shape[0]
         self._drain()
 
     def add_text(self, text: str) -> None:
         if self._closed is None:
             self._pieces.append(TranscriptPiece(round(self.elapsed, 3), text))
 
-    def add_delay(self, delay_s: float, t: float | None = None) -> None:
+    def add_delay(
+        self,
+        delay_s: float,
+        t: float | None = None,
+        *,
+        user_at: int | None = None,
+        model_at: int | None = None,
+    ) -> None:
         """The live delay (capture of the user's voice to hearing the model's answer to it) as
-        measured at time ``t`` (the recorder's monotonic clock; None: now)."""
+        measured at time ``t`` (the recorder's monotonic clock; None: now), from the user's
+        sample ``user_at`` to the model's ``model_at`` (see user_samples, model_samples): when
+        either side is later moved to where it belongs, the sidecar's figure follows it."""
         if self._closed is None:
             at = self._clock.monotonic() if t is None else t
-            self._delays.append((round(at - self._start_mono, 3), round(1000.0 * delay_s, 1)))
+            self._delays.append(_Delay(at - self._start_mono, delay_s, user_at, model_at))
+
+    def _delay_ms(self, delay: _Delay) -> float:
+        """The delay as the file has it: what a side moved after it was measured counts."""
+        later = 0
+        for side, index, sign in (("user", delay.user_at, 1), ("model", delay.model_at, -1)):
+            if index is not None:
+                later += sign * sum(moved for before, moved in self._moved[side] if before > index)
+        return round(1000.0 * (delay.delay_s + later / SAMPLE_RATE), 1)
 
     def _drain(self, *, final: bool = False) -> None:
         longest = max(self._left.pending, self._right.pending)
@@ -219,9 +252,17 @@ class ConversationRecorder:
             # The delay measured live, about twice a second: at WAV time t the model's answer
             # to what the user said delay_ms earlier is heard, so the right channel trails the
             # left by delay_ms around there.
-            "delays": [{"t": t, "delay_ms": d} for t, d in self._delays],
+            "delays": [{"t": round(d.t, 3), "delay_ms": self._delay_ms(d)} for d in self._delays],
         }
         write_atomic(self.json_path, json.dumps(data, ensure_ascii=False, indent=1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Delay:
+    t: float  # seconds since the recording began
+    delay_s: float
+    user_at: int | None  # the samples it was measured between, None: not known
+    model_at: int | None
 
 
 class _Channel:
@@ -239,9 +280,11 @@ class _Channel:
         self.padded = 0  # samples of silence inserted to stay on time (net of any taken back)
         self.dropped = 0  # samples left out because they overlapped what was already placed
 
-    def place(self, pcm: Pcm, at: int | None, frontier: int) -> None:
+    def place(self, pcm: Pcm, at: int | None, frontier: int) -> int:
         """Add ``pcm``, whose first sample belongs at ``at`` (None: right after the last one);
-        nothing lands before ``frontier``, which is already in the file."""
+        nothing lands before ``frontier``, which is already in the file. Returns how many
+        samples earlier what was placed before it has moved (its stamps came late)."""
+        moved = 0
         if self.end is None:
             self.end = frontier
             shift = 0 if at is None else at - frontier
@@ -261,16 +304,17 @@ class _Channel:
         elif shift < 0:
             # What was placed since the last silence came late by ``-shift`` (stamps only ever
             # turn out late): take that silence back while it is not in the file yet.
-            overlap = -shift - self._take_back_silence(-shift)
+            moved = self._take_back_silence(-shift)
             if frontier == 0:
                 # Nothing is in the file yet: what moves before the start was said before the
                 # recording began, like a first block stamped before it.
-                overlap -= self._drop_front(overlap)
-            skip = min(overlap, pcm.shape[0])
+                moved += self._drop_front(-shift - moved)
+            skip = min(-shift - moved, pcm.shape[0])
             pcm = pcm[skip:]
             self.dropped += skip
         if pcm.size:
             self._append(pcm, silence=False)
+        return moved
 
     def _append(self, pcm: Pcm, *, silence: bool) -> None:
         self._chunks.append(pcm)

@@ -5,8 +5,8 @@ A train of chirps is played into the virtual microphone for several seconds. Mid
 mode is switched (to toggle, talking, then back to open mic), and the test's own thread holds
 the GIL for a while, as a busy window does, which makes the sound system skip. Whatever
 happens, the WAV's right channel (the model, as played) must trail the left (the user, as the
-model heard it) by the delay the session measured live, within 20 ms, from the first second of
-sound to the last.
+model heard it) by the delay the session measured live, as the sidecar lists it, within 20 ms,
+from the first second of sound to the last.
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ from pplex_desktop.moshi.audiofile import write_wav
 from pplex_desktop.ui.talk.live_session import LiveSession
 from tests.audio.analysis import RATE
 from tests.audio.test_live_through_gateway import WAIT_MS, LoopGateway, gateway  # noqa: F401
-from tests.conversation_helpers import assert_lags_follow_the_live_delay, recording_lags
+from tests.conversation_helpers import (
+    assert_lags_follow_the_live_delay,
+    delay_lags,
+    sidecar_delays,
+)
 from tests.signals import chirp_train
 
 S = ConversationState
@@ -100,7 +104,8 @@ def test_the_recording_trails_by_the_live_delay_from_start_to_end(
         session.shutdown()
     data, rate = sf.read(str(saved[0].wav_path), dtype="float32")
     assert rate == RATE and data.shape[1] == 2
-    lags = recording_lags(data, stats)
+    # The sidecar's delays: the live ones, following a side the recorder moved into place.
+    lags = delay_lags(data, sidecar_delays(saved[0].json_path))
     assert_lags_follow_the_live_delay(data, lags, TOLERANCE_MS)
     record_property("recording_lag_first_ms", lags[0][1])
     record_property("recording_lag_last_ms", lags[-1][1])

@@ -91,34 +91,47 @@ def test_a_stalled_side_does_not_make_the_other_pile_up_in_memory() -> None:
 
 
 def _stamped_conversation(
-    rec: ConversationRecorder, start: float, seconds: float, late_until_s: float
+    rec: ConversationRecorder,
+    start: float,
+    seconds: float,
+    late_until_s: float,
+    late_side: str = "user",
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Both sides block by block from ``start``, a ramp that repeats every 997 samples (so any
     shift shows); the microphone's stamps come LATE_S late until ``late_until_s`` (a sound
-    clock settling), the speaker's on time. Returns what each side played."""
+    clock settling), the speaker's on time (or the other way round). Returns what each side
+    played."""
     n = round(seconds * RATE)
     user = ((np.arange(n) % 997 + 1) / 2000).astype(np.float32)
     model = -user
     for i in range(0, n, F):
         t = start + i / RATE
         late = LATE_S if i / RATE < late_until_s else 0.0
-        rec.write_user(user[i : i + F], t + late)
-        rec.write_model(model[i : i + F], t)
+        user_late, model_late = (late, 0.0) if late_side == "user" else (0.0, late)
+        user_at, model_at = rec.user_samples, rec.model_samples
+        rec.write_user(user[i : i + F], t + user_late)
+        rec.write_model(model[i : i + F], t + model_late)
+        # Heard as soon as said: the live delay is 0, measured from the late stamps.
+        rec.add_delay(model_late - user_late, t, user_at=user_at, model_at=model_at)
     return user, model
 
 
-def test_a_microphone_stamped_late_at_first_is_put_back_in_place() -> None:
+@pytest.mark.parametrize("late_side", ["user", "model"])
+def test_a_sound_clock_stamping_late_at_first_is_put_back_in_place(late_side: str) -> None:
     clock = FakeClock(wall_start=WALL)
     rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
     start = clock.monotonic() + 0.5  # audio began half a second into the recording
-    user, model = _stamped_conversation(rec, start, 8.0, late_until_s=2.0)
-    assert not rec._left.dropped, "nothing the user said is lost"
+    user, model = _stamped_conversation(rec, start, 8.0, 2.0, late_side)
+    assert not rec._left.dropped and not rec._right.dropped, "nothing is lost"
     info = rec.close()
     data, _ = sf.read(str(info.wav_path), dtype="float32")
     begin = round(0.5 * RATE)
     np.testing.assert_allclose(data[begin : begin + len(user), 0], user, atol=1e-4)
     np.testing.assert_allclose(data[begin : begin + len(model), 1], model, atol=1e-4)
     assert not data[:begin].any()
+    delays = json.loads(info.json_path.read_text())["delays"]
+    assert len(delays) == len(user) // F
+    assert {d["delay_ms"] for d in delays} == {0.0}, "the sidecar follows the moved side"
 
 
 def test_what_moves_before_the_start_of_the_recording_is_left_out() -> None:
@@ -131,6 +144,8 @@ def test_what_moves_before_the_start_of_the_recording_is_left_out() -> None:
     data, _ = sf.read(str(info.wav_path), dtype="float32")
     before = round(early * RATE)
     np.testing.assert_allclose(data[:, 0], user[before:], atol=1e-4)
+    delays = json.loads(info.json_path.read_text())["delays"]
+    assert {d["delay_ms"] for d in delays} == {0.0}
 
 
 def test_a_correction_after_the_file_was_written_drops_the_overlap() -> None:
@@ -147,6 +162,9 @@ def test_a_correction_after_the_file_was_written_drops_the_overlap() -> None:
     np.testing.assert_allclose(data[late:corrected, 0], user[: corrected - late], atol=1e-4)
     # Then on time again, within the recorder's drift tolerance.
     assert abs(len(data) - len(user)) <= DRIFT_SECONDS * RATE
+    # What the file kept late, the sidecar keeps as measured.
+    delays = json.loads(info.json_path.read_text())["delays"]
+    assert {d["delay_ms"] for d in delays[: corrected // F]} == {-1000 * LATE_S}
 
 
 def test_metadata_exists_while_recording() -> None:
