@@ -44,6 +44,9 @@ HOLD_SECONDS = 5.0
 # gap, padded with silence, or an overlap, whose start is dropped) or when its average offset
 # passes DRIFT_S (two sample clocks running at slightly different rates).
 JUMP_SECONDS = 0.03
+# A clock that settles is found late by about a block (80-90 ms through PulseAudio); a larger
+# overlap is not that, and is dropped as before rather than moving seconds of audio.
+TAKE_BACK_MAX_SECONDS = 0.25
 DRIFT_SECONDS = 0.004
 _SMOOTHING = 0.1
 _STEM = re.compile(r"^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_[A-Za-z0-9._-]+$")
@@ -276,6 +279,8 @@ class _Channel:
         self.end: int | None = None  # None until the first block arrived
         self._offset = 0.0  # smoothed (stamp - end) in samples
         self._jump = round(JUMP_SECONDS * SAMPLE_RATE)
+        self._take_back_max = round(TAKE_BACK_MAX_SECONDS * SAMPLE_RATE)
+        self._catching_up = False  # dropping what overlaps, over several blocks
         self._drift = DRIFT_SECONDS * SAMPLE_RATE
         self.padded = 0  # samples of silence inserted to stay on time (net of any taken back)
         self.dropped = 0  # samples left out because they overlapped what was already placed
@@ -298,18 +303,23 @@ class _Channel:
                 self._offset += _SMOOTHING * (error - self._offset)
                 shift = round(self._offset) if abs(self._offset) > self._drift else 0
                 self._offset -= shift
+        if shift >= 0:
+            self._catching_up = False
         if shift > 0:
             self._append(np.zeros(shift, dtype=np.float32), silence=True)
             self.padded += shift
         elif shift < 0:
-            # What was placed since the last silence came late by ``-shift`` (stamps only ever
-            # turn out late): take that silence back while it is not in the file yet.
-            moved = self._take_back_silence(-shift)
-            if frontier == 0:
-                # Nothing is in the file yet: what moves before the start was said before the
-                # recording began, like a first block stamped before it.
-                moved += self._drop_front(-shift - moved)
+            if -shift <= self._take_back_max and not self._catching_up:
+                # What was placed since the last silence came late by ``-shift`` (a sound clock
+                # settling): take that silence back while it is not in the file yet.
+                moved = self._take_back_silence(-shift)
+                if frontier == 0:
+                    # Nothing is in the file yet: what moves before the start was said before
+                    # the recording began, like a first block stamped before it.
+                    moved += self._drop_front(-shift - moved)
             skip = min(-shift - moved, pcm.shape[0])
+            # An overlap longer than this block goes on into the next ones: drop it all.
+            self._catching_up = -shift - moved > pcm.shape[0]
             pcm = pcm[skip:]
             self.dropped += skip
         if pcm.size:

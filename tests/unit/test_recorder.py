@@ -14,6 +14,8 @@ import soundfile as sf
 from pplex_desktop.audio.recorder import (
     DRIFT_SECONDS,
     HOLD_SECONDS,
+    JUMP_SECONDS,
+    TAKE_BACK_MAX_SECONDS,
     ConversationRecorder,
     delete_recording,
     list_recordings,
@@ -96,9 +98,10 @@ def _stamped_conversation(
     seconds: float,
     late_until_s: float,
     late_side: str = "user",
+    late_s: float = LATE_S,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Both sides block by block from ``start``, a ramp that repeats every 997 samples (so any
-    shift shows); the microphone's stamps come LATE_S late until ``late_until_s`` (a sound
+    shift shows); the microphone's stamps come ``late_s`` late until ``late_until_s`` (a sound
     clock settling), the speaker's on time (or the other way round). Returns what each side
     played."""
     n = round(seconds * RATE)
@@ -106,7 +109,7 @@ def _stamped_conversation(
     model = -user
     for i in range(0, n, F):
         t = start + i / RATE
-        late = LATE_S if i / RATE < late_until_s else 0.0
+        late = late_s if i / RATE < late_until_s else 0.0
         user_late, model_late = (late, 0.0) if late_side == "user" else (0.0, late)
         user_at, model_at = rec.user_samples, rec.model_samples
         rec.write_user(user[i : i + F], t + user_late)
@@ -146,6 +149,18 @@ def test_what_moves_before_the_start_of_the_recording_is_left_out() -> None:
     np.testing.assert_allclose(data[:, 0], user[before:], atol=1e-4)
     delays = json.loads(info.json_path.read_text())["delays"]
     assert {d["delay_ms"] for d in delays} == {0.0}
+
+
+def test_more_than_a_clock_settling_is_dropped_as_before() -> None:
+    clock = FakeClock(wall_start=WALL)
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
+    late = TAKE_BACK_MAX_SECONDS + 0.1
+    _stamped_conversation(rec, clock.monotonic() + 0.5, 8.0, 2.0, late_s=late)
+    assert rec._left.dropped >= 0.9 * late * RATE, "seconds of audio are not moved"
+    info = rec.close()
+    delays = json.loads(info.json_path.read_text())["delays"]
+    # As measured, but for what the end of the overlap, under JUMP_SECONDS, moved.
+    assert -1000 * late <= delays[0]["delay_ms"] <= -1000 * (late - JUMP_SECONDS)
 
 
 def test_a_correction_after_the_file_was_written_drops_the_overlap() -> None:
