@@ -542,7 +542,8 @@ class Relay(ABC):
         await stop_tasks(others)
         if self.backend_ws is not None:
             with contextlib.suppress(Exception):
-                await self.backend_ws.close()
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self.backend_ws.close()
         self._release(end)
         if not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):

@@ -22,6 +22,11 @@ from pplex_desktop.moshi import session as ms
 
 _log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = ms.MAX_MESSAGE_BYTES
+# Every close of a model server's socket is bounded by its caller's own grace (a hang-up waits
+# for the server to answer what it was sent); aiohttp's 10 s default cut a longer grace short
+# and dropped the socket under a real server still answering. This ceiling only guards a
+# caller that forgot its own.
+CLOSE_CEILING_S = 60.0
 ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
@@ -72,6 +77,7 @@ async def connect_backend(
                 max_msg_size=MAX_MESSAGE_BYTES,
                 compress=0,
                 autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_CEILING_S),
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             detail = str(exc) or type(exc).__name__
