@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from tests.journeys.conftest import Launch
-from tests.journeys.harness import Screen, wait_until
+from tests.journeys.harness import Screen, differs, wait_until
 from tests.journeys.http import request
 
 NEW_KEY = "^New API key$"
 # The first row of the keys table, from the window's top-left corner (found on a screenshot).
 FIRST_ROW = (400, 150)
+ROW_BAND = (210, 137, 800, 18)  # that row's cells, empty while the table is
 
 
 def test_a_key_made_in_the_gui_works_until_revoked_there(launch: Launch, screen: Screen) -> None:
@@ -43,7 +44,9 @@ def test_a_key_made_in_the_gui_works_until_revoked_there(launch: Launch, screen:
     assert status == 200, body
 
     screen.focus(window)
-    screen.repaints(before, "the new key in the table")
+    # The table reloads on the app's I/O thread; click the row only once it is drawn.
+    row = (x + ROW_BAND[0], y + ROW_BAND[1], *ROW_BAND[2:])
+    wait_until(lambda: differs(before, screen.grab(), row) or None, "the new key in the table")
     screen.click(x + FIRST_ROW[0], y + FIRST_ROW[1])
     screen.key("alt+r")
     box = screen.window_named("^Revoke key$")

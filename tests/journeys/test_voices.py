@@ -10,11 +10,13 @@ from pathlib import Path
 
 from tests.audio.test_live_devices import speak
 from tests.journeys.conftest import ADMIN_SECRET, Launch
-from tests.journeys.harness import Screen, wait_until
+from tests.journeys.harness import Screen, differs, wait_until
 from tests.journeys.http import request
 
 NAME = "journey-voice"
 VOICES_TAB = 4  # Model servers, Conversation, Limits, Network, Voices
+# The Listen button, from the Settings dialog's top-left corner (found on a screenshot).
+LISTEN = (660, 158, 80, 18)
 
 
 def test_a_voice_recorded_in_settings_is_stored_with_consent_and_offered(
@@ -45,7 +47,11 @@ def test_a_voice_recorded_in_settings_is_stored_with_consent_and_offered(
     speaking.join(60)
     screen.key("alt+s")  # Stop
     take = data / "voice-takes" / "take.wav"
-    screen.repaints(tab, "the recorded take")
+    # Stop is heard at the next block; the take is written and offered after that. Until then
+    # the name typed below would be overwritten, so wait as a person does: for Listen to light up.
+    dx, dy, _dw, _dh = screen.geometry(dialog)
+    listen = (dx + LISTEN[0], dy + LISTEN[1], *LISTEN[2:])
+    wait_until(lambda: differs(tab, screen.grab(), listen) or None, "Listen, offered for the take")
     screen.key("alt+n")  # the name field
     screen.key("ctrl+a")
     screen.type(NAME)
