@@ -8,13 +8,43 @@ import time
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from tests.audio.test_live_devices import Parec
 from tests.journeys.conftest import ADMIN_SECRET
-from tests.journeys.harness import wait_until
+from tests.journeys.harness import Screen, crop, wait_until
 from tests.journeys.http import admin
 
 ECHO_TAIL_S = 1.5  # the demo's echo delay plus the playback buffer, with room to spare
+# The Talk page's Connect button, from the window's top-left corner (found on a screenshot).
+# Hang up takes its place during a call, at the same size.
+CONNECT = (980, 32, 84, 24)
+# A label's text is black when the button can be pressed; greyed out (about 190 of 255 at its
+# darkest) while the page says why not, e.g. "Looking for sound devices…".
+INK = 80
+
+
+def connect(
+    screen: Screen, window: str, like: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.bool_]:
+    """Press Connect once it can be pressed, as a person does who sees it greyed out; returns
+    its label's ink, for the next call: ``like`` waits for that label, not Hang up's.
+
+    The page looks for sound devices on a thread when it opens, and a call that just ended
+    takes a moment to be idle again: a key press meanwhile is ignored, rightly.
+    """
+    x, y, _w, _h = screen.geometry(window)
+    button = (x + CONNECT[0], y + CONNECT[1], *CONNECT[2:])
+
+    def ready() -> npt.NDArray[np.bool_] | None:
+        ink: npt.NDArray[np.bool_] = crop(screen.grab(), button).min(axis=2) < INK
+        if like is None:
+            return ink if ink.any() else None
+        return ink if np.array_equal(ink, like) else None
+
+    ink = wait_until(ready, "the Connect button to be enabled", every=0.2)
+    screen.key("alt+o")
+    return ink
 
 
 def live_sessions(url: str, secret: str = ADMIN_SECRET) -> list[dict[str, object]]:

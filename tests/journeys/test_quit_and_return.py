@@ -8,7 +8,7 @@ import time
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import EXIT_BUDGET_S, Screen, changed_share, differs, wait_until
 from tests.journeys.http import request
-from tests.journeys.talking import live_sessions
+from tests.journeys.talking import connect, live_sessions
 from tests.journeys.test_first_launch import WELCOME, copied_secret
 
 # The middle of the Talk page's left column (the Talking box), from the window's corner.
@@ -39,7 +39,7 @@ def test_everything_is_still_there_after_quitting_from_the_menu(
     x, y, _w, _h = screen.geometry(window)
     chosen = screen.repaints(plain, "choosing Hold to talk and recording")
     assert differs(plain, chosen, (x + TALKING[0], y + TALKING[1], *TALKING[2:]))
-    screen.key("alt+o")  # a short recorded call
+    connect(screen, window)  # a short recorded call
     wait_until(lambda: live_sessions(url, secret) or None, "the recorded call")
     time.sleep(1.0)  # a second of conversation to record; nothing to await from outside
     screen.key("alt+u")
@@ -70,7 +70,7 @@ def test_everything_is_still_there_after_quitting_from_the_menu(
     assert changed_share(restored, screen.grab(), talking) < 0.02, "Hold to talk was forgotten"
     screen.key("alt+m")  # while Open mic is a visible change: the check can see one
     screen.repaints(restored, "choosing Open mic")
-    screen.key("alt+o")  # the record switch was kept: this call is recorded too
+    connect(screen, window)  # the record switch was kept: this call is recorded too
     wait_until(lambda: live_sessions(url, secret) or None, "a second call")
     time.sleep(1.0)
     screen.key("alt+u")

@@ -29,7 +29,7 @@ from tests.conversation_helpers import (
 )
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import Screen, wait_until
-from tests.journeys.talking import ECHO_TAIL_S, fixed_playback_buffer, live_sessions
+from tests.journeys.talking import ECHO_TAIL_S, connect, fixed_playback_buffer, live_sessions
 from tests.signals import chirp_train
 
 SECONDS = 8.0
@@ -64,7 +64,7 @@ def test_the_recording_trails_by_the_live_delay_through_a_mode_switch(
     url = app.gateway_url()
     screen.focus(window)
     screen.key("ctrl+2", "alt+r")  # the Talk page; Record this conversation
-    screen.key("alt+o")  # Connect
+    connect(screen, window)
     wait_until(lambda: live_sessions(url) or None, "a live conversation through the gateway")
     app.wait_log("Connected to ws://")
     app.wait_log("Recording the conversation to ")

@@ -17,7 +17,7 @@ from tests.audio.analysis import locate
 from tests.audio.test_live_devices import speak
 from tests.journeys.conftest import Launch
 from tests.journeys.harness import EXIT_BUDGET_S, Screen, differs, wait_until
-from tests.journeys.talking import fixed_playback_buffer, live_sessions, say_and_listen
+from tests.journeys.talking import connect, fixed_playback_buffer, live_sessions, say_and_listen
 
 # The Conversation box, from the window's top-left corner (found on a screenshot).
 TRANSCRIPT = (650, 122, 400, 410)
@@ -38,7 +38,7 @@ def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
     # microphone, and echo cancellation (its own journey in the audio tier) is not needed.
     screen.key("alt+p")
     idle = screen.shot("talk-idle")
-    screen.key("alt+o")  # Connect
+    button = connect(screen, window)
     wait_until(lambda: live_sessions(url) or None, "a live conversation through the gateway")
     app.wait_log("Connected to ws://")  # the model's handshake: from now on it listens
 
@@ -64,6 +64,6 @@ def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
 
     screen.key("alt+u")  # Hang up
     wait_until(lambda: not live_sessions(url) or None, "the conversation to end")
-    screen.key("alt+o")
+    connect(screen, window, like=button)
     wait_until(lambda: live_sessions(url) or None, "a second call")
     assert app.stop(signal.SIGTERM) < EXIT_BUDGET_S  # mid-call

@@ -64,7 +64,8 @@ def test_a_voice_recorded_in_settings_is_stored_with_consent_and_offered(
     assert record["voice"] == f"{NAME}.wav"
     assert record["consent"]["statement"].startswith("This voice is my own")
     assert record["consent"]["by"] == "admin"
-    assert not take.exists(), "the recorded take is deleted once the voice is stored"
+    # Deleted after the voice is stored, on the app's I/O thread: it may take a moment.
+    wait_until(lambda: not take.exists() or None, "the recorded take to be deleted")
 
     status, body = request(
         url + "/admin/keys/generate",
