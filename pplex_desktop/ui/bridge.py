@@ -125,10 +125,14 @@ class LoopBridge(QObject):
         on_done: Callable[[T], None] | None = None,
         on_error: OnError | None = None,
         what: str = "",
+        read_only: bool = False,
     ) -> concurrent.futures.Future[T]:
-        """Run a plain function on the loop thread (SQLite, the gateway's state)."""
+        """Run a plain function on the loop thread (SQLite, the gateway's state); ``read_only``
+        work is skipped if the app has begun quitting when its turn comes."""
 
         async def invoke() -> T:
+            if read_only and self._closed:
+                raise BridgeClosedError("The application is quitting.")
             return fn(*args)
 
         return self.call(
@@ -215,14 +219,29 @@ class IoBridge(LoopBridge):
         on_done: Callable[[T], None] | None = None,
         on_error: OnError | None = None,
         what: str = "",
+        read_only: bool = False,
     ) -> concurrent.futures.Future[T]:
-        """Run a plain function in the disk thread; the outcome comes back on the Qt thread."""
+        """Run a plain function in the disk thread; the outcome comes back on the Qt thread.
+
+        ``read_only`` work (a refresh of what a page shows) is skipped if the app has begun
+        quitting by the time its turn comes: the exit waits for the saves queued before it, not
+        for reads nobody will see, which a slow or locked disk makes seconds each.
+        """
         what = what or getattr(fn, "__qualname__", repr(fn))
         if self._closed:
             future: concurrent.futures.Future[T] = concurrent.futures.Future()
             future.set_exception(BridgeClosedError("The application is quitting."))
             return future
-        return self.watch(self._disk.submit(fn, *args), on_done, on_error, what=what)
+        job = self._unless_closed(fn) if read_only else fn
+        return self.watch(self._disk.submit(job, *args), on_done, on_error, what=what)
+
+    def _unless_closed(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def job(*args: Any) -> T:
+            if self._closed:
+                raise BridgeClosedError("The application is quitting.")
+            return fn(*args)
+
+        return job
 
     async def on_disk(self, fn: Callable[..., T], *args: Any) -> T:
         """Await ``fn`` in the disk thread from a coroutine on any loop."""

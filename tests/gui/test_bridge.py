@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 from pplex_desktop.core.errors import ValidationError
 from pplex_desktop.core.loop_thread import LoopThread
 from pplex_desktop.gateway.events import EventHub, KeysChanged, RequestServed
-from pplex_desktop.ui.bridge import BridgeClosedError, GatewayBridge
+from pplex_desktop.ui.bridge import BridgeClosedError, GatewayBridge, IoBridge
 from tests.gui.conftest import WAIT_MS, Launch, url_of
 
 
@@ -165,3 +165,55 @@ def _valid(obj: object) -> bool:
     import shiboken6
 
     return bool(shiboken6.isValid(obj))
+
+
+def test_quitting_skips_queued_reads_but_not_saves(loop_thread: LoopThread) -> None:
+    """Behind a slow disk job at exit, a refresh nobody will see is skipped; a save is not."""
+    io = IoBridge(loop_thread)
+    held, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def slow() -> None:
+        held.set()
+        assert release.wait(5)
+
+    io.call_fn(slow)
+    assert held.wait(5)
+    read = io.call_fn(lambda: ran.append("read"), read_only=True)
+    save = io.call_fn(lambda: ran.append("save"))
+    io.close()
+    release.set()
+    io.finish()
+    assert ran == ["save"]
+    with pytest.raises(BridgeClosedError):
+        read.result(0)
+    assert save.result(0) is None
+    io.deleteLater()
+
+
+def test_a_read_runs_while_the_app_is_not_quitting(loop_thread: LoopThread) -> None:
+    io = IoBridge(loop_thread)
+    assert io.call_fn(lambda: "keys", read_only=True).result(5) == "keys"
+    io.close()
+    io.finish()
+    io.deleteLater()
+
+
+def test_the_loop_bridge_skips_a_read_queued_before_quitting(loop_thread: LoopThread) -> None:
+    bridge = GatewayBridge(loop_thread, EventHub())
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # holds the loop itself, for the few milliseconds until close()
+        held.set()
+        assert release.wait(5)
+
+    bridge.call_fn(hold)
+    assert held.wait(5)
+    read = bridge.call_fn(lambda: "voices", read_only=True)
+    save = bridge.call_fn(lambda: "saved")
+    bridge.close()
+    release.set()
+    assert save.result(5) == "saved"
+    with pytest.raises(BridgeClosedError):
+        read.result(5)
+    bridge.deleteLater()

@@ -134,6 +134,7 @@ class KeysPanel(QWidget):
             self._ctx.keystore.list_keys,
             on_done=lambda keys: self._loaded(keys, selected.id if selected else None),
             what="reading the API keys",
+            read_only=True,
         )
 
     def _loaded(self, keys: list[ApiKey], keep_id: int | None) -> None:

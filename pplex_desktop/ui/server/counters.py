@@ -139,7 +139,7 @@ class LiveCounters(QObject):
             self._audio_minutes = minutes
             self._publish()
 
-        self._io.call_fn(read, on_done=got, what="reading today's usage")
+        self._io.call_fn(read, on_done=got, what="reading today's usage", read_only=True)
 
     def _on_request(self, event: RequestServed) -> None:
         self._served.append(event.at)

@@ -196,6 +196,7 @@ class VoicesTab(QWidget):
             on_done=self._show_folders,
             on_error=self._failed,
             what="reading the voice folders",
+            read_only=True,
         )
 
     def _show_folders(self, folders: list[VoiceFolder]) -> None:
