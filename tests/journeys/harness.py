@@ -421,6 +421,10 @@ class App:
             self.process.wait(10)
 
 
+SLOW_JOBS_ENV = "PPLEX_JOURNEY_SLOW_JOBS"  # seconds every thread-pool job of the app waits
+SLOW_JOBS_DIR = Path(__file__).parent / "slow_jobs"  # its sitecustomize.py
+
+
 def launch(
     screen: Screen,
     data_dir: Path,
@@ -449,6 +453,11 @@ def launch(
     full_env.pop("PPLEX_DATA_DIR", None)
     full_env.pop("PPLEX_DESKTOP_EXIT_WHEN_SHOWN", None)
     full_env.update(env or {})
+    if full_env.get(SLOW_JOBS_ENV):
+        # A probe for journeys that act before the app has done what they wait for.
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(SLOW_JOBS_DIR), full_env.get("PYTHONPATH", "")) if p
+        )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
