@@ -18,10 +18,14 @@ from tests.hostile.faults_support import (
     witness,  # noqa: F401 (a fixture)
 )
 
-# More than the 64 waiting connections one address may hold: the burst also proves that the
-# per-address rule does not reset uploads whose request a loaded loop has not read yet (it did,
-# once in a dozen runs with four processes loading both cores).
 CONCURRENT = 130
+# More than the 64 idle connections one address may hold by default. On a loaded machine this one
+# client takes over a second to write its last requests after connecting, and the gateway, rightly,
+# cannot tell those connections from a slowloris's: past the per-address limit it closed one, and
+# the client saw a reset. This test is about the jobs limit, so the address may hold them all; the
+# per-address rule, and its sparing of requests sent but not yet read, are proven in
+# test_slowloris.py.
+WAITING_PER_ADDRESS = 2 * CONCURRENT
 
 
 @pytest.mark.slow_callbacks_allowed(
@@ -33,7 +37,7 @@ async def test_concurrent_uploads_cannot_pass_the_unfinished_jobs_limit(
     witness: Witness,  # noqa: F811
 ) -> None:
     # No model server answers, so no job finishes and frees its slot while the test runs.
-    gw = await make_gateway(sims=0)
+    gw = await make_gateway(sims=0, max_waiting_per_address=WAITING_PER_ADDRESS)
     key = witness.secret(gw.new_key("greedy", rpm=100_000))
     body, content_type = await multipart(tiny_wav(0.1))
     headers = {"X-API-Key": key, "Content-Type": content_type}
