@@ -130,10 +130,10 @@ class LoopBridge(QObject):
         """Run a plain function on the loop thread (SQLite, the gateway's state); ``read_only``
         work is skipped if the app has begun quitting when its turn comes."""
 
+        work = self._unless_closed(fn) if read_only else fn
+
         async def invoke() -> T:
-            if read_only and self._closed:
-                raise BridgeClosedError("The application is quitting.")
-            return fn(*args)
+            return work(*args)
 
         return self.call(
             invoke(), on_done, on_error, what=what or getattr(fn, "__qualname__", repr(fn))
@@ -157,6 +157,16 @@ class LoopBridge(QObject):
         """Await loop work from a coroutine on the qasync (Qt) loop."""
         self._thread.start()
         return await asyncio.wrap_future(self._thread.submit(coro))
+
+    def _unless_closed(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """``fn``, refused when its turn comes after the app began quitting."""
+
+        def job(*args: Any) -> T:
+            if self._closed:
+                raise BridgeClosedError("The application is quitting.")
+            return fn(*args)
+
+        return job
 
     def _report(self, token: int, future: concurrent.futures.Future[Any]) -> None:
         # Runs in whichever thread completed the future.
@@ -234,14 +244,6 @@ class IoBridge(LoopBridge):
             return future
         job = self._unless_closed(fn) if read_only else fn
         return self.watch(self._disk.submit(job, *args), on_done, on_error, what=what)
-
-    def _unless_closed(self, fn: Callable[..., T]) -> Callable[..., T]:
-        def job(*args: Any) -> T:
-            if self._closed:
-                raise BridgeClosedError("The application is quitting.")
-            return fn(*args)
-
-        return job
 
     async def on_disk(self, fn: Callable[..., T], *args: Any) -> T:
         """Await ``fn`` in the disk thread from a coroutine on any loop."""
