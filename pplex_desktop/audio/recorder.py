@@ -127,9 +127,6 @@ class ConversationRecorder:
         # (seconds since the recording began, the live delay then): what anyone can check the
         # WAV against from outside, since the right channel trails the left by exactly that.
         self._delays: list[_Delay] = []
-        # (samples of the side received before a block, how far that block moved them earlier)
-        self._moved: dict[str, list[tuple[int, int]]] = {"user": [], "model": []}
-        self._received = {"user": 0, "model": 0}
         self._closed: RecordingInfo | None = None
         # Metadata right away, so a crash still leaves a readable description next to the WAV.
         self._write_json(duration_s=0.0, complete=False)
@@ -142,30 +139,26 @@ class ConversationRecorder:
     @property
     def user_samples(self) -> int:
         """Samples of the user's side received so far: the index of the next one."""
-        return self._received["user"]
+        return self._left.received
 
     @property
     def model_samples(self) -> int:
-        return self._received["model"]
+        return self._right.received
 
     def write_user(self, pcm: Pcm, t: float | None = None) -> None:
         """Audio as sent to the model (after the push-to-talk gate), captured from time ``t``
         on (the recorder's monotonic clock); None: right after the previous block."""
-        self._place("user", self._left, pcm, t)
+        self._place(self._left, pcm, t)
 
     def write_model(self, pcm: Pcm, t: float | None = None) -> None:
         """Audio as the speaker played it, heard from time ``t`` on."""
-        self._place("model", self._right, pcm, t)
+        self._place(self._right, pcm, t)
 
-    def _place(self, side: str, channel: _Channel, pcm: Pcm, t: float | None) -> None:
+    def _place(self, channel: _Channel, pcm: Pcm, t: float | None) -> None:
         if self._closed is not None or not pcm.size:
             return
         at = None if t is None else round((t - self._start_mono) * SAMPLE_RATE)
-        block = np.asarray(pcm, dtype=np.float32).reshape(-1)
-        moved = channel.place(block, at, self._frames_written)
-        if moved:
-            self._moved[side].append((self._received[side], moved))
-        self._received[side] += block.shape[0]
+        channel.place(np.asarray(pcm, dtype=np.float32).reshape(-1), at, self._frames_written)
         self._drain()
 
     def add_text(self, text: str) -> None:
@@ -189,11 +182,13 @@ class ConversationRecorder:
             self._delays.append(_Delay(at - self._start_mono, delay_s, user_at, model_at))
 
     def _delay_ms(self, delay: _Delay) -> float:
-        """The delay as the file has it: what a side moved after it was measured counts."""
+        """The delay as the file has it: a side's sample moved earlier after it was measured
+        makes the right channel trail the left by more (user) or less (model)."""
         later = 0
-        for side, index, sign in (("user", delay.user_at, 1), ("model", delay.model_at, -1)):
-            if index is not None:
-                later += sign * sum(moved for before, moved in self._moved[side] if before > index)
+        if delay.user_at is not None:
+            later += self._left.moved_by(delay.user_at)
+        if delay.model_at is not None:
+            later -= self._right.moved_by(delay.model_at)
         return round(1000.0 * (delay.delay_s + later / SAMPLE_RATE), 1)
 
     def _drain(self, *, final: bool = False) -> None:
@@ -274,7 +269,12 @@ class _Channel:
 
     def __init__(self) -> None:
         self._chunks: list[Pcm] = []
-        self._silence: list[bool] = []  # per chunk: inserted to stay on time, not audio
+        # Per chunk: None for audio; for silence inserted to stay on time, the index (in samples
+        # received) of the audio after it, which is what moves when it is taken back.
+        self._silence_before: list[int | None] = []
+        self.received = 0  # samples given to place(), the index of the next one
+        # (first, end, samples): the received samples first..end-1 were moved that much earlier.
+        self._moves: list[tuple[int, int, int]] = []
         self.pending = 0
         self.end: int | None = None  # None until the first block arrived
         self._offset = 0.0  # smoothed (stamp - end) in samples
@@ -285,10 +285,11 @@ class _Channel:
         self.padded = 0  # samples of silence inserted to stay on time (net of any taken back)
         self.dropped = 0  # samples left out because they overlapped what was already placed
 
-    def place(self, pcm: Pcm, at: int | None, frontier: int) -> int:
+    def place(self, pcm: Pcm, at: int | None, frontier: int) -> None:
         """Add ``pcm``, whose first sample belongs at ``at`` (None: right after the last one);
-        nothing lands before ``frontier``, which is already in the file. Returns how many
-        samples earlier what was placed before it has moved (its stamps came late)."""
+        nothing lands before ``frontier``, which is already in the file. What was placed before
+        it may move earlier (its stamps came late): ``moved_by`` says how far."""
+        size = pcm.shape[0]
         moved = 0
         if self.end is None:
             self.end = frontier
@@ -306,7 +307,7 @@ class _Channel:
         if shift >= 0:
             self._catching_up = False
         if shift > 0:
-            self._append(np.zeros(shift, dtype=np.float32), silence=True)
+            self._append(np.zeros(shift, dtype=np.float32), silence_before=self.received)
             self.padded += shift
         elif shift < 0:
             if -shift <= self._take_back_max and not self._catching_up:
@@ -323,12 +324,16 @@ class _Channel:
             pcm = pcm[skip:]
             self.dropped += skip
         if pcm.size:
-            self._append(pcm, silence=False)
-        return moved
+            self._append(pcm, silence_before=None)
+        self.received += size
 
-    def _append(self, pcm: Pcm, *, silence: bool) -> None:
+    def moved_by(self, index: int) -> int:
+        """How much earlier the received sample ``index`` now lies than where it was placed."""
+        return sum(n for first, end, n in self._moves if first <= index < end)
+
+    def _append(self, pcm: Pcm, *, silence_before: int | None) -> None:
         self._chunks.append(pcm)
-        self._silence.append(silence)
+        self._silence_before.append(silence_before)
         self.pending += pcm.shape[0]
         assert self.end is not None
         self.end += pcm.shape[0]
@@ -338,13 +343,16 @@ class _Channel:
         what came after them earlier; how many samples that took back."""
         taken = 0
         for i in range(len(self._chunks) - 1, -1, -1):
+            after = self._silence_before[i]
             if taken == wanted:
                 break
-            if not self._silence[i]:
+            if after is None:
                 continue
             k = min(wanted - taken, self._chunks[i].shape[0])
             self._chunks[i] = self._chunks[i][k:]
             taken += k
+            if k:
+                self._moves.append((after, self.received, k))
         self.pending -= taken
         self.padded -= taken
         assert self.end is not None
@@ -360,10 +368,12 @@ class _Channel:
             dropped += k
             if k == head.shape[0]:
                 self._chunks.pop(0)
-                self._silence.pop(0)
+                self._silence_before.pop(0)
             else:
                 self._chunks[0] = head[k:]
         self.pending -= dropped
+        if dropped:
+            self._moves.append((0, self.received, dropped))  # all that is pending moved
         assert self.end is not None
         self.end -= dropped
         return dropped
@@ -380,7 +390,7 @@ class _Channel:
             filled += k
             if k == head.shape[0]:
                 chunks.pop(0)
-                self._silence.pop(0)
+                self._silence_before.pop(0)
             else:
                 chunks[0] = head[k:]
         self.pending -= filled

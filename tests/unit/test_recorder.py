@@ -163,6 +163,32 @@ def test_more_than_a_clock_settling_is_dropped_as_before() -> None:
     assert -1000 * late <= delays[0]["delay_ms"] <= -1000 * (late - JUMP_SECONDS)
 
 
+def test_a_late_block_later_on_moves_only_itself_in_the_sidecar() -> None:
+    """A speaker callback that ran late once (a busy moment) stamps one block late: silence is
+    inserted before it, and when the next block shows it was on time after all, that silence is
+    taken back. Only that block moved; what was measured before it keeps its delay."""
+    clock = FakeClock(wall_start=WALL)
+    rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
+    start = clock.monotonic() + 1.0  # the model's side starts after a long silence
+    n = round(8.0 * RATE)
+    user = ((np.arange(n) % 997 + 1) / 2000).astype(np.float32)
+    glitch = 50 * F  # 4 s in
+    for i in range(0, n, F):
+        t = start + i / RATE
+        late = 0.054 if i == glitch else 0.0
+        user_at, model_at = rec.user_samples, rec.model_samples
+        rec.write_user(user[i : i + F], t)
+        rec.write_model(-user[i : i + F], t + late)
+        rec.add_delay(late, t, user_at=user_at, model_at=model_at)
+    assert rec._right.padded == round(RATE * 1.0), "the silence was taken back"
+    info = rec.close()
+    data, _ = sf.read(str(info.wav_path), dtype="float32")
+    begin = round(1.0 * RATE)
+    np.testing.assert_allclose(data[begin : begin + n, 1], -user, atol=1e-4)
+    delays = json.loads(info.json_path.read_text())["delays"]
+    assert {d["delay_ms"] for d in delays} == {0.0}, "each delay as the file has it"
+
+
 def test_a_correction_after_the_file_was_written_drops_the_overlap() -> None:
     clock = FakeClock(wall_start=WALL)
     rec = ConversationRecorder(voice="NATM1.pt", persona="p", clock=clock)
