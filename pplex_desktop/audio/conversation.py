@@ -156,6 +156,8 @@ class Conversation:
         self._recorder: ConversationRecorder | None = None
         self._echo: EchoCanceller | None = None
         self._echo_heard = False
+        # (times the speaker ran dry, ms of model audio dropped, microphone blocks lost) so far.
+        self._glitches: tuple[int, float, int] = (0, 0.0, 0)
         self._apply_gain()
 
     # What the UI reads and sets (on the conversation's loop).
@@ -348,7 +350,9 @@ class Conversation:
                     if self._recorder is not None and self._delay is not None:
                         user_at, model_at = self._delay_at
                         self._recorder.add_delay(self._delay, user_at=user_at, model_at=model_at)
-                    self._emit(self.stats())
+                    stats = self.stats()
+                    self._log_glitches(stats)
+                    self._emit(stats)
 
     async def _receive(self, session: MoshiSession) -> tuple[ConversationState, str]:
         async for event in session.events():
@@ -434,6 +438,29 @@ class Conversation:
             input_overflows=device.input_overflows,
             output_underflows=device.output_underflows + audio_errors.underruns(),
         )
+
+    def _log_glitches(self, stats: SessionStats) -> None:
+        """Say in the log when sound was lost, so that whoever heard a skip can tell why."""
+        now = (stats.underruns + stats.output_underflows, stats.dropped_ms, stats.input_overflows)
+        ran_dry, dropped, lost = (a - b for a, b in zip(now, self._glitches, strict=True))
+        self._glitches = now
+        if ran_dry:
+            _log.warning(
+                "The speaker ran dry %d time(s): the model's audio came late, and the gap was "
+                "heard as silence.",
+                ran_dry,
+            )
+        if dropped:
+            _log.warning(
+                "%.0f ms of the model's audio were dropped to stay on time after a late burst.",
+                dropped,
+            )
+        if lost:
+            _log.warning(
+                "The microphone lost audio %d time(s) because the app did not read it in time; "
+                "the model did not hear that part.",
+                lost,
+            )
 
     def _report_echo(self) -> None:
         assert self._echo is not None

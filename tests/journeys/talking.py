@@ -69,6 +69,19 @@ def say_and_listen(wav: Path, folder: Path, name: str) -> np.ndarray:
     return heard
 
 
+# What the app logs when sound was lost on the way (audio/conversation.py, _log_glitches).
+SOUND_LOST = (
+    "The speaker ran dry",
+    "of the model's audio were dropped",
+    "The microphone lost audio",
+)
+
+
+def sound_lost(log: str) -> list[str]:
+    """The lines of an app's log that say sound was lost."""
+    return [line for line in log.splitlines() if any(s in line for s in SOUND_LOST)]
+
+
 def fixed_playback_buffer(data_dir: Path, ms: int = 160) -> Path:
     """A data folder whose Talk page remembers a fixed playback buffer, as a user's would who
     chose one. Journeys that compare the model's echo sample by sample use it: the adaptive

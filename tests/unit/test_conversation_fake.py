@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -201,6 +202,40 @@ async def test_the_recording_keeps_both_sides_on_one_clock(make_sim: Factory) ->
     for (t, d), (session_s, delay_ms) in zip(listed, live, strict=True):
         assert d == delay_ms and t == pytest.approx(session_s, abs=2e-3)
     assert await asyncio.to_thread(delay_lags, data, listed) == lags
+
+
+async def test_sound_lost_on_the_way_is_said_in_the_log(
+    make_sim: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A speaker that stalls, then asks faster than the model answers: the log says that audio
+    was dropped and that the speaker ran dry, once per stats period, not per block."""
+    sim = await make_sim(echo_delay_frames=0)
+    clock = FakeClock()
+    device = FakeDuplexDevice(clock=clock)
+    log = EventLog()
+    conv = Conversation(config(sim), device, log, clock=clock)
+    task = await start(conv, log)
+    frames = 36
+    x = tone(300, frames * F / 24_000, amplitude=0.4)
+    with caplog.at_level(logging.WARNING, logger="pplex_desktop.audio.conversation"):
+        for i in range(frames):
+            clock.advance(FRAME_SECONDS)
+            device.inject(x[i * F : (i + 1) * F])
+            await device.wait_received((i + 1) * F)
+            if i < 12:
+                device.pull(F)
+            elif i >= 18:  # after a stall of six frames, twice as fast as the model
+                device.pull(2 * F)
+        await conv.hang_up()
+        await task
+    said = [r.getMessage() for r in caplog.records]
+    stats = conv.stats()
+    assert stats.dropped_ms > 0 and stats.underruns > 0
+    dropped = [m for m in said if "were dropped to stay on time" in m]
+    dry = [m for m in said if m.startswith("The speaker ran dry")]
+    assert dropped and dry, said
+    assert len(dry) <= frames // 6, "once per stats period at most"
+    assert not [m for m in said if "microphone lost" in m], "the microphone lost nothing"
 
 
 async def _talk(
