@@ -11,6 +11,14 @@ and for every 10 ms of microphone captured at time t the canceller is first give
 heard at time t. What remains for AEC3's own delay estimator is only the acoustic path (a few
 ms on a laptop, tens through a room), not the buffers of two streams that start and skip on
 their own. Everything here runs on the conversation's loop, never in a PortAudio callback.
+
+Once AEC3 has learned the room, what it is given must not move: a stamp that turns out a few
+milliseconds early (a sound clock finding its true pace, stamps.py) changes nothing real, but
+following it shifts the far end against the microphone, and AEC3 lets the echo through while it
+learns the room again (about 35 dB less cancelled for 1.5 s after a 7.5 ms correction). So both
+sides run on by their sample counts and follow their stamps only where time was really lost
+(a stamp later than the count: an underrun, an overflow, a restart), before the speaker first
+played sound (nothing learned yet), or where they are far off.
 """
 
 from __future__ import annotations
@@ -29,6 +37,32 @@ _log = logging.getLogger(__name__)
 Pcm = npt.NDArray[np.float32]
 CHUNK = SAMPLE_RATE // 100  # AEC3 works on 10 ms frames
 FAR_HISTORY_S = 2.0  # far end kept for the microphone to catch up with
+# Stamps this much later than the sample count say time was lost (or a clock creeps): follow.
+LOST_S = 0.001
+# Stamps earlier than the count are a clock finding its true pace: PulseAudio's first seconds
+# come a block (80-90 ms) late, later corrections are a few ms. AEC3 copes with the offset kept
+# (40 dB cancelled after an 85 ms one, 6 dB for 1.5 s when it was followed); past this much,
+# something else is wrong, and the stamps are followed.
+FAR_OFF_S = 0.25
+AUDIBLE = 1e-4  # the far end carried sound: from then on AEC3 is learning the room
+
+
+class SteadyTime:
+    """The times of a stream's consecutive blocks as AEC3 is to see them: by sample count from
+    the last time the stamps were followed; followed again only past LOST_S later or FAR_OFF_S
+    earlier, or always while ``settled`` is False (nothing learned yet, nothing to lose)."""
+
+    def __init__(self, rate: int = SAMPLE_RATE) -> None:
+        self.rate = rate
+        self._next: float | None = None
+
+    def at(self, t: float, n: int, *, settled: bool = True) -> float:
+        """The time to use for a block of ``n`` samples stamped ``t``."""
+        expected = self._next
+        if expected is None or not settled or t > expected + LOST_S or t < expected - FAR_OFF_S:
+            expected = t
+        self._next = expected + n / self.rate
+        return expected
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +139,18 @@ class EchoCanceller:
         self._pending = np.zeros(0, dtype=np.float32)
         self._pending_t = 0.0
         self.detector = EchoDetector()
+        self._far_time = SteadyTime()
+        self._near_time = SteadyTime()
+        self._far_heard = False  # the speaker played sound: AEC3 has something to learn from
 
     def play(self, pcm: Pcm, t: float) -> None:
         """A block the speaker played (after ducking and mute), heard from time ``t``."""
-        self.far.write(np.asarray(pcm, dtype=np.float32).reshape(-1), t)
+        block = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if not block.size:
+            return
+        settled = self._far_heard
+        self._far_heard = self._far_heard or float(np.max(np.abs(block))) > AUDIBLE
+        self.far.write(block, self._far_time.at(t, block.shape[0], settled=settled))
 
     def process(self, pcm: Pcm, t: float) -> tuple[Pcm, float]:
         """Cancel the echo in a microphone block captured from time ``t``."""
@@ -116,6 +158,10 @@ class EchoCanceller:
         if self._apm is None:
             self._watch(block, t)
             return block, t
+        # The far end is read at the steady time; the time returned stays the stamp's, which
+        # the recording and the delay shown use.
+        steady = self._near_time.at(t, block.shape[0], settled=self._far_heard)
+        far_start = steady - self._pending.shape[0] / SAMPLE_RATE
         if not self._pending.size:
             self._pending_t = t
         data = np.concatenate((self._pending, block)) if self._pending.size else block
@@ -123,8 +169,7 @@ class EchoCanceller:
         out = np.empty(whole, dtype=np.float32)
         start_t = self._pending_t
         for k in range(0, whole, CHUNK):
-            at = start_t + k / SAMPLE_RATE
-            far = self.far.read(at, CHUNK)
+            far = self.far.read(far_start + k / SAMPLE_RATE, CHUNK)
             near = data[k : k + CHUNK]
             self._apm.process_reverse_stream(_frame(far))
             if self.settings.cancel:
