@@ -56,7 +56,7 @@ class SteadyTime:
         self.rate = rate
         self._next: float | None = None
 
-    def at(self, t: float, n: int, *, settled: bool = True) -> float:
+    def at(self, t: float, n: int, *, settled: bool) -> float:
         """The time to use for a block of ``n`` samples stamped ``t``."""
         expected = self._next
         if expected is None or not settled or t > expected + LOST_S or t < expected - FAR_OFF_S:

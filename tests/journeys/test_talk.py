@@ -34,6 +34,7 @@ from tests.journeys.talking import (
 
 # The Conversation box, from the window's top-left corner (found on a screenshot).
 TRANSCRIPT = (650, 122, 400, 410)
+CAME_BACK = 0.7  # envelope match of the echo with the sentence said
 
 
 def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
@@ -56,7 +57,7 @@ def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
     app.wait_log("Connected to ws://")  # the model's handshake: from now on it listens
 
     echo = echo_of(app, lambda: say_and_listen(wav, tmp_path, "open"), sentence)
-    assert echo.envelope_corr > 0.7, f"the sentence did not come back: {echo}"
+    assert echo.envelope_corr > CAME_BACK, f"the sentence did not come back: {echo}"
     assert echo.spectral_corr > 0.5, f"what came back does not sound like it: {echo}"
     talking = screen.shot("talk", region=screen.geometry(window))
     assert differs(idle, talking, transcript), "the transcript shows no words"
@@ -74,7 +75,7 @@ def test_a_live_conversation_is_heard_and_hold_to_talk_holds(
             screen.key_up("space")
 
     echo = echo_of(app, say_held, sentence)
-    assert echo.envelope_corr > 0.7, f"held, the sentence did not come back: {echo}"
+    assert echo.envelope_corr > CAME_BACK, f"held, the sentence did not come back: {echo}"
 
     screen.key("alt+u")  # Hang up
     wait_until(lambda: not live_sessions(url) or None, "the conversation to end")
@@ -90,7 +91,7 @@ def echo_of(app: App, say: Callable[[], Pcm], sentence: Pcm) -> Match:
         mark = len(app.log())
         echo = locate(say(), sentence)
         lost = sound_lost(app.log()[mark:])
-        if echo.envelope_corr > 0.7 or not lost:
+        if echo.envelope_corr > CAME_BACK or not lost:
             break
         print(f"\nThe echo did not come back ({echo}); the app said: {lost[0]} Saying it again.")
     return echo
